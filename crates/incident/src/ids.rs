@@ -1,0 +1,185 @@
+//! Item ids: a kind letter and random base32, typed by their shortest unique
+//! prefix.
+
+use std::fmt;
+
+use rand::Rng;
+
+/// Lower-case Crockford base32: no `i`, `l`, `o`, `u`, so ids read aloud well.
+const ALPHABET: &[u8; 32] = b"0123456789abcdefghjkmnpqrstvwxyz";
+
+/// Random characters after the kind letter: 35 bits, so two responders
+/// creating items concurrently practically never pick the same id, and a
+/// local collision is retried.
+const RANDOM_LEN: usize = 7;
+
+/// Shortest prefix ever shown, kind letter included (`h7k2`).
+pub const MIN_SHORT_LEN: usize = 4;
+
+/// What an item is; the first letter of its id.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Kind {
+    /// An incident (`i…`).
+    Incident,
+    /// A symptom (`s…`).
+    Symptom,
+    /// A hypothesis (`h…`).
+    Hypothesis,
+    /// A test designed to rule a hypothesis out (`t…`).
+    Test,
+    /// A test's result (`r…`).
+    Result,
+    /// A fix or mitigation (`f…`).
+    Fix,
+    /// A follow-up action (`a…`).
+    FollowUp,
+    /// A free note (`n…`).
+    Note,
+}
+
+impl Kind {
+    /// Every kind of item inside an incident, in report order.
+    pub const ITEMS: [Kind; 7] = [
+        Kind::Symptom,
+        Kind::Hypothesis,
+        Kind::Test,
+        Kind::Result,
+        Kind::Fix,
+        Kind::FollowUp,
+        Kind::Note,
+    ];
+
+    /// The id prefix letter.
+    pub fn letter(self) -> char {
+        match self {
+            Kind::Incident => 'i',
+            Kind::Symptom => 's',
+            Kind::Hypothesis => 'h',
+            Kind::Test => 't',
+            Kind::Result => 'r',
+            Kind::Fix => 'f',
+            Kind::FollowUp => 'a',
+            Kind::Note => 'n',
+        }
+    }
+
+    /// The kind named by an id's first letter.
+    pub fn from_letter(c: char) -> Option<Kind> {
+        [Kind::Incident]
+            .into_iter()
+            .chain(Kind::ITEMS)
+            .find(|k| k.letter() == c)
+    }
+
+    /// The key of this kind's map in the document.
+    pub fn collection(self) -> &'static str {
+        match self {
+            Kind::Incident => "incidents",
+            Kind::Symptom => "symptoms",
+            Kind::Hypothesis => "hypotheses",
+            Kind::Test => "tests",
+            Kind::Result => "results",
+            Kind::Fix => "fixes",
+            Kind::FollowUp => "followups",
+            Kind::Note => "notes",
+        }
+    }
+
+    /// A human name.
+    pub fn noun(self) -> &'static str {
+        match self {
+            Kind::Incident => "incident",
+            Kind::Symptom => "symptom",
+            Kind::Hypothesis => "hypothesis",
+            Kind::Test => "test",
+            Kind::Result => "result",
+            Kind::Fix => "fix",
+            Kind::FollowUp => "follow-up",
+            Kind::Note => "note",
+        }
+    }
+}
+
+/// A stable, globally unique item id such as `h7k2q9mz`.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ItemId(String);
+
+impl ItemId {
+    /// A fresh random id of `kind`.
+    pub fn random(kind: Kind) -> ItemId {
+        let mut rng = rand::thread_rng();
+        let mut s = String::with_capacity(RANDOM_LEN + 1);
+        s.push(kind.letter());
+        for _ in 0..RANDOM_LEN {
+            s.push(ALPHABET[rng.gen_range(0..32)] as char);
+        }
+        ItemId(s)
+    }
+
+    /// Wraps an id read from a document, if it is well formed.
+    pub fn parse(s: &str) -> Option<ItemId> {
+        let mut chars = s.chars();
+        let kind = Kind::from_letter(chars.next()?)?;
+        let _ = kind;
+        (s.len() == RANDOM_LEN + 1 && chars.all(|c| ALPHABET.contains(&(c as u8))))
+            .then(|| ItemId(s.to_string()))
+    }
+
+    /// The kind encoded in the first letter.
+    pub fn kind(&self) -> Kind {
+        Kind::from_letter(self.0.chars().next().unwrap_or('n')).unwrap_or(Kind::Note)
+    }
+
+    /// The full id.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for ItemId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// The shortest prefix of `id` (at least [`MIN_SHORT_LEN`]) that no other id
+/// in `others` shares.
+pub fn shortest_unique<'a>(id: &str, others: impl IntoIterator<Item = &'a str>) -> String {
+    let longest_shared = others
+        .into_iter()
+        .filter(|o| *o != id)
+        .map(|o| o.bytes().zip(id.bytes()).take_while(|(a, b)| a == b).count())
+        .max()
+        .unwrap_or(0);
+    let len = (longest_shared + 1).clamp(MIN_SHORT_LEN, id.len());
+    id[..len].to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn random_ids_parse_and_keep_their_kind() {
+        for kind in Kind::ITEMS {
+            let id = ItemId::random(kind);
+            assert_eq!(ItemId::parse(id.as_str()), Some(id.clone()));
+            assert_eq!(id.kind(), kind);
+        }
+        assert_eq!(ItemId::parse("hOOPS000"), None);
+        assert_eq!(ItemId::parse("h12"), None);
+    }
+
+    #[test]
+    fn shortest_unique_grows_only_when_needed() {
+        let cases = [
+            ("h7k2q9mz", vec!["h8aaaaaa"], "h7k2"),
+            ("h7k2q9mz", vec!["h7k2abcd"], "h7k2q"),
+            ("h7k2q9mz", vec!["h7k2q9my"], "h7k2q9mz"),
+            ("h7k2q9mz", vec![], "h7k2"),
+        ];
+        for (id, others, want) in cases {
+            assert_eq!(shortest_unique(id, others), want, "{id}");
+        }
+    }
+}

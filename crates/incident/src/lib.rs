@@ -1,0 +1,925 @@
+//! The incident model: the response method of dontpanic as data and rules on
+//! one Automerge document.
+//!
+//! # Brief overview
+//!
+//! * [`Incident`] wraps the Automerge document and is the only way to edit
+//!   it: [`Incident::apply`] checks an [`Edit`] against the method's rules,
+//!   records it with a timeline entry in one Automerge change, and hands that
+//!   change back for the caller to sign and store.
+//! * [`IncidentView`] is a plain snapshot of the document for reading;
+//!   [`render`] turns it into the one-screen brief and the Markdown report.
+//! * Items have stable random ids ([`ItemId`]) typed by unique prefix.
+//!
+//! This crate knows nothing of keys, disks, networks or terminals: it is
+//! given the author and the time of every edit, and it returns changes.
+//!
+//! ```
+//! use dontpanic_incident::{Editor, Edit, Incident, Severity};
+//! let me = Editor { key: "ab".repeat(32), name: "alice".into() };
+//! let (mut incident, _) = Incident::create("DNS down", Severity::Sev2, &me, 0).unwrap();
+//! let h = incident.apply(Edit::AddHypothesis { text: "resolver crashed".into() }, &me, 1).unwrap();
+//! assert!(h.id.is_some());
+//! ```
+#![deny(missing_docs)]
+
+mod ids;
+pub mod render;
+mod types;
+mod view;
+
+use automerge::transaction::{CommitOptions, Transactable, Transaction};
+use automerge::{ActorId, Automerge, Change, ObjId, ObjType, ReadDoc, ScalarValue, Value, ROOT};
+
+pub use ids::{shortest_unique, ItemId, Kind, MIN_SHORT_LEN};
+pub use types::{HypothesisStatus, Role, Severity, Status, Verdict};
+pub use view::{Conflict, IncidentView, Item, Member, TimelineEntry};
+
+/// Version of the document layout, stored at the root.
+pub const SCHEMA: i64 = 1;
+
+/// A rule of the method was broken, or an edit named something that is not
+/// there.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RuleError {
+    /// No item has this id (or prefix).
+    #[error("no {kind} has id `{id}`")]
+    UnknownId {
+        /// What was looked for.
+        kind: &'static str,
+        /// What was typed.
+        id: String,
+    },
+    /// A prefix matches several items.
+    #[error("id `{id}` is ambiguous: it could be {}", candidates.join(", "))]
+    AmbiguousId {
+        /// What was typed.
+        id: String,
+        /// The items it matches.
+        candidates: Vec<String>,
+    },
+    /// An id of the wrong kind was given (a test id where a hypothesis was needed).
+    #[error("`{id}` is a {got}, but a {want} is needed here")]
+    WrongKind {
+        /// What was typed.
+        id: String,
+        /// What it is.
+        got: &'static str,
+        /// What was needed.
+        want: &'static str,
+    },
+    /// A word was not one of the allowed values.
+    #[error("`{value}` is not a {what} (expected one of: {expected})")]
+    BadValue {
+        /// What was being parsed.
+        what: &'static str,
+        /// What was typed.
+        value: String,
+        /// The allowed words.
+        expected: String,
+    },
+    /// A required text was empty.
+    #[error("{0} must not be empty")]
+    Empty(&'static str),
+    /// `confirm` without evidence.
+    #[error("confirming {0} needs evidence: a test id or a description of what showed it")]
+    NoEvidence(String),
+    /// A fix while nothing is confirmed and no reason given.
+    #[error("no hypothesis is confirmed yet; first, do no harm: give --unconfirmed-because <reason> to record why this fix cannot wait")]
+    FixWithoutCause,
+    /// The incident is resolved; it has to be reopened first.
+    #[error("incident is resolved; `reopen <reason>` it before changing it")]
+    Resolved,
+    /// Reopening an incident that is not resolved.
+    #[error("incident is not resolved (it is {0}); nothing to reopen")]
+    NotResolved(Status),
+    /// A hypothesis that was ruled out cannot be confirmed.
+    #[error("{hypothesis} was ruled out by {by}; add a new hypothesis instead of confirming it")]
+    RuledOut {
+        /// The hypothesis.
+        hypothesis: String,
+        /// The test that ruled it out.
+        by: String,
+    },
+    /// A test given as evidence tests another hypothesis.
+    #[error("test {test} is about {tests}, not {hypothesis}")]
+    TestOfOtherHypothesis {
+        /// The test.
+        test: String,
+        /// Its hypothesis.
+        tests: String,
+        /// The hypothesis being confirmed.
+        hypothesis: String,
+    },
+    /// The document is not a dontpanic incident or is damaged.
+    #[error("document is not a readable incident: {0}")]
+    Document(String),
+}
+
+impl From<automerge::AutomergeError> for RuleError {
+    fn from(e: automerge::AutomergeError) -> Self {
+        RuleError::Document(e.to_string())
+    }
+}
+
+/// Who makes an edit: the device key (hex) and display name.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Editor {
+    /// Hex of the device's public key; the authoritative identity.
+    pub key: String,
+    /// Display name, as the responder gave it.
+    pub name: String,
+}
+
+/// A request to change the incident, checked against the rules by
+/// [`Incident::apply`].
+#[derive(Clone, Debug, PartialEq)]
+pub enum Edit {
+    /// Capture a symptom.
+    AddSymptom {
+        /// What is happening.
+        text: String,
+        /// Where.
+        place: Option<String>,
+        /// How often.
+        frequency: Option<String>,
+        /// The impact on users.
+        impact: Option<String>,
+    },
+    /// Add a hypothesis; nothing is ruled out by opinion.
+    AddHypothesis {
+        /// What could cause the symptoms.
+        text: String,
+    },
+    /// Plan a test designed to rule a hypothesis out.
+    AddTest {
+        /// Id (or prefix) of the hypothesis.
+        hypothesis: String,
+        /// What will be done.
+        action: String,
+        /// The outcome that would rule the hypothesis out.
+        rules_out_if: String,
+    },
+    /// Record a test's result.
+    AddResult {
+        /// Id (or prefix) of the test.
+        test: String,
+        /// What was observed.
+        observation: String,
+        /// What it means for the hypothesis.
+        verdict: Verdict,
+    },
+    /// Confirm a hypothesis as the cause.
+    Confirm {
+        /// Id (or prefix) of the hypothesis.
+        hypothesis: String,
+        /// A test id, or a description of what showed it.
+        evidence: String,
+    },
+    /// Record a fix.
+    AddFix {
+        /// What was done.
+        text: String,
+        /// Why it could not wait for a confirmed cause.
+        unconfirmed_because: Option<String>,
+    },
+    /// A free note.
+    AddNote {
+        /// The note.
+        text: String,
+    },
+    /// A follow-up for after the incident.
+    AddFollowUp {
+        /// What should be done.
+        text: String,
+    },
+    /// Move the status (not out of `resolved`: see [`Edit::Reopen`]).
+    SetStatus(Status),
+    /// Reopen a resolved incident, saying why.
+    Reopen {
+        /// Why.
+        reason: String,
+    },
+    /// Give a role to someone.
+    SetRole {
+        /// The role.
+        role: Role,
+        /// Who holds it.
+        name: String,
+    },
+    /// Retitle the incident.
+    SetTitle(String),
+    /// Change the severity.
+    SetSeverity(Severity),
+    /// Add a responder's key to the roster.
+    AddMember {
+        /// Hex public key.
+        key: String,
+        /// Display name.
+        name: String,
+    },
+    /// Settle a conflicting field on one value.
+    Resolve {
+        /// The field path as [`Conflict::field`] names it.
+        field: String,
+        /// The value to keep.
+        value: String,
+    },
+}
+
+/// What an applied edit produced.
+#[derive(Debug)]
+pub struct Applied {
+    /// The created item, if the edit created one.
+    pub id: Option<ItemId>,
+    /// One line for humans, as the timeline shows it.
+    pub summary: String,
+    /// The Automerge change to sign and store.
+    pub change: Change,
+}
+
+/// One incident: an Automerge document and the rules for changing it.
+pub struct Incident {
+    doc: Automerge,
+}
+
+fn need(text: &str, what: &'static str) -> Result<String, RuleError> {
+    let t = text.trim();
+    if t.is_empty() {
+        Err(RuleError::Empty(what))
+    } else {
+        Ok(t.to_string())
+    }
+}
+
+impl Incident {
+    /// Starts a new incident with its creator as the first member.
+    pub fn create(
+        title: &str,
+        severity: Severity,
+        editor: &Editor,
+        now_ms: i64,
+    ) -> Result<(Incident, Applied), RuleError> {
+        let title = need(title, "title")?;
+        let id = ItemId::random(Kind::Incident);
+        let mut doc = Automerge::new().with_actor(ActorId::random());
+        let mut secret = [0u8; 32];
+        rand::Rng::fill(&mut rand::thread_rng(), &mut secret);
+        let summary = format!("opened incident {id}: {title} ({})", severity.label());
+        let result = doc.transact_with(
+            |_| {
+                CommitOptions::default()
+                    .with_message(summary.clone())
+                    .with_time(now_ms / 1000)
+            },
+            |tx| -> Result<(), automerge::AutomergeError> {
+                tx.put(ROOT, "schema", SCHEMA)?;
+                tx.put(ROOT, "id", id.as_str())?;
+                tx.put(ROOT, "title", title.as_str())?;
+                tx.put(ROOT, "severity", severity.as_str())?;
+                tx.put(ROOT, "status", Status::Investigating.as_str())?;
+                tx.put(ROOT, "created_at", now_ms)?;
+                tx.put(ROOT, "join_secret", ScalarValue::Bytes(secret.to_vec()))?;
+                let times = tx.put_object(ROOT, "status_times", ObjType::Map)?;
+                tx.put(&times, Status::Investigating.as_str(), now_ms)?;
+                tx.put_object(ROOT, "roles", ObjType::Map)?;
+                let roster = tx.put_object(ROOT, "roster", ObjType::Map)?;
+                let me = tx.put_object(&roster, editor.key.as_str(), ObjType::Map)?;
+                tx.put(&me, "name", editor.name.as_str())?;
+                tx.put(&me, "at", now_ms)?;
+                for kind in Kind::ITEMS {
+                    tx.put_object(ROOT, kind.collection(), ObjType::Map)?;
+                }
+                let timeline = tx.put_object(ROOT, "timeline", ObjType::List)?;
+                append_timeline(tx, &timeline, editor, now_ms, "open", Some(&id), &summary)?;
+                Ok(())
+            },
+        );
+        result.map_err(|f| RuleError::from(f.error))?;
+        let change = doc
+            .get_last_local_change()
+            .ok_or_else(|| RuleError::Document("no change was made".into()))?;
+        let incident = Incident { doc };
+        Ok((
+            incident,
+            Applied {
+                id: Some(id),
+                summary,
+                change,
+            },
+        ))
+    }
+
+    /// Wraps a document loaded from storage or the network; a fresh actor
+    /// id is chosen so this session never reuses another's sequence numbers.
+    pub fn from_doc(doc: Automerge) -> Result<Incident, RuleError> {
+        let doc = doc.with_actor(ActorId::random());
+        let incident = Incident { doc };
+        incident.id()?;
+        Ok(incident)
+    }
+
+    /// Binds this session's changes to an author (the device's public key
+    /// bytes), recorded by Automerge in each change.
+    pub fn set_author(&mut self, author_key: &[u8]) {
+        self.doc
+            .set_author(Some(automerge::Author::from(author_key.to_vec())));
+    }
+
+    /// The underlying document (for saving and sync).
+    pub fn doc(&self) -> &Automerge {
+        &self.doc
+    }
+
+    /// The underlying document, mutably: only for applying verified changes
+    /// from elsewhere, never for local edits (they go through [`apply`](Self::apply)).
+    pub fn doc_mut(&mut self) -> &mut Automerge {
+        &mut self.doc
+    }
+
+    /// The incident id.
+    pub fn id(&self) -> Result<ItemId, RuleError> {
+        self.str_at(&ROOT, "id")
+            .and_then(|s| ItemId::parse(&s))
+            .ok_or_else(|| RuleError::Document("missing or malformed incident id".into()))
+    }
+
+    /// The capability secret an invite carries; known only to members.
+    pub fn join_secret(&self) -> Option<Vec<u8>> {
+        match self.doc.get(ROOT, "join_secret").ok().flatten() {
+            Some((Value::Scalar(v), _)) => match v.as_ref() {
+                ScalarValue::Bytes(b) => Some(b.clone()),
+                _ => None,
+            },
+            _ => None,
+        }
+    }
+
+    /// Hex keys of the roster.
+    pub fn member_keys(&self) -> Vec<String> {
+        match self.doc.get(ROOT, "roster").ok().flatten() {
+            Some((Value::Object(ObjType::Map), roster)) => {
+                self.doc.keys(&roster).map(|k| k.to_string()).collect()
+            }
+            _ => Vec::new(),
+        }
+    }
+
+    /// The current status.
+    pub fn status(&self) -> Status {
+        self.str_at(&ROOT, "status")
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(Status::Investigating)
+    }
+
+    pub(crate) fn str_at(&self, obj: &ObjId, key: &str) -> Option<String> {
+        view::get_str(&self.doc, obj, key)
+    }
+
+    fn collection(&self, kind: Kind) -> Result<ObjId, RuleError> {
+        match self.doc.get(ROOT, kind.collection())? {
+            Some((Value::Object(ObjType::Map), id)) => Ok(id),
+            _ => Err(RuleError::Document(format!(
+                "missing {} collection",
+                kind.collection()
+            ))),
+        }
+    }
+
+    /// Every item id of `kind`.
+    pub fn ids(&self, kind: Kind) -> Vec<String> {
+        self.collection(kind)
+            .map(|c| self.doc.keys(&c).map(|k| k.to_string()).collect())
+            .unwrap_or_default()
+    }
+
+    /// Resolves a typed id or unique prefix to an item of `kind`.
+    pub fn resolve(&self, kind: Kind, typed: &str) -> Result<ItemId, RuleError> {
+        let typed = typed.trim().to_ascii_lowercase();
+        if let Some(other) = typed.chars().next().and_then(Kind::from_letter) {
+            if other != kind {
+                self.resolve(other, &typed)?;
+                return Err(RuleError::WrongKind {
+                    id: typed,
+                    got: other.noun(),
+                    want: kind.noun(),
+                });
+            }
+        }
+        let ids = self.ids(kind);
+        let matches: Vec<&String> = ids.iter().filter(|i| i.starts_with(&typed)).collect();
+        match matches.as_slice() {
+            [] => Err(RuleError::UnknownId {
+                kind: kind.noun(),
+                id: typed,
+            }),
+            [one] => ItemId::parse(one).ok_or_else(|| RuleError::UnknownId {
+                kind: kind.noun(),
+                id: typed,
+            }),
+            many if typed.is_empty() || many.len() > 1 => Err(RuleError::AmbiguousId {
+                id: typed,
+                candidates: many.iter().map(|s| s.to_string()).collect(),
+            }),
+            _ => unreachable!(),
+        }
+    }
+
+    /// The shortest unique prefix of an item id, for display.
+    pub fn short(&self, id: &ItemId) -> String {
+        let others = self.ids(id.kind());
+        shortest_unique(id.as_str(), others.iter().map(String::as_str))
+    }
+
+    fn item_field(&self, id: &ItemId, field: &str) -> Option<String> {
+        let c = self.collection(id.kind()).ok()?;
+        match self.doc.get(&c, id.as_str()).ok()?? {
+            (Value::Object(ObjType::Map), obj) => self.str_at(&obj, field),
+            _ => None,
+        }
+    }
+
+    fn any_confirmed(&self) -> bool {
+        self.ids(Kind::Hypothesis).iter().any(|h| {
+            ItemId::parse(h)
+                .and_then(|id| self.item_field(&id, "status"))
+                .as_deref()
+                == Some(HypothesisStatus::Confirmed.as_str())
+        })
+    }
+
+    /// A plain snapshot for reading.
+    pub fn view(&self) -> Result<IncidentView, RuleError> {
+        view::read(&self.doc)
+    }
+
+    /// Fields edited concurrently with different values, still unresolved.
+    pub fn conflicts(&self) -> Vec<Conflict> {
+        view::conflicts(&self.doc)
+    }
+
+    /// Checks `edit` against the rules and, if it passes, records it (with a
+    /// timeline entry) as one change.
+    pub fn apply(&mut self, edit: Edit, editor: &Editor, now_ms: i64) -> Result<Applied, RuleError> {
+        let status = self.status();
+        let allowed_when_resolved = matches!(
+            edit,
+            Edit::AddNote { .. } | Edit::AddFollowUp { .. } | Edit::Reopen { .. }
+        );
+        if status == Status::Resolved && !allowed_when_resolved {
+            return Err(RuleError::Resolved);
+        }
+        let plan = self.plan(edit, status)?;
+        let summary = plan.summary.clone();
+        let created = plan.created.clone();
+        let timeline = match self.doc.get(ROOT, "timeline")? {
+            Some((Value::Object(ObjType::List), t)) => t,
+            _ => return Err(RuleError::Document("missing timeline".into())),
+        };
+        let cols: Vec<(Kind, ObjId)> = Kind::ITEMS
+            .iter()
+            .map(|k| self.collection(*k).map(|c| (*k, c)))
+            .collect::<Result<_, _>>()?;
+        let result = self.doc.transact_with(
+            |_| {
+                CommitOptions::default()
+                    .with_message(summary.clone())
+                    .with_time(now_ms / 1000)
+            },
+            |tx| -> Result<(), automerge::AutomergeError> {
+                for write in &plan.writes {
+                    write.apply(tx, &cols, editor, now_ms)?;
+                }
+                append_timeline(
+                    tx,
+                    &timeline,
+                    editor,
+                    now_ms,
+                    plan.event,
+                    created.as_ref().or(plan.subject.as_ref()),
+                    &summary,
+                )
+            },
+        );
+        result.map_err(|f| RuleError::from(f.error))?;
+        let change = self
+            .doc
+            .get_last_local_change()
+            .ok_or_else(|| RuleError::Document("no change was made".into()))?;
+        Ok(Applied {
+            id: created,
+            summary,
+            change,
+        })
+    }
+
+    /// Validates an edit and turns it into writes; nothing is changed yet.
+    fn plan(&self, edit: Edit, status: Status) -> Result<Plan, RuleError> {
+        let mut plan = Plan::default();
+        match edit {
+            Edit::AddSymptom {
+                text,
+                place,
+                frequency,
+                impact,
+            } => {
+                let text = need(&text, "symptom")?;
+                let mut fields = vec![("text", text.clone())];
+                for (k, v) in [("where", place), ("frequency", frequency), ("impact", impact)] {
+                    if let Some(v) = v.filter(|v| !v.trim().is_empty()) {
+                        fields.push((k, v.trim().to_string()));
+                    }
+                }
+                let id = plan.create(self, Kind::Symptom, fields);
+                plan.finish("symptom", format!("symptom {}: {text}", self.short(&id)));
+            }
+            Edit::AddHypothesis { text } => {
+                let text = need(&text, "hypothesis")?;
+                let fields = vec![
+                    ("text", text.clone()),
+                    ("status", HypothesisStatus::Open.as_str().into()),
+                ];
+                let id = plan.create(self, Kind::Hypothesis, fields);
+                plan.finish(
+                    "hypothesis",
+                    format!("hypothesis {}: {text}", self.short(&id)),
+                );
+            }
+            Edit::AddTest {
+                hypothesis,
+                action,
+                rules_out_if,
+            } => {
+                let h = self.resolve(Kind::Hypothesis, &hypothesis)?;
+                let action = need(&action, "test action")?;
+                let rules_out_if = need(&rules_out_if, "--rules-out-if outcome")?;
+                let fields = vec![
+                    ("hypothesis", h.to_string()),
+                    ("action", action.clone()),
+                    ("rules_out_if", rules_out_if.clone()),
+                ];
+                let id = plan.create(self, Kind::Test, fields);
+                plan.finish(
+                    "test",
+                    format!(
+                        "test {} of {} ({}): {action}; rules it out if {rules_out_if}",
+                        self.short(&id),
+                        self.short(&h),
+                        self.item_field(&h, "text").unwrap_or_default()
+                    ),
+                );
+            }
+            Edit::AddResult {
+                test,
+                observation,
+                verdict,
+            } => {
+                let t = self.resolve(Kind::Test, &test)?;
+                let observation = need(&observation, "observation")?;
+                let h = self
+                    .item_field(&t, "hypothesis")
+                    .and_then(|h| ItemId::parse(&h))
+                    .ok_or_else(|| RuleError::Document(format!("test {t} names no hypothesis")))?;
+                let fields = vec![
+                    ("test", t.to_string()),
+                    ("hypothesis", h.to_string()),
+                    ("observation", observation.clone()),
+                    ("verdict", verdict.as_str().into()),
+                ];
+                let id = plan.create(self, Kind::Result, fields);
+                let htext = self.item_field(&h, "text").unwrap_or_default();
+                let summary = if verdict == Verdict::RulesOut {
+                    plan.set_item(
+                        &h,
+                        "status",
+                        HypothesisStatus::RuledOut.as_str().to_string(),
+                    );
+                    plan.set_item(&h, "ruled_out_by", t.to_string());
+                    plan.set_item(&h, "ruled_out_result", id.to_string());
+                    format!(
+                        "ruled out {} ({htext}) by test {}: {observation}",
+                        self.short(&h),
+                        self.short(&t)
+                    )
+                } else {
+                    format!(
+                        "result {} of test {} on {} ({htext}): {observation} [{verdict}]",
+                        self.short(&id),
+                        self.short(&t),
+                        self.short(&h)
+                    )
+                };
+                plan.finish("result", summary);
+            }
+            Edit::Confirm {
+                hypothesis,
+                evidence,
+            } => {
+                let h = self.resolve(Kind::Hypothesis, &hypothesis)?;
+                let evidence = evidence.trim().to_string();
+                if evidence.is_empty() {
+                    return Err(RuleError::NoEvidence(self.short(&h)));
+                }
+                if self.item_field(&h, "status").as_deref()
+                    == Some(HypothesisStatus::RuledOut.as_str())
+                {
+                    return Err(RuleError::RuledOut {
+                        hypothesis: self.short(&h),
+                        by: self.item_field(&h, "ruled_out_by").unwrap_or_default(),
+                    });
+                }
+                let single_word = !evidence.contains(char::is_whitespace);
+                let test = if single_word && evidence.starts_with(Kind::Test.letter()) {
+                    self.resolve(Kind::Test, &evidence).ok()
+                } else {
+                    None
+                };
+                if let Some(t) = &test {
+                    let tests = self.item_field(t, "hypothesis").unwrap_or_default();
+                    if tests != h.as_str() {
+                        return Err(RuleError::TestOfOtherHypothesis {
+                            test: self.short(t),
+                            tests,
+                            hypothesis: self.short(&h),
+                        });
+                    }
+                    plan.set_item(&h, "confirmed_by", t.to_string());
+                } else {
+                    plan.set_item(&h, "evidence", evidence.clone());
+                }
+                plan.set_item(
+                    &h,
+                    "status",
+                    HypothesisStatus::Confirmed.as_str().to_string(),
+                );
+                plan.subject = Some(h.clone());
+                plan.finish(
+                    "confirm",
+                    format!(
+                        "confirmed {} ({}): {}",
+                        self.short(&h),
+                        self.item_field(&h, "text").unwrap_or_default(),
+                        test.map(|t| format!("test {}", self.short(&t)))
+                            .unwrap_or(evidence)
+                    ),
+                );
+            }
+            Edit::AddFix {
+                text,
+                unconfirmed_because,
+            } => {
+                let text = need(&text, "fix")?;
+                let reason = unconfirmed_because.filter(|r| !r.trim().is_empty());
+                let confirmed = self.any_confirmed();
+                if !confirmed && reason.is_none() {
+                    return Err(RuleError::FixWithoutCause);
+                }
+                let mut fields = vec![("text", text.clone())];
+                if !confirmed {
+                    fields.push(("unconfirmed_because", reason.clone().unwrap_or_default()));
+                }
+                let id = plan.create(self, Kind::Fix, fields);
+                let flag = if confirmed {
+                    String::new()
+                } else {
+                    format!(" (before the cause was confirmed, because {})", reason.unwrap_or_default())
+                };
+                plan.finish("fix", format!("fix {}: {text}{flag}", self.short(&id)));
+            }
+            Edit::AddNote { text } => {
+                let text = need(&text, "note")?;
+                plan.create(self, Kind::Note, vec![("text", text.clone())]);
+                plan.finish("note", format!("note: {text}"));
+            }
+            Edit::AddFollowUp { text } => {
+                let text = need(&text, "follow-up")?;
+                let id = plan.create(self, Kind::FollowUp, vec![("text", text.clone())]);
+                plan.finish(
+                    "followup",
+                    format!("follow-up {}: {text}", self.short(&id)),
+                );
+            }
+            Edit::SetStatus(new) => {
+                plan.root.push(("status", new.as_str().into()));
+                plan.status_time = Some(new);
+                plan.finish("status", format!("status {status} -> {new}"));
+            }
+            Edit::Reopen { reason } => {
+                if status != Status::Resolved {
+                    return Err(RuleError::NotResolved(status));
+                }
+                let reason = need(&reason, "reason for reopening")?;
+                plan.root
+                    .push(("status", Status::Investigating.as_str().into()));
+                plan.status_time = Some(Status::Investigating);
+                plan.finish("reopen", format!("reopened: {reason}"));
+            }
+            Edit::SetRole { role, name } => {
+                let name = need(&name, "name")?;
+                plan.role = Some((role, name.clone()));
+                plan.finish("role", format!("{role}: {name}"));
+            }
+            Edit::SetTitle(title) => {
+                let title = need(&title, "title")?;
+                plan.root.push(("title", title.clone()));
+                plan.finish("title", format!("title: {title}"));
+            }
+            Edit::SetSeverity(sev) => {
+                plan.root.push(("severity", sev.as_str().into()));
+                plan.finish("severity", format!("severity: {}", sev.label()));
+            }
+            Edit::AddMember { key, name } => {
+                let name = need(&name, "member name")?;
+                plan.member = Some((key.clone(), name.clone()));
+                plan.finish("member", format!("{name} joined ({})", &key[..key.len().min(16)]));
+            }
+            Edit::Resolve { field, value } => {
+                let known = self.conflicts().into_iter().any(|c| c.field == field);
+                if !known {
+                    return Err(RuleError::UnknownId {
+                        kind: "conflict",
+                        id: field,
+                    });
+                }
+                let value = view::canonical_value(&field, &need(&value, "value")?)?;
+                plan.resolve = Some((field.clone(), value.clone()));
+                plan.finish("resolve", format!("resolved conflict on {field}: {value}"));
+            }
+        }
+        Ok(plan)
+    }
+}
+
+/// What an edit will write, decided before the transaction starts.
+#[derive(Default)]
+struct Plan {
+    writes: Vec<Write>,
+    root: Vec<(&'static str, String)>,
+    status_time: Option<Status>,
+    role: Option<(Role, String)>,
+    member: Option<(String, String)>,
+    resolve: Option<(String, String)>,
+    created: Option<ItemId>,
+    subject: Option<ItemId>,
+    event: &'static str,
+    summary: String,
+}
+
+enum Write {
+    Create {
+        id: ItemId,
+        fields: Vec<(&'static str, String)>,
+    },
+    SetItem {
+        id: ItemId,
+        field: &'static str,
+        value: String,
+    },
+    Root(&'static str, String),
+    StatusTime(Status),
+    Role(Role, String),
+    Member(String, String),
+    Path(String, String),
+}
+
+impl Plan {
+    fn create(
+        &mut self,
+        incident: &Incident,
+        kind: Kind,
+        fields: Vec<(&'static str, String)>,
+    ) -> ItemId {
+        let existing = incident.ids(kind);
+        let id = loop {
+            let id = ItemId::random(kind);
+            if !existing.iter().any(|e| e == id.as_str()) {
+                break id;
+            }
+        };
+        self.created = Some(id.clone());
+        self.writes.push(Write::Create {
+            id: id.clone(),
+            fields,
+        });
+        id
+    }
+
+    fn set_item(&mut self, id: &ItemId, field: &'static str, value: String) {
+        self.writes.push(Write::SetItem {
+            id: id.clone(),
+            field,
+            value,
+        });
+    }
+
+    fn finish(&mut self, event: &'static str, summary: String) {
+        self.event = event;
+        self.summary = summary;
+        for (k, v) in self.root.drain(..) {
+            self.writes.push(Write::Root(k, v));
+        }
+        if let Some(s) = self.status_time.take() {
+            self.writes.push(Write::StatusTime(s));
+        }
+        if let Some((r, n)) = self.role.take() {
+            self.writes.push(Write::Role(r, n));
+        }
+        if let Some((k, n)) = self.member.take() {
+            self.writes.push(Write::Member(k, n));
+        }
+        if let Some((f, v)) = self.resolve.take() {
+            self.writes.push(Write::Path(f, v));
+        }
+    }
+}
+
+impl Write {
+    fn apply(
+        &self,
+        tx: &mut Transaction<'_>,
+        cols: &[(Kind, ObjId)],
+        editor: &Editor,
+        now_ms: i64,
+    ) -> Result<(), automerge::AutomergeError> {
+        let col = |kind: Kind| cols.iter().find(|(k, _)| *k == kind).map(|(_, c)| c.clone());
+        match self {
+            Write::Create { id, fields } => {
+                let c = col(id.kind()).expect("collections were checked");
+                let obj = tx.put_object(&c, id.as_str(), ObjType::Map)?;
+                for (k, v) in fields {
+                    tx.put(&obj, *k, v.as_str())?;
+                }
+                tx.put(&obj, "by", editor.key.as_str())?;
+                tx.put(&obj, "at", now_ms)?;
+            }
+            Write::SetItem { id, field, value } => {
+                let c = col(id.kind()).expect("collections were checked");
+                if let Some((_, obj)) = tx.get(&c, id.as_str())? {
+                    tx.put(&obj, *field, value.as_str())?;
+                }
+            }
+            Write::Root(k, v) => tx.put(ROOT, *k, v.as_str())?,
+            Write::StatusTime(status) => {
+                let times = match tx.get(ROOT, "status_times")? {
+                    Some((_, t)) => t,
+                    None => tx.put_object(ROOT, "status_times", ObjType::Map)?,
+                };
+                tx.put(&times, status.as_str(), now_ms)?;
+            }
+            Write::Role(role, name) => {
+                let roles = match tx.get(ROOT, "roles")? {
+                    Some((_, r)) => r,
+                    None => tx.put_object(ROOT, "roles", ObjType::Map)?,
+                };
+                tx.put(&roles, role.as_str(), name.as_str())?;
+            }
+            Write::Member(key, name) => {
+                let roster = match tx.get(ROOT, "roster")? {
+                    Some((_, r)) => r,
+                    None => tx.put_object(ROOT, "roster", ObjType::Map)?,
+                };
+                let m = tx.put_object(&roster, key.as_str(), ObjType::Map)?;
+                tx.put(&m, "name", name.as_str())?;
+                tx.put(&m, "at", now_ms)?;
+                tx.put(&m, "added_by", editor.key.as_str())?;
+            }
+            Write::Path(path, value) => {
+                let mut obj = ROOT;
+                let parts: Vec<&str> = path.split('/').collect();
+                for p in &parts[..parts.len() - 1] {
+                    obj = match tx.get(&obj, *p)? {
+                        Some((_, o)) => o,
+                        None => return Ok(()),
+                    };
+                }
+                tx.put(&obj, parts[parts.len() - 1], value.as_str())?;
+            }
+        }
+        Ok(())
+    }
+}
+
+fn append_timeline(
+    tx: &mut Transaction<'_>,
+    timeline: &ObjId,
+    editor: &Editor,
+    now_ms: i64,
+    kind: &str,
+    item: Option<&ItemId>,
+    text: &str,
+) -> Result<(), automerge::AutomergeError> {
+    let len = tx.length(timeline);
+    let entry = tx.insert_object(timeline, len, ObjType::Map)?;
+    tx.put(&entry, "at", now_ms)?;
+    tx.put(&entry, "by", editor.key.as_str())?;
+    tx.put(&entry, "name", editor.name.as_str())?;
+    tx.put(&entry, "kind", kind)?;
+    if let Some(item) = item {
+        tx.put(&entry, "item", item.as_str())?;
+    }
+    tx.put(&entry, "text", text)?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,254 @@
+//! The two texts made from the record: the one-screen brief for a newcomer
+//! and the Production Incident Report in Markdown.
+
+use std::fmt::Write;
+
+use time::OffsetDateTime;
+
+use crate::{HypothesisStatus, IncidentView, Item, Kind, Verdict};
+
+/// `2026-11-24 03:12:09 UTC` from ms since the Unix epoch.
+pub fn utc(ms: i64) -> String {
+    let fmt = time::macros::format_description!("[year]-[month]-[day] [hour]:[minute]:[second] UTC");
+    OffsetDateTime::from_unix_timestamp_nanos(ms as i128 * 1_000_000)
+        .ok()
+        .and_then(|t| t.format(&fmt).ok())
+        .unwrap_or_else(|| format!("@{ms}ms"))
+}
+
+/// `03:12:09` from ms since the Unix epoch.
+pub fn clock(ms: i64) -> String {
+    utc(ms).get(11..19).unwrap_or("").to_string()
+}
+
+fn hyp_status(item: &Item) -> Option<HypothesisStatus> {
+    item.get("status").parse().ok()
+}
+
+fn line(out: &mut String, s: impl AsRef<str>) {
+    out.push_str(s.as_ref());
+    out.push('\n');
+}
+
+/// Events shown at the end of the brief.
+const BRIEF_EVENTS: usize = 5;
+
+/// The one-screen summary that brings a newcomer up to speed.
+pub fn brief(v: &IncidentView) -> String {
+    let mut out = String::new();
+    let sev = v.severity.map(|s| s.label()).unwrap_or_default();
+    let status = v.status.map(|s| s.to_string()).unwrap_or_default();
+    line(&mut out, format!("{} [{sev}] {} — {status}", v.id, v.title));
+    let roles: Vec<String> = v.roles.iter().map(|(r, n)| format!("{r}: {n}")).collect();
+    line(
+        &mut out,
+        format!(
+            "roles: {}",
+            if roles.is_empty() { "none assigned".to_string() } else { roles.join(", ") }
+        ),
+    );
+    line(&mut out, "");
+    line(&mut out, "What is broken:");
+    let symptoms = v.items(Kind::Symptom);
+    if symptoms.is_empty() {
+        line(&mut out, "  (no symptoms captured yet: `symptom <text>`)");
+    }
+    for s in symptoms.iter().rev().take(4) {
+        let mut extra = Vec::new();
+        for (k, label) in [("where", "where"), ("frequency", "how often"), ("impact", "impact")] {
+            if !s.get(k).is_empty() {
+                extra.push(format!("{label}: {}", s.get(k)));
+            }
+        }
+        let extra = if extra.is_empty() { String::new() } else { format!(" ({})", extra.join("; ")) };
+        line(&mut out, format!("  {} {}{extra}", s.short, s.get("text")));
+    }
+    let hyps = v.items(Kind::Hypothesis);
+    let by_status = |st: HypothesisStatus| hyps.iter().filter(move |h| hyp_status(h) == Some(st));
+    for h in by_status(HypothesisStatus::Confirmed) {
+        line(&mut out, format!("Confirmed cause: {} {}", h.short, h.get("text")));
+    }
+    line(&mut out, "Still open:");
+    let mut any = false;
+    for h in by_status(HypothesisStatus::Open) {
+        any = true;
+        let tests = v
+            .items(Kind::Test)
+            .iter()
+            .filter(|t| t.get("hypothesis") == h.id.as_str())
+            .count();
+        line(&mut out, format!("  {} {} ({tests} test(s))", h.short, h.get("text")));
+    }
+    if !any {
+        line(&mut out, "  (none)");
+    }
+    line(&mut out, "Ruled out:");
+    let mut any = false;
+    for h in by_status(HypothesisStatus::RuledOut) {
+        any = true;
+        let test = h.get("ruled_out_by");
+        let why = v.item(h.get("ruled_out_result")).map(|r| r.get("observation")).unwrap_or("");
+        line(
+            &mut out,
+            format!("  {} {} — by test {}: {why}", h.short, h.get("text"), v.short(test)),
+        );
+    }
+    if !any {
+        line(&mut out, "  (none)");
+    }
+    if !v.conflicts.is_empty() {
+        line(
+            &mut out,
+            format!(
+                "! {} conflicting edit(s): see `conflicts`",
+                v.conflicts.len()
+            ),
+        );
+    }
+    line(&mut out, "Last events:");
+    let start = v.timeline.len().saturating_sub(BRIEF_EVENTS);
+    for e in &v.timeline[start..] {
+        line(&mut out, format!("  {} {}: {}", clock(e.at), e.name, e.text));
+    }
+    out
+}
+
+/// The Production Incident Report, as Markdown.
+pub fn report(v: &IncidentView) -> String {
+    let mut o = String::new();
+    let sev = v.severity.map(|s| s.label()).unwrap_or_default();
+    let _ = writeln!(o, "# Production Incident Report: {}\n", v.title);
+    let _ = writeln!(o, "## Summary\n");
+    let _ = writeln!(o, "- Incident: `{}`", v.id);
+    let _ = writeln!(o, "- Severity: {sev}");
+    let _ = writeln!(
+        o,
+        "- Status: {}",
+        v.status.map(|s| s.to_string()).unwrap_or_default()
+    );
+    let _ = writeln!(o, "- Opened: {}", utc(v.created_at));
+    for (status, at) in &v.status_times {
+        let _ = writeln!(o, "- {status}: {}", utc(*at));
+    }
+    for (role, name) in &v.roles {
+        let _ = writeln!(o, "- {role}: {name}");
+    }
+    let confirmed: Vec<&Item> = v
+        .items(Kind::Hypothesis)
+        .iter()
+        .filter(|h| hyp_status(h) == Some(HypothesisStatus::Confirmed))
+        .collect();
+    let _ = writeln!(
+        o,
+        "- Root cause: {}",
+        if confirmed.is_empty() {
+            "not confirmed".to_string()
+        } else {
+            confirmed.iter().map(|h| h.get("text")).collect::<Vec<_>>().join("; ")
+        }
+    );
+
+    let _ = writeln!(o, "\n## Impact\n");
+    let impacts: Vec<&Item> = v
+        .items(Kind::Symptom)
+        .iter()
+        .filter(|s| !s.get("impact").is_empty())
+        .collect();
+    if impacts.is_empty() {
+        let _ = writeln!(o, "No impact was recorded.");
+    }
+    for s in impacts {
+        let _ = writeln!(o, "- {} ({})", s.get("impact"), s.get("text"));
+    }
+
+    let _ = writeln!(o, "\n## Symptoms\n");
+    for s in v.items(Kind::Symptom) {
+        let _ = write!(o, "- `{}` {}", s.short, s.get("text"));
+        for (k, label) in [("where", "where"), ("frequency", "how often"), ("impact", "impact")] {
+            if !s.get(k).is_empty() {
+                let _ = write!(o, "; {label}: {}", s.get(k));
+            }
+        }
+        let _ = writeln!(o, " — {}, {}", v.name_of(&s.by), utc(s.at));
+    }
+
+    let _ = writeln!(o, "\n## Hypotheses\n");
+    for h in v.items(Kind::Hypothesis) {
+        let outcome = match hyp_status(h) {
+            Some(HypothesisStatus::RuledOut) => {
+                let obs = v.item(h.get("ruled_out_result")).map(|r| r.get("observation")).unwrap_or("");
+                format!("**ruled out** by test `{}`: {obs}", v.short(h.get("ruled_out_by")))
+            }
+            Some(HypothesisStatus::Confirmed) => {
+                let by = h.get("confirmed_by");
+                if by.is_empty() {
+                    format!("**confirmed**: {}", h.get("evidence"))
+                } else {
+                    format!("**confirmed** by test `{}`", v.short(by))
+                }
+            }
+            _ => "still open".to_string(),
+        };
+        let _ = writeln!(o, "- `{}` {} — {outcome}", h.short, h.get("text"));
+        for t in v.items(Kind::Test).iter().filter(|t| t.get("hypothesis") == h.id.as_str()) {
+            let _ = writeln!(
+                o,
+                "  - test `{}`: {} (rules it out if: {})",
+                t.short,
+                t.get("action"),
+                t.get("rules_out_if")
+            );
+            for r in v.items(Kind::Result).iter().filter(|r| r.get("test") == t.id.as_str()) {
+                let verdict = r.get("verdict").parse::<Verdict>().map(|v| v.to_string()).unwrap_or_default();
+                let _ = writeln!(
+                    o,
+                    "    - result: {} — {verdict} ({}, {})",
+                    r.get("observation"),
+                    v.name_of(&r.by),
+                    utc(r.at)
+                );
+            }
+        }
+    }
+
+    let _ = writeln!(o, "\n## Root cause\n");
+    if confirmed.is_empty() {
+        let _ = writeln!(o, "No hypothesis was confirmed.");
+    }
+    for h in &confirmed {
+        let _ = writeln!(o, "{}", h.get("text"));
+    }
+
+    let _ = writeln!(o, "\n## Fix\n");
+    if v.items(Kind::Fix).is_empty() {
+        let _ = writeln!(o, "No fix was recorded.");
+    }
+    for f in v.items(Kind::Fix) {
+        let why = f.get("unconfirmed_because");
+        let flag = if why.is_empty() {
+            String::new()
+        } else {
+            format!(" — ⚠ made before the cause was confirmed, because: {why}")
+        };
+        let _ = writeln!(o, "- {}{flag} ({}, {})", f.get("text"), v.name_of(&f.by), utc(f.at));
+    }
+
+    let _ = writeln!(o, "\n## Follow-ups\n");
+    if v.items(Kind::FollowUp).is_empty() {
+        let _ = writeln!(o, "None recorded.");
+    }
+    for a in v.items(Kind::FollowUp) {
+        let _ = writeln!(o, "- [ ] {} ({})", a.get("text"), v.name_of(&a.by));
+    }
+
+    let _ = writeln!(o, "\n## Timeline (UTC)\n");
+    for e in &v.timeline {
+        let _ = writeln!(o, "- {} — {} — {}", utc(e.at), e.name, e.text);
+    }
+
+    let _ = writeln!(o, "\n## Participants\n");
+    for m in &v.members {
+        let _ = writeln!(o, "- {} (`{}`)", m.name, &m.key[..m.key.len().min(16)]);
+    }
+    o
+}

@@ -1,0 +1,317 @@
+use super::*;
+
+fn alice() -> Editor {
+    Editor {
+        key: "aa".repeat(32),
+        name: "alice".into(),
+    }
+}
+
+fn fresh() -> Incident {
+    Incident::create("checkout 500s", Severity::Sev2, &alice(), 1_000)
+        .unwrap()
+        .0
+}
+
+fn add(i: &mut Incident, edit: Edit) -> ItemId {
+    i.apply(edit, &alice(), 2_000).unwrap().id.unwrap()
+}
+
+fn hypo(i: &mut Incident, text: &str) -> ItemId {
+    add(i, Edit::AddHypothesis { text: text.into() })
+}
+
+fn test_of(i: &mut Incident, h: &ItemId) -> ItemId {
+    add(
+        i,
+        Edit::AddTest {
+            hypothesis: i.short(h),
+            action: "dig @resolver".into(),
+            rules_out_if: "answers correctly".into(),
+        },
+    )
+}
+
+fn hyp_field(i: &Incident, h: &ItemId, f: &str) -> String {
+    i.view().unwrap().item(h.as_str()).unwrap().get(f).to_string()
+}
+
+#[test]
+fn ruling_out_result_marks_hypothesis_and_names_the_test() {
+    let mut i = fresh();
+    let h = hypo(&mut i, "DNS");
+    let t = test_of(&mut i, &h);
+    let applied = i
+        .apply(
+            Edit::AddResult {
+                test: t.to_string(),
+                observation: "resolvers answer correctly".into(),
+                verdict: Verdict::RulesOut,
+            },
+            &alice(),
+            3_000,
+        )
+        .unwrap();
+    assert_eq!(hyp_field(&i, &h, "status"), "ruled-out");
+    assert_eq!(hyp_field(&i, &h, "ruled_out_by"), t.as_str());
+    assert!(applied.summary.starts_with("ruled out"), "{}", applied.summary);
+}
+
+#[test]
+fn other_verdicts_leave_the_hypothesis_open() {
+    for verdict in [Verdict::DoesNotRuleOut, Verdict::Inconclusive] {
+        let mut i = fresh();
+        let h = hypo(&mut i, "DNS");
+        let t = test_of(&mut i, &h);
+        add(
+            &mut i,
+            Edit::AddResult {
+                test: t.to_string(),
+                observation: "timeouts".into(),
+                verdict,
+            },
+        );
+        assert_eq!(hyp_field(&i, &h, "status"), "open", "{verdict}");
+    }
+}
+
+#[test]
+fn confirm_needs_evidence() {
+    let mut i = fresh();
+    let h = hypo(&mut i, "bad deploy");
+    let err = i
+        .apply(
+            Edit::Confirm {
+                hypothesis: h.to_string(),
+                evidence: "  ".into(),
+            },
+            &alice(),
+            3_000,
+        )
+        .unwrap_err();
+    assert!(matches!(err, RuleError::NoEvidence(_)));
+    i.apply(
+        Edit::Confirm {
+            hypothesis: h.to_string(),
+            evidence: "rollback stopped the errors".into(),
+        },
+        &alice(),
+        3_000,
+    )
+    .unwrap();
+    assert_eq!(hyp_field(&i, &h, "status"), "confirmed");
+    assert_eq!(hyp_field(&i, &h, "evidence"), "rollback stopped the errors");
+}
+
+#[test]
+fn confirm_by_test_records_the_test_and_checks_it_belongs() {
+    let mut i = fresh();
+    let h = hypo(&mut i, "bad deploy");
+    let other = hypo(&mut i, "DNS");
+    let t = test_of(&mut i, &h);
+    let t_other = test_of(&mut i, &other);
+    let err = i
+        .apply(
+            Edit::Confirm {
+                hypothesis: h.to_string(),
+                evidence: t_other.to_string(),
+            },
+            &alice(),
+            3_000,
+        )
+        .unwrap_err();
+    assert!(matches!(err, RuleError::TestOfOtherHypothesis { .. }));
+    add_confirm(&mut i, &h, t.as_str());
+    assert_eq!(hyp_field(&i, &h, "confirmed_by"), t.as_str());
+}
+
+fn add_confirm(i: &mut Incident, h: &ItemId, evidence: &str) {
+    i.apply(
+        Edit::Confirm {
+            hypothesis: h.to_string(),
+            evidence: evidence.into(),
+        },
+        &alice(),
+        3_000,
+    )
+    .unwrap();
+}
+
+#[test]
+fn fix_without_confirmed_cause_needs_a_reason_that_the_report_shows() {
+    let mut i = fresh();
+    let err = i
+        .apply(
+            Edit::AddFix {
+                text: "restart pods".into(),
+                unconfirmed_because: None,
+            },
+            &alice(),
+            3_000,
+        )
+        .unwrap_err();
+    assert_eq!(err, RuleError::FixWithoutCause);
+    add(
+        &mut i,
+        Edit::AddFix {
+            text: "restart pods".into(),
+            unconfirmed_because: Some("revenue loss is 10k/min".into()),
+        },
+    );
+    let report = render::report(&i.view().unwrap());
+    assert!(report.contains("before the cause was confirmed, because: revenue loss is 10k/min"));
+}
+
+#[test]
+fn fix_after_confirmation_needs_no_reason() {
+    let mut i = fresh();
+    let h = hypo(&mut i, "bad deploy");
+    add_confirm(&mut i, &h, "rollback fixed canary");
+    add(
+        &mut i,
+        Edit::AddFix {
+            text: "roll back".into(),
+            unconfirmed_because: None,
+        },
+    );
+    assert!(!render::report(&i.view().unwrap()).contains("before the cause was confirmed"));
+}
+
+#[test]
+fn resolved_incident_refuses_edits_until_reopened() {
+    let mut i = fresh();
+    add_status(&mut i, Status::Resolved);
+    let refused = [
+        Edit::AddHypothesis { text: "x".into() },
+        Edit::SetStatus(Status::Investigating),
+        Edit::SetTitle("other".into()),
+        Edit::SetSeverity(Severity::Sev1),
+    ];
+    for edit in refused {
+        assert_eq!(
+            i.apply(edit.clone(), &alice(), 4_000).unwrap_err(),
+            RuleError::Resolved,
+            "{edit:?}"
+        );
+    }
+    // Post-incident work is allowed without reopening.
+    add(&mut i, Edit::AddFollowUp { text: "add alert".into() });
+    i.apply(
+        Edit::Reopen {
+            reason: "errors are back".into(),
+        },
+        &alice(),
+        5_000,
+    )
+    .unwrap();
+    assert_eq!(i.status(), Status::Investigating);
+    let v = i.view().unwrap();
+    assert!(v.timeline.iter().any(|e| e.text == "reopened: errors are back"));
+}
+
+fn add_status(i: &mut Incident, s: Status) {
+    i.apply(Edit::SetStatus(s), &alice(), 3_000).unwrap();
+}
+
+#[test]
+fn reopen_needs_a_resolved_incident() {
+    let mut i = fresh();
+    let err = i
+        .apply(Edit::Reopen { reason: "x".into() }, &alice(), 3_000)
+        .unwrap_err();
+    assert_eq!(err, RuleError::NotResolved(Status::Investigating));
+}
+
+#[test]
+fn ids_resolve_by_prefix_and_kind() {
+    let mut i = fresh();
+    let h = hypo(&mut i, "DNS");
+    let short = i.short(&h);
+    assert_eq!(short.len(), MIN_SHORT_LEN);
+    assert_eq!(i.resolve(Kind::Hypothesis, &short).unwrap(), h);
+    assert_eq!(i.resolve(Kind::Hypothesis, &short.to_uppercase()).unwrap(), h);
+    let t = test_of(&mut i, &h);
+    let cases: Vec<(String, &str)> = vec![
+        (t.to_string(), "WrongKind"),
+        ("hzzzzzzz".into(), "UnknownId"),
+        ("h".into(), "AmbiguousOrUnique"),
+    ];
+    for (typed, want) in cases {
+        let got = i.resolve(Kind::Hypothesis, &typed);
+        match want {
+            "WrongKind" => assert!(matches!(got, Err(RuleError::WrongKind { .. })), "{typed}"),
+            "UnknownId" => assert!(matches!(got, Err(RuleError::UnknownId { .. })), "{typed}"),
+            _ => assert_eq!(got.unwrap(), h),
+        }
+    }
+}
+
+#[test]
+fn every_edit_lands_in_the_timeline_with_author_and_time() {
+    let mut i = fresh();
+    hypo(&mut i, "DNS");
+    i.apply(
+        Edit::SetRole {
+            role: Role::Commander,
+            name: "alice".into(),
+        },
+        &alice(),
+        7_000,
+    )
+    .unwrap();
+    let v = i.view().unwrap();
+    assert_eq!(v.timeline.len(), 3);
+    let last = v.timeline.last().unwrap();
+    assert_eq!((last.at, last.name.as_str(), last.by.as_str()), (7_000, "alice", alice().key.as_str()));
+    assert_eq!(v.roles.get("commander").map(String::as_str), Some("alice"));
+}
+
+#[test]
+fn empty_texts_are_refused() {
+    let mut i = fresh();
+    for edit in [
+        Edit::AddHypothesis { text: " ".into() },
+        Edit::AddNote { text: "".into() },
+        Edit::SetTitle("".into()),
+    ] {
+        assert!(matches!(i.apply(edit, &alice(), 1).unwrap_err(), RuleError::Empty(_)));
+    }
+}
+
+#[test]
+fn concurrent_edits_of_one_field_show_as_conflicts_and_resolve() {
+    let mut a = fresh();
+    let mut b = Incident::from_doc(a.doc().fork()).unwrap();
+    a.apply(Edit::SetTitle("DNS outage".into()), &alice(), 2).unwrap();
+    b.apply(Edit::SetTitle("resolver outage".into()), &alice(), 2).unwrap();
+    a.doc_mut().merge(&mut b.doc().clone()).unwrap();
+    let conflicts = a.conflicts();
+    assert_eq!(conflicts.len(), 1);
+    assert_eq!(conflicts[0].field, "title");
+    assert_eq!(conflicts[0].values.len(), 2);
+    a.apply(
+        Edit::Resolve {
+            field: "title".into(),
+            value: "DNS outage".into(),
+        },
+        &alice(),
+        3,
+    )
+    .unwrap();
+    assert!(a.conflicts().is_empty());
+    assert_eq!(a.view().unwrap().title, "DNS outage");
+}
+
+#[test]
+fn concurrent_items_from_two_peers_never_collide() {
+    let mut a = fresh();
+    let mut b = Incident::from_doc(a.doc().fork()).unwrap();
+    let ha: Vec<ItemId> = (0..50).map(|n| hypo(&mut a, &format!("a{n}"))).collect();
+    let hb: Vec<ItemId> = (0..50).map(|n| hypo(&mut b, &format!("b{n}"))).collect();
+    a.doc_mut().merge(&mut b.doc().clone()).unwrap();
+    let v = a.view().unwrap();
+    assert_eq!(v.items(Kind::Hypothesis).len(), 100);
+    for id in ha.iter().chain(&hb) {
+        assert!(v.item(id.as_str()).is_some());
+    }
+}
