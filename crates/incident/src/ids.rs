@@ -155,6 +155,21 @@ pub fn shortest_unique<'a>(id: &str, others: impl IntoIterator<Item = &'a str>) 
     id[..len].to_string()
 }
 
+/// Shortest unique prefixes for a sorted list of ids, in one pass: an id's
+/// longest shared prefix is always with a neighbour in sorted order.
+pub fn short_forms(sorted: &[String]) -> Vec<String> {
+    let lcp = |a: &str, b: &str| a.bytes().zip(b.bytes()).take_while(|(x, y)| x == y).count();
+    (0..sorted.len())
+        .map(|i| {
+            let id = sorted[i].as_str();
+            let before = i.checked_sub(1).map(|j| lcp(id, &sorted[j])).unwrap_or(0);
+            let after = sorted.get(i + 1).map(|n| lcp(id, n)).unwrap_or(0);
+            let len = (before.max(after) + 1).clamp(MIN_SHORT_LEN, id.len());
+            id[..len].to_string()
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -179,7 +194,12 @@ mod tests {
             ("h7k2q9mz", vec![], "h7k2"),
         ];
         for (id, others, want) in cases {
-            assert_eq!(shortest_unique(id, others), want, "{id}");
+            assert_eq!(shortest_unique(id, others.clone()), want, "{id}");
+            let mut all: Vec<String> = others.iter().map(|s| s.to_string()).collect();
+            all.push(id.to_string());
+            all.sort();
+            let pos = all.iter().position(|s| s == id).unwrap();
+            assert_eq!(short_forms(&all)[pos], want, "{id} (sorted pass)");
         }
     }
 }

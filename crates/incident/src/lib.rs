@@ -31,7 +31,7 @@ mod view;
 use automerge::transaction::{CommitOptions, Transactable, Transaction};
 use automerge::{ActorId, Automerge, Change, ObjId, ObjType, ReadDoc, ScalarValue, Value, ROOT};
 
-pub use ids::{shortest_unique, ItemId, Kind, MIN_SHORT_LEN};
+pub use ids::{short_forms, shortest_unique, ItemId, Kind, MIN_SHORT_LEN};
 pub use types::{HypothesisStatus, Role, Severity, Status, Verdict};
 pub use view::{Conflict, IncidentView, Item, Member, TimelineEntry};
 
@@ -406,8 +406,7 @@ impl Incident {
                 });
             }
         }
-        let ids = self.ids(kind);
-        let matches: Vec<&String> = ids.iter().filter(|i| i.starts_with(&typed)).collect();
+        let matches = self.ids_with_prefix(kind, &typed, 8);
         match matches.as_slice() {
             [] => Err(RuleError::UnknownId {
                 kind: kind.noun(),
@@ -425,10 +424,25 @@ impl Incident {
         }
     }
 
+    /// Up to `limit` ids of `kind` starting with `prefix`, found by a range
+    /// scan so large collections stay cheap.
+    fn ids_with_prefix(&self, kind: Kind, prefix: &str, limit: usize) -> Vec<String> {
+        let Ok(c) = self.collection(kind) else {
+            return Vec::new();
+        };
+        self.doc
+            .map_range(&c, prefix.to_string()..)
+            .map(|item| item.key.to_string())
+            .take_while(|k| k.starts_with(prefix))
+            .take(limit)
+            .collect()
+    }
+
     /// The shortest unique prefix of an item id, for display.
     pub fn short(&self, id: &ItemId) -> String {
-        let others = self.ids(id.kind());
-        shortest_unique(id.as_str(), others.iter().map(String::as_str))
+        let head = &id.as_str()[..MIN_SHORT_LEN.min(id.as_str().len())];
+        let near = self.ids_with_prefix(id.kind(), head, usize::MAX);
+        shortest_unique(id.as_str(), near.iter().map(String::as_str))
     }
 
     fn item_field(&self, id: &ItemId, field: &str) -> Option<String> {
@@ -789,10 +803,13 @@ impl Plan {
         kind: Kind,
         fields: Vec<(&'static str, String)>,
     ) -> ItemId {
-        let existing = incident.ids(kind);
+        let col = incident.collection(kind).ok();
         let id = loop {
             let id = ItemId::random(kind);
-            if !existing.iter().any(|e| e == id.as_str()) {
+            let taken = col
+                .as_ref()
+                .is_some_and(|c| matches!(incident.doc.get(c, id.as_str()), Ok(Some(_))));
+            if !taken {
                 break id;
             }
         };

@@ -202,10 +202,13 @@ pub(crate) fn read(doc: &Automerge) -> Result<IncidentView, RuleError> {
         let Some(col) = get_map(doc, &ROOT, kind.collection()) else {
             continue;
         };
-        let keys: Vec<String> = doc.keys(&col).collect();
+        let mut keys: Vec<String> = doc.keys(&col).collect();
+        keys.sort();
+        let shorts = crate::ids::short_forms(&keys);
         let mut items: Vec<Item> = keys
             .iter()
-            .filter_map(|key| {
+            .zip(shorts)
+            .filter_map(|(key, short)| {
                 let id = ItemId::parse(key)?;
                 let obj = get_map(doc, &col, key)?;
                 let mut fields = string_map(doc, &obj);
@@ -213,7 +216,7 @@ pub(crate) fn read(doc: &Automerge) -> Result<IncidentView, RuleError> {
                 let at = get_int(doc, &obj, "at");
                 fields.remove("at");
                 Some(Item {
-                    short: crate::shortest_unique(key, keys.iter().map(String::as_str)),
+                    short,
                     id,
                     fields,
                     by,

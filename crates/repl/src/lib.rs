@@ -1,1 +1,246 @@
-//! placeholder
+//! The dontpanic command language and its two front ends: the interactive
+//! prompt (rustyline) and the script reader (non-interactive stdin).
+//!
+//! # Brief overview
+//!
+//! * [`command`] parses a line into a [`Command`]; [`command::SPECS`] is the
+//!   one table of names, aliases, usage and help.
+//! * [`Session`] runs commands against the notebook and answers each with one
+//!   [`Reply`] (text and JSON).
+//! * [`interactive`] and [`script`] are the loops; [`Notice`]s (remote edits,
+//!   peers coming and going) are printed above the prompt or as JSON lines.
+//!
+//! This crate knows nothing of libp2p: the network is reached through the
+//! [`Network`] trait, implemented by the binary.
+#![deny(missing_docs)]
+
+pub mod command;
+mod session;
+
+use std::borrow::Cow;
+use std::io::{BufRead, IsTerminal, Write};
+use std::path::Path;
+use std::sync::mpsc::Receiver;
+use std::sync::{Arc, Mutex};
+
+use rustyline::completion::{Completer, Pair};
+use rustyline::error::ReadlineError;
+use rustyline::highlight::Highlighter;
+use rustyline::hint::Hinter;
+use rustyline::validate::Validator;
+use rustyline::{Context, ExternalPrinter, Helper};
+
+pub use command::{Command, ParseError};
+pub use session::{Network, PeerRow, Reply, Session};
+
+/// Something that happened on its own (not in answer to a command).
+#[derive(Clone, Debug)]
+pub struct Notice {
+    /// For humans, e.g. `[alice] ruled out h7k2 ...`.
+    pub text: String,
+    /// For scripts; has an `event` field.
+    pub json: serde_json::Value,
+}
+
+/// Terminal colours, only when writing to a terminal.
+#[derive(Clone, Copy)]
+pub struct Style {
+    on: bool,
+}
+
+impl Style {
+    /// Colours on or off.
+    pub fn new(on: bool) -> Style {
+        Style { on }
+    }
+
+    fn paint<'a>(&self, code: &str, text: &'a str) -> Cow<'a, str> {
+        if self.on {
+            Cow::Owned(format!("\x1b[{code}m{text}\x1b[0m"))
+        } else {
+            Cow::Borrowed(text)
+        }
+    }
+
+    /// An error line.
+    pub fn error(&self, text: &str) -> String {
+        format!("{} {text}", self.paint("1;31", "error:"))
+    }
+
+    /// A notice from elsewhere.
+    pub fn notice(&self, text: &str) -> String {
+        self.paint("36", text).into_owned()
+    }
+}
+
+/// Completes command names in first position and ids everywhere else.
+struct IdCompleter {
+    ids: Arc<Mutex<Vec<String>>>,
+}
+
+impl Completer for IdCompleter {
+    type Candidate = Pair;
+    fn complete(&self, line: &str, pos: usize, _: &Context<'_>) -> rustyline::Result<(usize, Vec<Pair>)> {
+        let start = line[..pos].rfind(char::is_whitespace).map(|i| i + 1).unwrap_or(0);
+        let word = &line[start..pos];
+        let first = line[..start].trim().is_empty();
+        let candidates: Vec<String> = if first {
+            command::SPECS
+                .iter()
+                .flat_map(|s| std::iter::once(s.name).chain(s.aliases.iter().copied()))
+                .filter(|n| n.starts_with(word) && n.len() > 1)
+                .map(String::from)
+                .collect()
+        } else {
+            let ids = self.ids.lock().map(|g| g.clone()).unwrap_or_default();
+            ids.into_iter().filter(|i| i.starts_with(word)).collect()
+        };
+        Ok((
+            start,
+            candidates
+                .into_iter()
+                .map(|c| Pair {
+                    display: c.clone(),
+                    replacement: c,
+                })
+                .collect(),
+        ))
+    }
+}
+
+impl Hinter for IdCompleter {
+    type Hint = String;
+}
+impl Highlighter for IdCompleter {}
+impl Validator for IdCompleter {}
+impl Helper for IdCompleter {}
+
+struct StyledPrompt {
+    raw: String,
+    styled: String,
+}
+
+impl rustyline::Prompt for StyledPrompt {
+    fn raw(&self) -> &str {
+        &self.raw
+    }
+    fn styled(&self) -> &str {
+        &self.styled
+    }
+}
+
+fn prompt(session: &Session, style: Style) -> StyledPrompt {
+    match session.prompt_context() {
+        Some((id, status)) => StyledPrompt {
+            raw: format!("dontpanic [{id} {status}]> "),
+            styled: format!(
+                "{} [{} {}]> ",
+                style.paint("1", "dontpanic"),
+                style.paint("33", &id),
+                style.paint(if status == "resolved" { "32" } else { "31" }, &status)
+            ),
+        },
+        None => StyledPrompt {
+            raw: "dontpanic> ".into(),
+            styled: format!("{}> ", style.paint("1", "dontpanic")),
+        },
+    }
+}
+
+/// The interactive loop: history, completion, colour, notices above the
+/// prompt. Returns when the user quits or presses Ctrl-D.
+pub fn interactive(session: &Session, history: &Path, notices: Receiver<Notice>) -> Result<(), String> {
+    let style = Style::new(std::io::stdout().is_terminal());
+    let config = rustyline::Config::builder()
+        .auto_add_history(true)
+        .max_history_size(10_000)
+        .map_err(|e| e.to_string())?
+        .completion_type(rustyline::CompletionType::List)
+        .build();
+    let mut rl: rustyline::Editor<IdCompleter, rustyline::history::FileHistory> =
+        rustyline::Editor::with_config(config).map_err(|e| e.to_string())?;
+    let ids = Arc::new(Mutex::new(session.completion_ids()));
+    rl.set_helper(Some(IdCompleter { ids: ids.clone() }));
+    let _ = rl.load_history(history);
+    let mut printer = rl.create_external_printer().map_err(|e| e.to_string())?;
+    std::thread::spawn(move || {
+        for n in notices {
+            if printer.print(style.notice(&n.text)).is_err() {
+                break;
+            }
+        }
+    });
+    println!("dontpanic — stay calm; capture symptoms, test hypotheses. `help` lists commands.");
+    loop {
+        let p = prompt(session, style);
+        match rl.readline(&p) {
+            Ok(line) => {
+                let Some(reply) = session.run_line(&line) else {
+                    continue;
+                };
+                if reply.ok {
+                    println!("{}", reply.text);
+                } else {
+                    eprintln!("{}", style.error(&reply.text));
+                }
+                let _ = rl.append_history(history);
+                *ids.lock().unwrap_or_else(|p| p.into_inner()) = session.completion_ids();
+                if reply.quit {
+                    break;
+                }
+            }
+            Err(ReadlineError::Interrupted) => continue,
+            Err(ReadlineError::Eof) => break,
+            Err(e) => return Err(e.to_string()),
+        }
+    }
+    Ok(())
+}
+
+/// The script loop: one command per line from `input`. In JSON mode every
+/// command answers with exactly one JSON line; notices are JSON lines with an
+/// `event` field. Returns how many commands failed.
+pub fn script(session: &Session, input: impl BufRead, json: bool, notices: Receiver<Notice>) -> usize {
+    let out = Arc::new(Mutex::new(std::io::stdout()));
+    let printer_out = out.clone();
+    let printer = std::thread::spawn(move || {
+        for n in notices {
+            let line = if json { n.json.to_string() } else { n.text };
+            let mut o = printer_out.lock().unwrap_or_else(|p| p.into_inner());
+            let _ = writeln!(o, "{line}");
+            let _ = o.flush();
+        }
+    });
+    let mut failed = 0;
+    for (n, line) in input.lines().enumerate() {
+        let line = match line {
+            Ok(l) => l,
+            Err(e) => {
+                eprintln!("error: stdin line {}: {e}", n + 1);
+                failed += 1;
+                break;
+            }
+        };
+        let Some(reply) = session.run_line(&line) else {
+            continue;
+        };
+        {
+            let mut o = out.lock().unwrap_or_else(|p| p.into_inner());
+            if json {
+                let _ = writeln!(o, "{}", reply.json);
+            } else if reply.ok {
+                let _ = writeln!(o, "{}", reply.text);
+            }
+            let _ = o.flush();
+        }
+        if !reply.ok {
+            failed += 1;
+            eprintln!("error: line {}: {}", n + 1, reply.text);
+        }
+        if reply.quit {
+            break;
+        }
+    }
+    drop(printer);
+    failed
+}

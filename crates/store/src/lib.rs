@@ -1,1 +1,359 @@
-//! placeholder
+//! Crash-safe local storage: the data directory, its lock, the device key and
+//! one journal of signed changes per incident.
+//!
+//! # Brief overview
+//!
+//! * [`DataDir`] is an opened, locked data directory: one process at a time.
+//! * [`Device`] is this machine's key and display name, kept in
+//!   `device.key` (owner-only) and `device.json`.
+//! * [`Journal`] is an append-only file of [`SignedChange`]s. An append
+//!   returns only once the bytes are on disk (`fdatasync`), so an edit the
+//!   REPL acknowledged survives `kill -9`. On open every record is checked
+//!   (checksum, then signature); damage is reported by file and offset, the
+//!   damaged file is kept aside whole, and every valid record is kept.
+//!
+//! Only this crate touches the disk. It knows signed changes, not what an
+//! incident is.
+#![deny(missing_docs)]
+
+mod journal;
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Write};
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+use dontpanic_identity::SecretKey;
+use serde::{Deserialize, Serialize};
+
+pub use journal::{Damage, Journal, Loaded};
+
+/// Storage errors; each names the file it concerns.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// An I/O error on a named path.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file or directory.
+        path: PathBuf,
+        /// The OS error.
+        source: io::Error,
+    },
+    /// Another process holds the data directory.
+    #[error("data directory {path} is in use by another dontpanic process{}; use --data-dir to pick another", holder.as_ref().map(|h| format!(" (pid {h})")).unwrap_or_default())]
+    Locked {
+        /// The data directory.
+        path: PathBuf,
+        /// The pid written by the holder, if readable.
+        holder: Option<String>,
+    },
+    /// A file's content is not what it should be.
+    #[error("{path}: {reason}")]
+    Corrupt {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        reason: String,
+    },
+    /// The key file can be read by others.
+    #[error("{path} is readable by other users (mode {mode:o}); run `chmod 600 {path}`")]
+    KeyPermissions {
+        /// The key file.
+        path: PathBuf,
+        /// Its mode bits.
+        mode: u32,
+    },
+    /// No incident with this id is stored.
+    #[error("no incident `{0}` in this data directory (see `incidents`)")]
+    UnknownIncident(String),
+}
+
+fn io_err(path: &Path) -> impl FnOnce(io::Error) -> StoreError + '_ {
+    move |source| StoreError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+/// This device's identity.
+#[derive(Clone, Debug)]
+pub struct Device {
+    /// The signing key.
+    pub key: SecretKey,
+    /// The display name.
+    pub name: String,
+}
+
+/// Settings remembered between runs.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+pub struct Config {
+    /// The incident opened last.
+    #[serde(default)]
+    pub current: Option<String>,
+    /// Relay addresses to keep reservations on.
+    #[serde(default)]
+    pub relays: Vec<String>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct DeviceFile {
+    name: String,
+}
+
+/// An opened and locked data directory.
+pub struct DataDir {
+    root: PathBuf,
+    _lock: File,
+}
+
+impl DataDir {
+    /// Opens (creating if needed) and locks a data directory.
+    pub fn open(root: &Path) -> Result<DataDir, StoreError> {
+        fs::create_dir_all(root.join("incidents")).map_err(io_err(root))?;
+        let _ = fs::set_permissions(root, fs::Permissions::from_mode(0o700));
+        let lock_path = root.join("lock");
+        let mut lock = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .read(true)
+            .write(true)
+            .open(&lock_path)
+            .map_err(io_err(&lock_path))?;
+        match lock.try_lock() {
+            Ok(()) => {}
+            Err(fs::TryLockError::WouldBlock) => {
+                let holder = fs::read_to_string(&lock_path)
+                    .ok()
+                    .map(|s| s.trim().to_string())
+                    .filter(|s| !s.is_empty());
+                return Err(StoreError::Locked {
+                    path: root.to_path_buf(),
+                    holder,
+                });
+            }
+            Err(fs::TryLockError::Error(e)) => return Err(io_err(&lock_path)(e)),
+        }
+        lock.set_len(0).map_err(io_err(&lock_path))?;
+        write!(lock, "{}", std::process::id()).map_err(io_err(&lock_path))?;
+        Ok(DataDir {
+            root: root.to_path_buf(),
+            _lock: lock,
+        })
+    }
+
+    /// The directory.
+    pub fn path(&self) -> &Path {
+        &self.root
+    }
+
+    /// The REPL history file.
+    pub fn history_path(&self) -> PathBuf {
+        self.root.join("history")
+    }
+
+    fn key_path(&self) -> PathBuf {
+        self.root.join("device.key")
+    }
+
+    /// Loads the device identity, if one was created.
+    pub fn device(&self) -> Result<Option<Device>, StoreError> {
+        let key_path = self.key_path();
+        let text = match fs::read_to_string(&key_path) {
+            Ok(t) => t,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(io_err(&key_path)(e)),
+        };
+        let mode = fs::metadata(&key_path)
+            .map_err(io_err(&key_path))?
+            .permissions()
+            .mode();
+        if mode & 0o077 != 0 {
+            return Err(StoreError::KeyPermissions {
+                path: key_path,
+                mode: mode & 0o777,
+            });
+        }
+        let seed = data_from_hex(text.trim()).ok_or_else(|| StoreError::Corrupt {
+            path: key_path.clone(),
+            reason: "expected 64 hex digits (a 32-byte ed25519 seed)".into(),
+        })?;
+        let name_path = self.root.join("device.json");
+        let name = fs::read(&name_path)
+            .ok()
+            .and_then(|b| serde_json::from_slice::<DeviceFile>(&b).ok())
+            .map(|d| d.name)
+            .unwrap_or_else(|| "anonymous".into());
+        Ok(Some(Device {
+            key: SecretKey::from_bytes(&seed),
+            name,
+        }))
+    }
+
+    /// Creates the device key (owner-only) and records the name.
+    pub fn create_device(&self, name: &str) -> Result<Device, StoreError> {
+        let key = SecretKey::generate();
+        let key_path = self.key_path();
+        let hex: String = key.to_bytes().iter().map(|b| format!("{b:02x}")).collect();
+        let mut f = OpenOptions::new()
+            .create_new(true)
+            .write(true)
+            .mode(0o600)
+            .open(&key_path)
+            .map_err(io_err(&key_path))?;
+        writeln!(f, "{hex}").map_err(io_err(&key_path))?;
+        f.sync_all().map_err(io_err(&key_path))?;
+        self.set_name(name)?;
+        sync_dir(&self.root)?;
+        Ok(Device {
+            key,
+            name: name.to_string(),
+        })
+    }
+
+    /// Changes the display name.
+    pub fn set_name(&self, name: &str) -> Result<(), StoreError> {
+        let json = serde_json::to_vec(&DeviceFile { name: name.into() }).expect("plain struct");
+        write_atomic(&self.root.join("device.json"), &json)
+    }
+
+    /// Reads the settings; a missing file is the default.
+    pub fn config(&self) -> Result<Config, StoreError> {
+        let path = self.root.join("config.json");
+        match fs::read(&path) {
+            Ok(b) => serde_json::from_slice(&b).map_err(|e| StoreError::Corrupt {
+                path,
+                reason: e.to_string(),
+            }),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(Config::default()),
+            Err(e) => Err(io_err(&path)(e)),
+        }
+    }
+
+    /// Saves the settings atomically.
+    pub fn save_config(&self, config: &Config) -> Result<(), StoreError> {
+        let json = serde_json::to_vec_pretty(config).expect("plain struct");
+        write_atomic(&self.root.join("config.json"), &json)
+    }
+
+    /// Ids of the stored incidents.
+    pub fn incidents(&self) -> Result<Vec<String>, StoreError> {
+        let dir = self.root.join("incidents");
+        let mut ids: Vec<String> = fs::read_dir(&dir)
+            .map_err(io_err(&dir))?
+            .filter_map(|e| e.ok())
+            .filter(|e| e.path().join(journal::FILE).exists())
+            .filter_map(|e| e.file_name().into_string().ok())
+            .collect();
+        ids.sort();
+        Ok(ids)
+    }
+
+    /// The directory of one incident.
+    pub fn incident_dir(&self, id: &str) -> PathBuf {
+        self.root.join("incidents").join(id)
+    }
+
+    /// Creates the journal of a new incident.
+    pub fn create_journal(&self, id: &str) -> Result<Journal, StoreError> {
+        let dir = self.incident_dir(id);
+        fs::create_dir_all(&dir).map_err(io_err(&dir))?;
+        sync_dir(&self.root.join("incidents"))?;
+        Journal::create(&dir.join(journal::FILE))
+    }
+
+    /// Opens an incident's journal, checking every record.
+    pub fn open_journal(&self, id: &str) -> Result<(Journal, Loaded), StoreError> {
+        let path = self.incident_dir(id).join(journal::FILE);
+        if !path.exists() {
+            return Err(StoreError::UnknownIncident(id.to_string()));
+        }
+        Journal::open(&path)
+    }
+
+    /// Reads a small per-incident file (such as a peer's sync state).
+    pub fn read_aux(&self, id: &str, name: &str) -> Option<Vec<u8>> {
+        fs::read(self.incident_dir(id).join(name)).ok()
+    }
+
+    /// Writes a small per-incident file atomically.
+    pub fn write_aux(&self, id: &str, name: &str, bytes: &[u8]) -> Result<(), StoreError> {
+        write_atomic(&self.incident_dir(id).join(name), bytes)
+    }
+}
+
+fn data_from_hex(s: &str) -> Option<[u8; 32]> {
+    if s.len() != 64 {
+        return None;
+    }
+    let mut out = [0u8; 32];
+    for (i, chunk) in s.as_bytes().chunks(2).enumerate() {
+        out[i] = u8::from_str_radix(std::str::from_utf8(chunk).ok()?, 16).ok()?;
+    }
+    Some(out)
+}
+
+/// Writes a file so that a crash leaves either the old or the new content.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), StoreError> {
+    let tmp = path.with_extension("tmp");
+    let mut f = File::create(&tmp).map_err(io_err(&tmp))?;
+    f.write_all(bytes).map_err(io_err(&tmp))?;
+    f.sync_all().map_err(io_err(&tmp))?;
+    fs::rename(&tmp, path).map_err(io_err(path))?;
+    if let Some(dir) = path.parent() {
+        sync_dir(dir)?;
+    }
+    Ok(())
+}
+
+/// Makes a directory entry (a created or renamed file) durable.
+fn sync_dir(dir: &Path) -> Result<(), StoreError> {
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(io_err(dir))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn second_open_of_a_data_dir_is_refused_by_the_lock() {
+        let dir = tempfile::tempdir().unwrap();
+        let first = DataDir::open(dir.path()).unwrap();
+        let err = DataDir::open(dir.path()).err().expect("second open must fail");
+        assert!(matches!(err, StoreError::Locked { .. }), "{err}");
+        assert!(err.to_string().contains(&std::process::id().to_string()));
+        drop(first);
+        DataDir::open(dir.path()).unwrap();
+    }
+
+    #[test]
+    fn device_key_is_owner_only_and_round_trips() {
+        let dir = tempfile::tempdir().unwrap();
+        let data = DataDir::open(dir.path()).unwrap();
+        assert!(data.device().unwrap().is_none());
+        let made = data.create_device("alice").unwrap();
+        let mode = fs::metadata(dir.path().join("device.key")).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+        let loaded = data.device().unwrap().unwrap();
+        assert_eq!(loaded.key.public(), made.key.public());
+        assert_eq!(loaded.name, "alice");
+        fs::set_permissions(dir.path().join("device.key"), fs::Permissions::from_mode(0o644)).unwrap();
+        assert!(matches!(data.device(), Err(StoreError::KeyPermissions { .. })));
+    }
+
+    #[test]
+    fn config_round_trips_and_garbage_names_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let data = DataDir::open(dir.path()).unwrap();
+        let cfg = Config {
+            current: Some("iabc".into()),
+            relays: vec!["/ip4/127.0.0.1/tcp/1".into()],
+        };
+        data.save_config(&cfg).unwrap();
+        assert_eq!(data.config().unwrap(), cfg);
+        fs::write(dir.path().join("config.json"), b"{nope").unwrap();
+        let err = data.config().unwrap_err().to_string();
+        assert!(err.contains("config.json"), "{err}");
+    }
+}

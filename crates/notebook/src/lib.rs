@@ -1,0 +1,531 @@
+//! One responder's notebook: the incident model, signed with the device key
+//! and journaled to disk.
+//!
+//! # Brief overview
+//!
+//! * [`Notebook`] owns the opened [`DataDir`], this device's key and the
+//!   incident being worked on. [`Notebook::edit`] applies an [`Edit`],
+//!   signs the resulting change and returns only after it is durable.
+//! * [`Notebook::accept`] takes changes from elsewhere (a peer, a file): each
+//!   must carry a valid signature by a roster member before anything is
+//!   applied or stored.
+//! * [`sync`] wraps Automerge's sync protocol so that every message carries
+//!   the signatures of the changes inside it.
+//!
+//! The notebook knows nothing of terminals or networks: it is driven by the
+//! REPL and by the node, and returns plain values.
+#![deny(missing_docs)]
+
+pub mod sync;
+
+use std::collections::{HashMap, HashSet};
+use std::path::Path;
+
+use automerge::{Automerge, ChangeHash, ReadDoc};
+use dontpanic_identity::{verify_all, ChangeSignature, IdentityError, PublicKey, SignedChange};
+pub use dontpanic_incident as incident;
+use dontpanic_incident::{Applied, Edit, Editor, Incident, RuleError, Severity};
+use dontpanic_store::{DataDir, Device, Journal, StoreError};
+
+pub use dontpanic_store::Damage;
+
+/// Errors from the notebook; they name what was wrong.
+#[derive(Debug, thiserror::Error)]
+pub enum NotebookError {
+    /// Storage failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// A rule of the method was broken.
+    #[error(transparent)]
+    Rule(#[from] RuleError),
+    /// No incident is open.
+    #[error("no incident is open: start one with `new <title>` or `open <id>` (see `incidents`)")]
+    NoIncident,
+    /// No incident matches the id typed.
+    #[error("no incident matches `{0}` (see `incidents`)")]
+    UnknownIncident(String),
+    /// Several incidents match the prefix typed.
+    #[error("`{0}` matches several incidents: {1}")]
+    AmbiguousIncident(String, String),
+    /// The device has no key yet.
+    #[error("this data directory has no device key yet; give --name to create one")]
+    NoDevice,
+    /// A change from elsewhere failed verification; nothing was applied.
+    #[error("rejected {count} change(s): {reason}")]
+    Rejected {
+        /// How many changes were in the rejected batch.
+        count: usize,
+        /// The first reason found.
+        reason: String,
+    },
+    /// Automerge refused the changes.
+    #[error("document error: {0}")]
+    Document(String),
+}
+
+/// A change with its verification, as `log` shows it.
+#[derive(Clone, Debug)]
+pub struct LogEntry {
+    /// The change hash.
+    pub hash: ChangeHash,
+    /// The signer's key.
+    pub signer: PublicKey,
+    /// The signer's roster name, if a member.
+    pub name: Option<String>,
+    /// Commit time, seconds since the Unix epoch.
+    pub time: i64,
+    /// The change's summary.
+    pub message: String,
+    /// Whether the signature checks out.
+    pub verified: bool,
+}
+
+/// A one-line summary of a stored incident.
+#[derive(Clone, Debug)]
+pub struct IncidentSummary {
+    /// Full id.
+    pub id: String,
+    /// Title.
+    pub title: String,
+    /// Severity label.
+    pub severity: String,
+    /// Status.
+    pub status: String,
+}
+
+/// A remote change that was accepted, for display.
+#[derive(Clone, Debug)]
+pub struct RemoteEdit {
+    /// Roster name of the signer (or a fingerprint).
+    pub author: String,
+    /// The change's summary line.
+    pub summary: String,
+}
+
+/// The incident currently open, with its journal and signature table.
+pub struct OpenIncident {
+    incident: Incident,
+    journal: Journal,
+    signatures: HashMap<ChangeHash, ChangeSignature>,
+}
+
+impl OpenIncident {
+    /// The incident.
+    pub fn incident(&self) -> &Incident {
+        &self.incident
+    }
+
+    /// The journal size in bytes.
+    pub fn journal_len(&self) -> u64 {
+        self.journal.len()
+    }
+
+    /// The signature of a stored change.
+    pub fn signature(&self, hash: &ChangeHash) -> Option<&ChangeSignature> {
+        self.signatures.get(hash)
+    }
+}
+
+/// One responder's notebook on one data directory.
+pub struct Notebook {
+    data: DataDir,
+    device: Device,
+    open: Option<OpenIncident>,
+}
+
+/// Milliseconds since the Unix epoch, now.
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+impl Notebook {
+    /// Opens the data directory (taking its lock), creating the device key
+    /// with `name` on first use.
+    pub fn open(dir: &Path, name: Option<&str>) -> Result<Notebook, NotebookError> {
+        let data = DataDir::open(dir)?;
+        let device = match (data.device()?, name) {
+            (Some(mut d), Some(n)) if d.name != n => {
+                data.set_name(n)?;
+                d.name = n.to_string();
+                d
+            }
+            (Some(d), _) => d,
+            (None, Some(n)) => data.create_device(n)?,
+            (None, None) => return Err(NotebookError::NoDevice),
+        };
+        Ok(Notebook {
+            data,
+            device,
+            open: None,
+        })
+    }
+
+    /// Whether `dir` already holds a device key.
+    pub fn has_device(dir: &Path) -> bool {
+        dir.join("device.key").exists()
+    }
+
+    /// The data directory.
+    pub fn data(&self) -> &DataDir {
+        &self.data
+    }
+
+    /// This device.
+    pub fn device(&self) -> &Device {
+        &self.device
+    }
+
+    /// Who edits from this device.
+    pub fn editor(&self) -> Editor {
+        Editor {
+            key: self.device.key.public().to_string(),
+            name: self.device.name.clone(),
+        }
+    }
+
+    /// The open incident, if any.
+    pub fn current(&self) -> Option<&OpenIncident> {
+        self.open.as_ref()
+    }
+
+    fn current_mut(&mut self) -> Result<&mut OpenIncident, NotebookError> {
+        self.open.as_mut().ok_or(NotebookError::NoIncident)
+    }
+
+    /// The open incident's model.
+    pub fn incident(&self) -> Result<&Incident, NotebookError> {
+        self.open
+            .as_ref()
+            .map(|o| &o.incident)
+            .ok_or(NotebookError::NoIncident)
+    }
+
+    /// Starts a new incident, stores it and opens it.
+    pub fn create(&mut self, title: &str, severity: Severity) -> Result<Applied, NotebookError> {
+        let (mut incident, applied) =
+            Incident::create(title, severity, &self.editor(), now_ms())?;
+        let id = incident.id()?.to_string();
+        let signed = SignedChange::sign(&self.device.key, applied.change.clone());
+        let mut journal = self.data.create_journal(&id)?;
+        journal.append(std::slice::from_ref(&signed))?;
+        incident.set_author(&self.device.key.public().to_bytes());
+        let mut signatures = HashMap::new();
+        signatures.insert(signed.hash(), signed.detached());
+        self.open = Some(OpenIncident {
+            incident,
+            journal,
+            signatures,
+        });
+        self.remember_current(&id)?;
+        Ok(applied)
+    }
+
+    fn remember_current(&self, id: &str) -> Result<(), NotebookError> {
+        let mut config = self.data.config()?;
+        if config.current.as_deref() != Some(id) {
+            config.current = Some(id.to_string());
+            self.data.save_config(&config)?;
+        }
+        Ok(())
+    }
+
+    /// Resolves a typed incident id or unique prefix among stored incidents.
+    pub fn resolve_incident(&self, typed: &str) -> Result<String, NotebookError> {
+        let typed = typed.trim().to_ascii_lowercase();
+        let ids = self.data.incidents()?;
+        if ids.contains(&typed) {
+            return Ok(typed);
+        }
+        let matches: Vec<&String> = ids.iter().filter(|i| i.starts_with(&typed)).collect();
+        match matches.as_slice() {
+            [one] => Ok((*one).clone()),
+            [] => Err(NotebookError::UnknownIncident(typed)),
+            many => Err(NotebookError::AmbiguousIncident(
+                typed,
+                many.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", "),
+            )),
+        }
+    }
+
+    /// Opens a stored incident, verifying every change; returns any damage
+    /// found in its journal (already reported, kept aside, and repaired).
+    pub fn open_incident(&mut self, typed: &str) -> Result<Vec<String>, NotebookError> {
+        let id = self.resolve_incident(typed)?;
+        let (journal, loaded) = self.data.open_journal(&id)?;
+        let mut warnings: Vec<String> = loaded.damage.iter().map(|d| d.to_string()).collect();
+        if let Some(aside) = &loaded.kept_aside {
+            warnings.push(format!(
+                "the damaged journal was kept whole as {}; {} valid change(s) kept",
+                aside.display(),
+                loaded.changes.len()
+            ));
+        }
+        let mut doc = Automerge::new();
+        let signatures: HashMap<ChangeHash, ChangeSignature> = loaded
+            .changes
+            .iter()
+            .map(|c| (c.hash(), c.detached()))
+            .collect();
+        doc.apply_changes(loaded.changes.into_iter().map(|c| c.change))
+            .map_err(|e| NotebookError::Document(format!("{}: {e}", journal.path().display())))?;
+        let missing = doc.get_missing_deps(&[]);
+        if !missing.is_empty() {
+            warnings.push(format!(
+                "{}: some changes wait for {} missing earlier change(s); a peer that has them will fill the gap",
+                journal.path().display(),
+                missing.len()
+            ));
+        }
+        let mut incident = Incident::from_doc(doc)?;
+        incident.set_author(&self.device.key.public().to_bytes());
+        self.open = Some(OpenIncident {
+            incident,
+            journal,
+            signatures,
+        });
+        self.remember_current(&id)?;
+        Ok(warnings)
+    }
+
+    /// Every stored incident, summarised.
+    pub fn incidents(&self) -> Result<Vec<IncidentSummary>, NotebookError> {
+        let mut out = Vec::new();
+        for id in self.data.incidents()? {
+            if let Some(open) = self.open.as_ref().filter(|o| {
+                o.incident.id().map(|i| i.to_string()).ok().as_deref() == Some(id.as_str())
+            }) {
+                out.push(summary_of(&open.incident, &id));
+                continue;
+            }
+            // Other incidents are only peeked at: the journal is read, not repaired.
+            let (_, loaded) = match self.data.open_journal(&id) {
+                Ok(x) => x,
+                Err(_) => continue,
+            };
+            let mut doc = Automerge::new();
+            let _ = doc.apply_changes(loaded.changes.into_iter().map(|c| c.change));
+            match Incident::from_doc(doc) {
+                Ok(i) => out.push(summary_of(&i, &id)),
+                Err(_) => out.push(IncidentSummary {
+                    id,
+                    title: "(unreadable)".into(),
+                    severity: String::new(),
+                    status: String::new(),
+                }),
+            }
+        }
+        Ok(out)
+    }
+
+    /// Applies a local edit: rules, signature, journal, in that order. When
+    /// this returns `Ok`, the edit is on disk.
+    pub fn edit(&mut self, edit: Edit) -> Result<Applied, NotebookError> {
+        let editor = self.editor();
+        let key = self.device.key.clone();
+        let open = self.current_mut()?;
+        let applied = open.incident.apply(edit, &editor, now_ms())?;
+        let signed = SignedChange::sign(&key, applied.change.clone());
+        match open.journal.append(std::slice::from_ref(&signed)) {
+            Ok(()) => {
+                open.signatures.insert(signed.hash(), signed.detached());
+                Ok(applied)
+            }
+            Err(e) => {
+                // The change is in memory but not on disk: reload from the
+                // journal so memory never runs ahead of what is durable.
+                let id = open.incident.id()?.to_string();
+                self.open = None;
+                let _ = self.open_incident(&id);
+                Err(e.into())
+            }
+        }
+    }
+
+    /// Every change of the open incident with its signer and verification.
+    pub fn log(&self) -> Result<Vec<LogEntry>, NotebookError> {
+        let open = self.open.as_ref().ok_or(NotebookError::NoIncident)?;
+        let view = open.incident.view()?;
+        let metas = open.incident.doc().get_changes_meta(&[]);
+        Ok(metas
+            .into_iter()
+            .filter_map(|m| {
+                let sig = open.signatures.get(&m.hash)?;
+                let key = sig.signer.to_string();
+                Some(LogEntry {
+                    hash: m.hash,
+                    signer: sig.signer,
+                    name: view.members.iter().find(|x| x.key == key).map(|x| x.name.clone()),
+                    time: m.timestamp,
+                    message: m.message.map(|s| s.to_string()).unwrap_or_default(),
+                    verified: sig.verify().is_ok(),
+                })
+            })
+            .collect())
+    }
+
+    /// Verifies changes from elsewhere and, only if all pass, applies and
+    /// stores them. Each must be signed by a roster member, where members
+    /// added by other changes in the same batch count.
+    pub fn accept(&mut self, changes: Vec<SignedChange>) -> Result<Vec<RemoteEdit>, NotebookError> {
+        let open = self.current_mut()?;
+        let fresh: Vec<SignedChange> = {
+            let mut seen = HashSet::new();
+            changes
+                .into_iter()
+                .filter(|c| !open.signatures.contains_key(&c.hash()) && seen.insert(c.hash()))
+                .collect()
+        };
+        if fresh.is_empty() {
+            return Ok(Vec::new());
+        }
+        let count = fresh.len();
+        let reject = |reason: String| NotebookError::Rejected { count, reason };
+        if let Some((_, e)) = verify_all(&fresh).into_iter().next() {
+            return Err(reject(e.to_string()));
+        }
+        // Membership: a change is allowed once its signer is on the roster
+        // of the document including the allowed changes before it.
+        let mut trial = open.incident.doc().fork();
+        let mut pending: Vec<&SignedChange> = fresh.iter().collect();
+        loop {
+            let members: HashSet<String> = roster_of(&trial);
+            let (ok, rest): (Vec<&SignedChange>, Vec<&SignedChange>) = pending
+                .into_iter()
+                .partition(|c| members.contains(&c.signer.to_string()));
+            if ok.is_empty() {
+                pending = rest;
+                break;
+            }
+            trial
+                .apply_changes(ok.iter().map(|c| c.change.clone()))
+                .map_err(|e| reject(format!("changes do not apply: {e}")))?;
+            pending = rest;
+            if pending.is_empty() {
+                break;
+            }
+        }
+        if let Some(c) = pending.first() {
+            return Err(reject(format!(
+                "change {} is signed by {} who is not a member of this incident",
+                c.hash(),
+                c.signer.fingerprint()
+            )));
+        }
+        open.journal.append(&fresh)?;
+        let signer_names = roster_names(&trial);
+        open.incident
+            .doc_mut()
+            .apply_changes(fresh.iter().map(|c| c.change.clone()))
+            .map_err(|e| NotebookError::Document(e.to_string()))?;
+        let mut edits = Vec::with_capacity(fresh.len());
+        for c in &fresh {
+            open.signatures.insert(c.hash(), c.detached());
+            edits.push(RemoteEdit {
+                author: signer_names
+                    .get(&c.signer.to_string())
+                    .cloned()
+                    .unwrap_or_else(|| c.signer.fingerprint()),
+                summary: c.change.message().unwrap_or_default().to_string(),
+            });
+        }
+        Ok(edits)
+    }
+
+    /// Stores an incident received whole from a peer (joining), after
+    /// verifying every change, and opens it.
+    pub fn adopt(&mut self, changes: Vec<SignedChange>) -> Result<String, NotebookError> {
+        let count = changes.len();
+        if let Some((_, e)) = verify_all(&changes).into_iter().next() {
+            return Err(NotebookError::Rejected {
+                count,
+                reason: e.to_string(),
+            });
+        }
+        let mut doc = Automerge::new();
+        doc.apply_changes(changes.iter().map(|c| c.change.clone()))
+            .map_err(|e| NotebookError::Document(e.to_string()))?;
+        let incident = Incident::from_doc(doc)?;
+        let roster = incident.member_keys();
+        if let Some(c) = changes.iter().find(|c| !roster.contains(&c.signer.to_string())) {
+            return Err(NotebookError::Rejected {
+                count,
+                reason: format!("change {} is signed by non-member {}", c.hash(), c.signer.fingerprint()),
+            });
+        }
+        let id = incident.id()?.to_string();
+        let mut journal = match self.data.open_journal(&id) {
+            Ok((j, _)) => j,
+            Err(StoreError::UnknownIncident(_)) => self.data.create_journal(&id)?,
+            Err(e) => return Err(e.into()),
+        };
+        journal.append(&changes)?;
+        drop(journal);
+        self.open_incident(&id)?;
+        Ok(id)
+    }
+
+    /// All stored changes of the open incident with their signatures.
+    pub fn signed_changes(&self) -> Result<Vec<SignedChange>, NotebookError> {
+        let open = self.open.as_ref().ok_or(NotebookError::NoIncident)?;
+        Ok(open
+            .incident
+            .doc()
+            .get_changes(&[])
+            .into_iter()
+            .filter_map(|c| {
+                let s = open.signatures.get(&c.hash())?;
+                Some(SignedChange::from_parts(c, s.signer, s.signature))
+            })
+            .collect())
+    }
+}
+
+fn summary_of(i: &Incident, id: &str) -> IncidentSummary {
+    let v = i.view().ok();
+    IncidentSummary {
+        id: id.to_string(),
+        title: v.as_ref().map(|v| v.title.clone()).unwrap_or_default(),
+        severity: v
+            .as_ref()
+            .and_then(|v| v.severity)
+            .map(|s| s.label())
+            .unwrap_or_default(),
+        status: i.status().to_string(),
+    }
+}
+
+fn roster_of(doc: &Automerge) -> HashSet<String> {
+    roster_names(doc).into_keys().collect()
+}
+
+fn roster_names(doc: &Automerge) -> HashMap<String, String> {
+    use automerge::{ObjType, ReadDoc, Value, ROOT};
+    let Ok(Some((Value::Object(ObjType::Map), roster))) = doc.get(ROOT, "roster") else {
+        return HashMap::new();
+    };
+    doc.keys(&roster)
+        .map(|k| {
+            let name = match doc.get(&roster, k.as_str()) {
+                Ok(Some((Value::Object(_), m))) => match doc.get(&m, "name") {
+                    Ok(Some((Value::Scalar(s), _))) => s.as_str().unwrap_or("").to_string(),
+                    _ => String::new(),
+                },
+                _ => String::new(),
+            };
+            (k, name)
+        })
+        .collect()
+}
+
+impl From<IdentityError> for NotebookError {
+    fn from(e: IdentityError) -> Self {
+        NotebookError::Rejected {
+            count: 1,
+            reason: e.to_string(),
+        }
+    }
+}
+

@@ -1,0 +1,1 @@
+//! Automerge sync messages that carry the signatures of their changes.

@@ -1,0 +1,456 @@
+//! The command language: parsing a line into a [`Command`], separate from
+//! running it, so the prompt, a script and a test share one grammar.
+
+use dontpanic_incident::{Role, Severity, Status, Verdict};
+
+/// A parse error; it names the command and what was wrong.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ParseError {
+    /// Unbalanced quotes and the like.
+    #[error("cannot split the line: unbalanced quotes")]
+    Quoting,
+    /// Not a command.
+    #[error("unknown command `{0}`; type `help` for the list")]
+    Unknown(String),
+    /// Wrong arguments; `usage` is the command's synopsis.
+    #[error("{command}: {problem}\n  usage: {usage}")]
+    Usage {
+        /// The command.
+        command: &'static str,
+        /// What was wrong.
+        problem: String,
+        /// Its synopsis.
+        usage: &'static str,
+    },
+}
+
+/// How a command takes a flag.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Takes {
+    Value,
+    Nothing,
+}
+
+/// One command of the language: its names, synopsis, help and flags.
+pub struct Spec {
+    /// The command's name.
+    pub name: &'static str,
+    /// Other names it answers to.
+    pub aliases: &'static [&'static str],
+    /// Synopsis.
+    pub usage: &'static str,
+    /// What it does.
+    pub help: &'static str,
+    flags: &'static [(&'static str, Takes)],
+}
+
+const V: Takes = Takes::Value;
+const N: Takes = Takes::Nothing;
+
+/// Every command, in the order `help` lists them.
+pub const SPECS: &[Spec] = &[
+    Spec { name: "new", aliases: &[], usage: "new <title> [--sev 1-4]", help: "Start a new incident (default SEV3) and open it.", flags: &[("sev", V)] },
+    Spec { name: "incidents", aliases: &["ls"], usage: "incidents", help: "List the incidents stored on this device.", flags: &[] },
+    Spec { name: "open", aliases: &[], usage: "open <incident-id>", help: "Open a stored incident (a unique prefix of its id is enough).", flags: &[] },
+    Spec { name: "symptom", aliases: &["sym", "s"], usage: "symptom <text> [--where ..] [--freq ..] [--impact ..]", help: "Capture what is happening, where, how often and the impact.", flags: &[("where", V), ("freq", V), ("impact", V)] },
+    Spec { name: "hypo", aliases: &["hypothesis", "h"], usage: "hypo <text>", help: "Add a hypothesis: anything that could cause the symptoms.", flags: &[] },
+    Spec { name: "test", aliases: &["t"], usage: "test <hypo-id> <action> --rules-out-if <outcome>", help: "Plan a test designed to rule a hypothesis out, and the outcome that would.", flags: &[("rules-out-if", V)] },
+    Spec { name: "result", aliases: &["r"], usage: "result <test-id> <observation> --ruled-out|--not-ruled-out|--inconclusive", help: "Record what a test showed; --ruled-out strikes its hypothesis.", flags: &[("ruled-out", N), ("not-ruled-out", N), ("inconclusive", N)] },
+    Spec { name: "confirm", aliases: &[], usage: "confirm <hypo-id> <evidence>", help: "Confirm a hypothesis as the cause; evidence is a test id or a description.", flags: &[] },
+    Spec { name: "fix", aliases: &[], usage: "fix <text> [--unconfirmed-because <reason>]", help: "Record a fix; before a cause is confirmed it needs a recorded reason.", flags: &[("unconfirmed-because", V)] },
+    Spec { name: "note", aliases: &["n"], usage: "note <text>", help: "Add a free note to the timeline.", flags: &[] },
+    Spec { name: "status", aliases: &[], usage: "status <investigating|identified|mitigated|resolved>", help: "Move the incident's status.", flags: &[] },
+    Spec { name: "reopen", aliases: &[], usage: "reopen <reason>", help: "Reopen a resolved incident, saying why.", flags: &[] },
+    Spec { name: "role", aliases: &[], usage: "role <commander|scribe|comms> <name>", help: "Give a role to someone.", flags: &[] },
+    Spec { name: "title", aliases: &[], usage: "title <text>", help: "Retitle the incident.", flags: &[] },
+    Spec { name: "sev", aliases: &["severity"], usage: "sev <1-4>", help: "Change the severity.", flags: &[] },
+    Spec { name: "followup", aliases: &["fu"], usage: "followup <text>", help: "Add a follow-up action for after the incident.", flags: &[] },
+    Spec { name: "brief", aliases: &["b"], usage: "brief", help: "One screen for a newcomer: what is broken, what is open, what was ruled out.", flags: &[] },
+    Spec { name: "timeline", aliases: &["tl"], usage: "timeline [--last N | --all]", help: "Show the timeline (the last 20 events by default).", flags: &[("last", V), ("all", N)] },
+    Spec { name: "report", aliases: &[], usage: "report [--out FILE]", help: "Write the Production Incident Report (Markdown).", flags: &[("out", V)] },
+    Spec { name: "export", aliases: &[], usage: "export [--out FILE]", help: "Write the raw Automerge document (default <incident-id>.automerge).", flags: &[("out", V)] },
+    Spec { name: "conflicts", aliases: &[], usage: "conflicts", help: "List fields edited concurrently with different values.", flags: &[] },
+    Spec { name: "resolve", aliases: &[], usage: "resolve <field> <value>", help: "Settle a conflicting field on one value.", flags: &[] },
+    Spec { name: "log", aliases: &["history"], usage: "log", help: "List the signed changes with author, key fingerprint and verification.", flags: &[] },
+    Spec { name: "whoami", aliases: &[], usage: "whoami", help: "Show this device's name and public key.", flags: &[] },
+    Spec { name: "peers", aliases: &[], usage: "peers", help: "Show connected and discovered peers.", flags: &[] },
+    Spec { name: "connect", aliases: &[], usage: "connect <multiaddr>", help: "Dial a peer by address (where multicast is blocked).", flags: &[] },
+    Spec { name: "invite", aliases: &[], usage: "invite", help: "Print an invite string for the open incident.", flags: &[] },
+    Spec { name: "join", aliases: &[], usage: "join <invite>", help: "Join an incident from an invite.", flags: &[] },
+    Spec { name: "help", aliases: &["?"], usage: "help [command]", help: "List commands, or explain one.", flags: &[] },
+    Spec { name: "quit", aliases: &["exit", "q"], usage: "quit", help: "Leave (Ctrl-D works too).", flags: &[] },
+];
+
+/// A parsed command, ready to run. Fields mean what the same fields of
+/// `dontpanic_incident::Edit` mean, and each variant's synopsis is in [`SPECS`].
+#[allow(missing_docs)]
+#[derive(Clone, Debug, PartialEq)]
+pub enum Command {
+    /// `new`
+    New { title: String, severity: Severity },
+    /// `incidents`
+    Incidents,
+    /// `open`
+    Open(String),
+    /// `symptom`
+    Symptom { text: String, place: Option<String>, frequency: Option<String>, impact: Option<String> },
+    /// `hypo`
+    Hypo(String),
+    /// `test`
+    Test { hypothesis: String, action: String, rules_out_if: String },
+    /// `result`
+    Result { test: String, observation: String, verdict: Verdict },
+    /// `confirm`
+    Confirm { hypothesis: String, evidence: String },
+    /// `fix`
+    Fix { text: String, unconfirmed_because: Option<String> },
+    /// `note`
+    Note(String),
+    /// `status`
+    Status(Status),
+    /// `reopen`
+    Reopen(String),
+    /// `role`
+    Role { role: Role, name: String },
+    /// `title`
+    Title(String),
+    /// `sev`
+    Severity(Severity),
+    /// `followup`
+    FollowUp(String),
+    /// `brief`
+    Brief,
+    /// `timeline`
+    Timeline { last: Option<usize> },
+    /// `report`
+    Report { out: Option<String> },
+    /// `export`
+    Export { out: Option<String> },
+    /// `conflicts`
+    Conflicts,
+    /// `resolve`
+    Resolve { field: String, value: String },
+    /// `log`
+    Log,
+    /// `whoami`
+    Whoami,
+    /// `peers`
+    Peers,
+    /// `connect`
+    Connect(String),
+    /// `invite`
+    Invite,
+    /// `join`
+    Join(String),
+    /// `help`
+    Help(Option<String>),
+    /// `quit`
+    Quit,
+}
+
+/// Finds a command's spec by name or alias.
+pub fn spec(name: &str) -> Option<&'static Spec> {
+    SPECS
+        .iter()
+        .find(|s| s.name == name || s.aliases.contains(&name))
+}
+
+/// Positionals and flags of one line.
+struct Args {
+    spec: &'static Spec,
+    words: Vec<String>,
+    flags: Vec<(&'static str, Option<String>)>,
+}
+
+impl Args {
+    fn usage(&self, problem: impl Into<String>) -> ParseError {
+        ParseError::Usage {
+            command: self.spec.name,
+            problem: problem.into(),
+            usage: self.spec.usage,
+        }
+    }
+
+    fn flag(&self, name: &str) -> Option<String> {
+        self.flags
+            .iter()
+            .find(|(n, _)| *n == name)
+            .and_then(|(_, v)| v.clone())
+    }
+
+    fn has(&self, name: &str) -> bool {
+        self.flags.iter().any(|(n, _)| *n == name)
+    }
+
+    /// All positionals joined: the free text of a command.
+    fn text(&self, what: &str) -> Result<String, ParseError> {
+        self.rest(0, what)
+    }
+
+    fn rest(&self, from: usize, what: &str) -> Result<String, ParseError> {
+        let text = self.words.get(from..).unwrap_or(&[]).join(" ");
+        if text.trim().is_empty() {
+            Err(self.usage(format!("missing {what}")))
+        } else {
+            Ok(text)
+        }
+    }
+
+    fn word(&self, i: usize, what: &str) -> Result<String, ParseError> {
+        self.words
+            .get(i)
+            .cloned()
+            .ok_or_else(|| self.usage(format!("missing {what}")))
+    }
+
+    fn none(&self) -> Result<(), ParseError> {
+        match self.words.first() {
+            Some(w) => Err(self.usage(format!("unexpected argument `{w}`"))),
+            None => Ok(()),
+        }
+    }
+
+    fn at_most_one(&self) -> Result<Option<String>, ParseError> {
+        match self.words.as_slice() {
+            [] => Ok(None),
+            [one] => Ok(Some(one.clone())),
+            [_, extra, ..] => Err(self.usage(format!("unexpected argument `{extra}`"))),
+        }
+    }
+}
+
+fn split_args(spec: &'static Spec, tokens: Vec<String>) -> Result<Args, ParseError> {
+    let mut args = Args {
+        spec,
+        words: Vec::new(),
+        flags: Vec::new(),
+    };
+    let mut it = tokens.into_iter();
+    let mut only_words = false;
+    while let Some(tok) = it.next() {
+        if only_words || !tok.starts_with("--") || tok.len() == 2 {
+            if tok == "--" && !only_words {
+                only_words = true;
+                continue;
+            }
+            args.words.push(tok);
+            continue;
+        }
+        let (name, inline) = match tok[2..].split_once('=') {
+            Some((n, v)) => (n.to_string(), Some(v.to_string())),
+            None => (tok[2..].to_string(), None),
+        };
+        let Some((fname, takes)) = spec.flags.iter().find(|(f, _)| *f == name) else {
+            return Err(args.usage(format!("unknown flag `--{name}`")));
+        };
+        let value = match (takes, inline) {
+            (Takes::Nothing, None) => None,
+            (Takes::Nothing, Some(_)) => {
+                return Err(args.usage(format!("`--{name}` takes no value")))
+            }
+            (Takes::Value, Some(v)) => Some(v),
+            (Takes::Value, None) => match it.next() {
+                Some(v) => Some(v),
+                None => return Err(args.usage(format!("`--{name}` needs a value"))),
+            },
+        };
+        args.flags.push((fname, value));
+    }
+    Ok(args)
+}
+
+/// Parses one line; `Ok(None)` for a blank line or a comment.
+pub fn parse(line: &str) -> Result<Option<Command>, ParseError> {
+    let trimmed = line.trim();
+    if trimmed.is_empty() || trimmed.starts_with('#') {
+        return Ok(None);
+    }
+    let mut tokens = shlex::split(trimmed).ok_or(ParseError::Quoting)?;
+    if tokens.is_empty() {
+        return Ok(None);
+    }
+    let name = tokens.remove(0).to_ascii_lowercase();
+    let spec = spec(&name).ok_or_else(|| ParseError::Unknown(name.clone()))?;
+    let a = split_args(spec, tokens)?;
+    let rule = |e: dontpanic_incident::RuleError| a.usage(e.to_string());
+    let cmd = match spec.name {
+        "new" => Command::New {
+            title: a.text("title")?,
+            severity: match a.flag("sev") {
+                Some(s) => s.parse().map_err(rule)?,
+                None => Severity::Sev3,
+            },
+        },
+        "incidents" => a.none().map(|_| Command::Incidents)?,
+        "open" => Command::Open(a.word(0, "incident id")?),
+        "symptom" => Command::Symptom {
+            text: a.text("symptom text")?,
+            place: a.flag("where"),
+            frequency: a.flag("freq"),
+            impact: a.flag("impact"),
+        },
+        "hypo" => Command::Hypo(a.text("hypothesis text")?),
+        "test" => Command::Test {
+            hypothesis: a.word(0, "hypothesis id")?,
+            action: a.rest(1, "action")?,
+            rules_out_if: a
+                .flag("rules-out-if")
+                .ok_or_else(|| a.usage("missing --rules-out-if <outcome>: say what would rule the hypothesis out"))?,
+        },
+        "result" => {
+            let verdicts: Vec<Verdict> = [
+                ("ruled-out", Verdict::RulesOut),
+                ("not-ruled-out", Verdict::DoesNotRuleOut),
+                ("inconclusive", Verdict::Inconclusive),
+            ]
+            .into_iter()
+            .filter(|(f, _)| a.has(f))
+            .map(|(_, v)| v)
+            .collect();
+            let verdict = match verdicts.as_slice() {
+                [v] => *v,
+                [] => return Err(a.usage("missing verdict: --ruled-out, --not-ruled-out or --inconclusive")),
+                _ => return Err(a.usage("give exactly one verdict")),
+            };
+            Command::Result {
+                test: a.word(0, "test id")?,
+                observation: a.rest(1, "observation")?,
+                verdict,
+            }
+        }
+        "confirm" => Command::Confirm {
+            hypothesis: a.word(0, "hypothesis id")?,
+            evidence: a.rest(1, "evidence (a test id or what showed it)")?,
+        },
+        "fix" => Command::Fix {
+            text: a.text("fix text")?,
+            unconfirmed_because: a.flag("unconfirmed-because"),
+        },
+        "note" => Command::Note(a.text("note text")?),
+        "status" => Command::Status(a.word(0, "status")?.parse().map_err(rule)?),
+        "reopen" => Command::Reopen(a.text("reason")?),
+        "role" => Command::Role {
+            role: a.word(0, "role")?.parse().map_err(rule)?,
+            name: a.rest(1, "name")?,
+        },
+        "title" => Command::Title(a.text("title")?),
+        "sev" => Command::Severity(a.word(0, "severity")?.parse().map_err(rule)?),
+        "followup" => Command::FollowUp(a.text("follow-up text")?),
+        "brief" => a.none().map(|_| Command::Brief)?,
+        "timeline" => Command::Timeline {
+            last: match (a.has("all"), a.flag("last")) {
+                (true, _) => None,
+                (false, Some(n)) => Some(n.parse().map_err(|_| a.usage(format!("--last needs a number, not `{n}`")))?),
+                (false, None) => Some(20),
+            },
+        },
+        "report" => a.none().map(|_| Command::Report { out: a.flag("out") })?,
+        "export" => a.none().map(|_| Command::Export { out: a.flag("out") })?,
+        "conflicts" => a.none().map(|_| Command::Conflicts)?,
+        "resolve" => Command::Resolve {
+            field: a.word(0, "field")?,
+            value: a.rest(1, "value")?,
+        },
+        "log" => a.none().map(|_| Command::Log)?,
+        "whoami" => a.none().map(|_| Command::Whoami)?,
+        "peers" => a.none().map(|_| Command::Peers)?,
+        "connect" => Command::Connect(a.word(0, "multiaddr")?),
+        "invite" => a.none().map(|_| Command::Invite)?,
+        "join" => Command::Join(a.word(0, "invite")?),
+        "help" => Command::Help(a.at_most_one()?),
+        "quit" => Command::Quit,
+        other => unreachable!("spec without parser: {other}"),
+    };
+    Ok(Some(cmd))
+}
+
+/// The text of `help` or `help <command>`.
+pub fn help(topic: Option<&str>) -> Result<String, ParseError> {
+    match topic {
+        None => {
+            let mut out = String::from("Commands (ids may be shortened to any unique prefix):\n");
+            for s in SPECS {
+                out.push_str(&format!("  {:<52} {}\n", s.usage, s.help));
+            }
+            Ok(out)
+        }
+        Some(name) => {
+            let s = spec(&name.to_ascii_lowercase()).ok_or_else(|| ParseError::Unknown(name.into()))?;
+            let aliases = if s.aliases.is_empty() {
+                String::new()
+            } else {
+                format!("\n  also: {}", s.aliases.join(", "))
+            };
+            Ok(format!("usage: {}\n  {}{aliases}\n", s.usage, s.help))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ok(line: &str) -> Command {
+        parse(line).unwrap().unwrap()
+    }
+
+    #[test]
+    fn lines_parse_into_commands() {
+        let cases: Vec<(&str, Command)> = vec![
+            ("new DNS is down --sev 1", Command::New { title: "DNS is down".into(), severity: Severity::Sev1 }),
+            ("new 'checkout 500s'", Command::New { title: "checkout 500s".into(), severity: Severity::Sev3 }),
+            ("hypo \"resolver crashed\"", Command::Hypo("resolver crashed".into())),
+            ("h bad deploy", Command::Hypo("bad deploy".into())),
+            ("symptom 500s --where eu-west --freq '1 in 3' --impact=checkout", Command::Symptom {
+                text: "500s".into(), place: Some("eu-west".into()), frequency: Some("1 in 3".into()), impact: Some("checkout".into()) }),
+            ("test h7k2 dig @8.8.8.8 --rules-out-if 'answers ok'", Command::Test {
+                hypothesis: "h7k2".into(), action: "dig @8.8.8.8".into(), rules_out_if: "answers ok".into() }),
+            ("result t3 resolvers answer --ruled-out", Command::Result {
+                test: "t3".into(), observation: "resolvers answer".into(), verdict: Verdict::RulesOut }),
+            ("fix restart --unconfirmed-because 'bleeding money'", Command::Fix {
+                text: "restart".into(), unconfirmed_because: Some("bleeding money".into()) }),
+            ("status mitigated", Command::Status(Status::Mitigated)),
+            ("role ic Alice Smith", Command::Role { role: Role::Commander, name: "Alice Smith".into() }),
+            ("timeline --last 5", Command::Timeline { last: Some(5) }),
+            ("timeline --all", Command::Timeline { last: None }),
+            ("note -- --weird text", Command::Note("--weird text".into())),
+            ("help test", Command::Help(Some("test".into()))),
+            ("QUIT", Command::Quit),
+        ];
+        for (line, want) in cases {
+            assert_eq!(ok(line), want, "{line}");
+        }
+        assert_eq!(parse("   ").unwrap(), None);
+        assert_eq!(parse("# a comment").unwrap(), None);
+    }
+
+    #[test]
+    fn bad_lines_name_what_is_wrong() {
+        let cases = [
+            ("frobnicate", "unknown command `frobnicate`"),
+            ("hypo 'unbalanced", "unbalanced quotes"),
+            ("test h1 dig", "missing --rules-out-if"),
+            ("result t1 saw it", "missing verdict"),
+            ("result t1 saw it --ruled-out --inconclusive", "exactly one verdict"),
+            ("status sideways", "`sideways` is not a status"),
+            ("new x --sev 9", "`9` is not a severity"),
+            ("hypo", "missing hypothesis text"),
+            ("note hi --loud", "unknown flag `--loud`"),
+            ("report --out", "`--out` needs a value"),
+            ("brief now", "unexpected argument `now`"),
+            ("timeline --last many", "--last needs a number"),
+        ];
+        for (line, want) in cases {
+            let err = parse(line).unwrap_err().to_string();
+            assert!(err.contains(want), "{line}: {err}");
+        }
+    }
+
+    #[test]
+    fn every_spec_has_help_and_parses_its_name() {
+        for s in SPECS {
+            assert!(help(Some(s.name)).unwrap().contains(s.usage));
+            assert!(!matches!(parse(s.name), Err(ParseError::Unknown(_))), "{}", s.name);
+        }
+    }
+}

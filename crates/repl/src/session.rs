@@ -1,0 +1,453 @@
+//! Running parsed commands against the notebook, producing one [`Reply`]
+//! each, in text and in JSON.
+
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use dontpanic_incident::{render, Edit, Kind};
+use dontpanic_notebook::{Notebook, NotebookError};
+use serde_json::{json, Value};
+
+use crate::command::{self, Command};
+
+/// What one command answered.
+#[derive(Clone, Debug)]
+pub struct Reply {
+    /// Whether the command succeeded.
+    pub ok: bool,
+    /// The text for a human.
+    pub text: String,
+    /// The JSON object for a script (always has `ok`; `error` when failed).
+    pub json: Value,
+    /// The command asked to leave.
+    pub quit: bool,
+}
+
+impl Reply {
+    fn done(text: impl Into<String>, mut json: Value) -> Reply {
+        json["ok"] = Value::Bool(true);
+        Reply {
+            ok: true,
+            text: text.into(),
+            json,
+            quit: false,
+        }
+    }
+
+    /// A failed command.
+    pub fn error(message: impl Into<String>) -> Reply {
+        let message = message.into();
+        Reply {
+            ok: false,
+            json: json!({ "ok": false, "error": message }),
+            text: message,
+            quit: false,
+        }
+    }
+}
+
+/// What the network offers the REPL; implemented by the binary over the
+/// node, so this crate knows nothing of libp2p.
+pub trait Network: Send + Sync {
+    /// `peers`: rows for the table and the JSON.
+    fn peers(&self) -> Result<Vec<PeerRow>, String>;
+    /// `connect <addr>`.
+    fn connect(&self, addr: &str) -> Result<String, String>;
+    /// `invite`: the invite string for the open incident.
+    fn invite(&self, notebook: &Arc<Mutex<Notebook>>) -> Result<String, String>;
+    /// `join <invite>`: returns the joined incident's id once it is stored.
+    fn join(&self, notebook: &Arc<Mutex<Notebook>>, invite: &str) -> Result<String, String>;
+    /// The incident that is now open (after `new`/`open`), so the node syncs it.
+    fn incident_opened(&self, notebook: &Arc<Mutex<Notebook>>);
+    /// A local edit was made, so peers should hear of it.
+    fn local_edit(&self);
+}
+
+/// One row of `peers`.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct PeerRow {
+    /// Roster name, when known.
+    pub name: String,
+    /// libp2p peer id.
+    pub peer_id: String,
+    /// Address in use.
+    pub address: String,
+    /// mdns, manual, invite, relay, inbound.
+    pub found_by: String,
+    /// connected / discovered / rejected.
+    pub state: String,
+    /// direct or relayed.
+    pub route: String,
+    /// Seconds since the last sync message.
+    pub last_sync_secs: Option<u64>,
+    /// Ping round-trip time.
+    pub rtt_ms: Option<f64>,
+    /// Why the peer is not trusted, if it is not.
+    pub problem: Option<String>,
+}
+
+/// A REPL session: the notebook and, if running, the network.
+pub struct Session {
+    notebook: Arc<Mutex<Notebook>>,
+    network: Option<Arc<dyn Network>>,
+}
+
+impl Session {
+    /// A session over a notebook, with or without a network.
+    pub fn new(notebook: Arc<Mutex<Notebook>>, network: Option<Arc<dyn Network>>) -> Session {
+        Session { notebook, network }
+    }
+
+    /// The shared notebook.
+    pub fn notebook(&self) -> &Arc<Mutex<Notebook>> {
+        &self.notebook
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Notebook> {
+        self.notebook.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The prompt's context: short incident id and status.
+    pub fn prompt_context(&self) -> Option<(String, String)> {
+        let nb = self.lock();
+        let inc = nb.incident().ok()?;
+        let id = inc.id().ok()?.to_string();
+        Some((id[..5.min(id.len())].to_string(), inc.status().to_string()))
+    }
+
+    /// Ids worth completing at the prompt: items (short forms) and incidents.
+    pub fn completion_ids(&self) -> Vec<String> {
+        let nb = self.lock();
+        let mut out: Vec<String> = nb.data().incidents().unwrap_or_default();
+        if let Ok(inc) = nb.incident() {
+            for kind in [Kind::Symptom, Kind::Hypothesis, Kind::Test, Kind::Result, Kind::Fix, Kind::FollowUp] {
+                let mut ids = inc.ids(kind);
+                ids.sort();
+                out.extend(dontpanic_incident::short_forms(&ids));
+            }
+            out.extend(inc.conflicts().into_iter().map(|c| c.field));
+        }
+        out
+    }
+
+    /// Parses and runs one line; `None` for blank lines and comments.
+    pub fn run_line(&self, line: &str) -> Option<Reply> {
+        match command::parse(line) {
+            Ok(None) => None,
+            Ok(Some(cmd)) => Some(self.run(cmd)),
+            Err(e) => Some(Reply::error(e.to_string())),
+        }
+    }
+
+    /// Runs one command.
+    pub fn run(&self, cmd: Command) -> Reply {
+        let name = command_name(&cmd);
+        let mut reply = self.dispatch(cmd).unwrap_or_else(|e| Reply::error(e));
+        reply.json["command"] = Value::String(name.into());
+        reply
+    }
+
+    fn edit(&self, edit: Edit) -> Result<Reply, String> {
+        let mut nb = self.lock();
+        let applied = nb.edit(edit).map_err(|e| e.to_string())?;
+        let short = match (&applied.id, nb.incident()) {
+            (Some(id), Ok(inc)) => Some(inc.short(id)),
+            _ => None,
+        };
+        drop(nb);
+        if let Some(net) = &self.network {
+            net.local_edit();
+        }
+        let mut j = json!({ "summary": applied.summary });
+        if let Some(id) = &applied.id {
+            j["id"] = json!(id.as_str());
+            j["short"] = json!(short);
+        }
+        Ok(Reply::done(applied.summary, j))
+    }
+
+    fn network(&self) -> Result<&Arc<dyn Network>, String> {
+        self.network
+            .as_ref()
+            .ok_or_else(|| "networking is off in this session (started with --offline)".to_string())
+    }
+
+    fn dispatch(&self, cmd: Command) -> Result<Reply, String> {
+        let err = |e: NotebookError| e.to_string();
+        match cmd {
+            Command::New { title, severity } => {
+                let mut nb = self.lock();
+                let applied = nb.create(&title, severity).map_err(err)?;
+                drop(nb);
+                if let Some(net) = &self.network {
+                    net.incident_opened(&self.notebook);
+                }
+                let id = applied.id.map(|i| i.to_string()).unwrap_or_default();
+                Ok(Reply::done(
+                    applied.summary.clone(),
+                    json!({ "id": id, "summary": applied.summary }),
+                ))
+            }
+            Command::Incidents => {
+                let list = self.lock().incidents().map_err(err)?;
+                let text = if list.is_empty() {
+                    "no incidents yet: `new <title>` starts one".to_string()
+                } else {
+                    list.iter()
+                        .map(|i| format!("{}  {:<5} {:<13} {}", i.id, i.severity, i.status, i.title))
+                        .collect::<Vec<_>>()
+                        .join("\n")
+                };
+                let rows: Vec<Value> = list
+                    .iter()
+                    .map(|i| json!({"id": i.id, "title": i.title, "severity": i.severity, "status": i.status}))
+                    .collect();
+                Ok(Reply::done(text, json!({ "incidents": rows })))
+            }
+            Command::Open(id) => {
+                let mut nb = self.lock();
+                let warnings = nb.open_incident(&id).map_err(err)?;
+                let inc = nb.incident().map_err(err)?;
+                let view = inc.view().map_err(|e| e.to_string())?;
+                drop(nb);
+                if let Some(net) = &self.network {
+                    net.incident_opened(&self.notebook);
+                }
+                let mut text = warnings.iter().map(|w| format!("warning: {w}\n")).collect::<String>();
+                text.push_str(&format!("opened {} [{}] {}", view.id, view.status.map(|s| s.to_string()).unwrap_or_default(), view.title));
+                Ok(Reply::done(text, json!({ "id": view.id, "title": view.title, "warnings": warnings })))
+            }
+            Command::Symptom { text, place, frequency, impact } => self.edit(Edit::AddSymptom { text, place, frequency, impact }),
+            Command::Hypo(text) => self.edit(Edit::AddHypothesis { text }),
+            Command::Test { hypothesis, action, rules_out_if } => self.edit(Edit::AddTest { hypothesis, action, rules_out_if }),
+            Command::Result { test, observation, verdict } => self.edit(Edit::AddResult { test, observation, verdict }),
+            Command::Confirm { hypothesis, evidence } => self.edit(Edit::Confirm { hypothesis, evidence }),
+            Command::Fix { text, unconfirmed_because } => self.edit(Edit::AddFix { text, unconfirmed_because }),
+            Command::Note(text) => self.edit(Edit::AddNote { text }),
+            Command::Status(s) => self.edit(Edit::SetStatus(s)),
+            Command::Reopen(reason) => self.edit(Edit::Reopen { reason }),
+            Command::Role { role, name } => self.edit(Edit::SetRole { role, name }),
+            Command::Title(t) => self.edit(Edit::SetTitle(t)),
+            Command::Severity(s) => self.edit(Edit::SetSeverity(s)),
+            Command::FollowUp(text) => self.edit(Edit::AddFollowUp { text }),
+            Command::Resolve { field, value } => self.edit(Edit::Resolve { field, value }),
+            Command::Brief => {
+                let view = self.view()?;
+                let text = render::brief(&view);
+                Ok(Reply::done(text.trim_end().to_string(), json!({ "text": text, "conflicts": view.conflicts.len() })))
+            }
+            Command::Timeline { last } => {
+                let view = self.view()?;
+                let start = last.map(|n| view.timeline.len().saturating_sub(n)).unwrap_or(0);
+                let entries = &view.timeline[start..];
+                let text = entries
+                    .iter()
+                    .map(|e| format!("{}  {:<10} {}", render::utc(e.at), e.name, e.text))
+                    .collect::<Vec<_>>()
+                    .join("\n");
+                let rows: Vec<Value> = entries
+                    .iter()
+                    .map(|e| json!({"at": e.at, "by": e.by, "name": e.name, "kind": e.kind, "item": e.item, "text": e.text}))
+                    .collect();
+                Ok(Reply::done(text, json!({ "entries": rows, "total": view.timeline.len() })))
+            }
+            Command::Report { out } => {
+                let view = self.view()?;
+                let md = render::report(&view);
+                match out {
+                    Some(path) => {
+                        write_file(&path, md.as_bytes())?;
+                        Ok(Reply::done(format!("report written to {path}"), json!({ "path": path })))
+                    }
+                    None => Ok(Reply::done(md.trim_end().to_string(), json!({ "text": md }))),
+                }
+            }
+            Command::Export { out } => {
+                let nb = self.lock();
+                let inc = nb.incident().map_err(err)?;
+                let id = inc.id().map_err(|e| e.to_string())?;
+                let bytes = inc.doc().save();
+                drop(nb);
+                let path = out.unwrap_or_else(|| format!("{id}.automerge"));
+                write_file(&path, &bytes)?;
+                Ok(Reply::done(
+                    format!("exported {} bytes to {path}", bytes.len()),
+                    json!({ "path": path, "bytes": bytes.len() }),
+                ))
+            }
+            Command::Conflicts => {
+                let nb = self.lock();
+                let inc = nb.incident().map_err(err)?;
+                let view = inc.view().map_err(|e| e.to_string())?;
+                let names = actor_names(&nb);
+                drop(nb);
+                let mut text = String::new();
+                let mut rows = Vec::new();
+                for c in &view.conflicts {
+                    text.push_str(&format!("{}:\n", c.field));
+                    let mut values = Vec::new();
+                    for (value, actor) in &c.values {
+                        let who = names.iter().find(|(a, _)| a == actor).map(|(_, n)| n.clone()).unwrap_or_else(|| actor.chars().take(8).collect());
+                        text.push_str(&format!("  {value:?}  ({who})\n"));
+                        values.push(json!({"value": value, "author": who}));
+                    }
+                    rows.push(json!({"field": c.field, "values": values}));
+                }
+                if rows.is_empty() {
+                    text.push_str("no conflicts");
+                } else {
+                    text.push_str("settle one with `resolve <field> <value>`");
+                }
+                Ok(Reply::done(text, json!({ "conflicts": rows })))
+            }
+            Command::Log => {
+                let entries = self.lock().log().map_err(err)?;
+                let text = entries
+                    .iter()
+                    .map(|e| {
+                        format!(
+                            "{} {} {:<10} {} {}  {}",
+                            &e.hash.to_string()[..12],
+                            render::utc(e.time * 1000),
+                            e.name.clone().unwrap_or_else(|| "(non-member)".into()),
+                            e.signer.fingerprint(),
+                            if e.verified { "verified" } else { "BAD SIGNATURE" },
+                            e.message
+                        )
+                    })
+                    .collect::<Vec<_>>()
+                    .join("\n");
+                let rows: Vec<Value> = entries
+                    .iter()
+                    .map(|e| json!({"hash": e.hash.to_string(), "time": e.time, "author": e.name, "key": e.signer.to_string(), "fingerprint": e.signer.fingerprint(), "verified": e.verified, "message": e.message}))
+                    .collect();
+                Ok(Reply::done(text, json!({ "changes": rows })))
+            }
+            Command::Whoami => {
+                let nb = self.lock();
+                let d = nb.device();
+                let key = d.key.public();
+                Ok(Reply::done(
+                    format!("{}\nkey {}\nfingerprint {}\ndata {}", d.name, key, key.fingerprint(), nb.data().path().display()),
+                    json!({ "name": d.name, "key": key.to_string(), "fingerprint": key.fingerprint(), "data_dir": nb.data().path() }),
+                ))
+            }
+            Command::Peers => {
+                let rows = self.network()?.peers()?;
+                let text = if rows.is_empty() {
+                    "no peers yet".to_string()
+                } else {
+                    rows.iter()
+                        .map(|p| {
+                            format!(
+                                "{:<10} {:<11} {:<7} {:<8} {:<52} {:>8} {:>9}  {}{}",
+                                if p.name.is_empty() { "?" } else { &p.name },
+                                p.state,
+                                p.found_by,
+                                p.route,
+                                p.peer_id,
+                                p.rtt_ms.map(|r| format!("{r:.1}ms")).unwrap_or_else(|| "-".into()),
+                                p.last_sync_secs.map(|s| format!("{s}s ago")).unwrap_or_else(|| "never".into()),
+                                p.address,
+                                p.problem.as_ref().map(|x| format!("  REJECTED: {x}")).unwrap_or_default()
+                            )
+                        })
+                        .collect::<Vec<_>>()
+                        .join("\n")
+                };
+                Ok(Reply::done(text, json!({ "peers": rows })))
+            }
+            Command::Connect(addr) => {
+                let msg = self.network()?.connect(&addr)?;
+                Ok(Reply::done(msg, json!({ "address": addr })))
+            }
+            Command::Invite => {
+                let invite = self.network()?.invite(&self.notebook)?;
+                Ok(Reply::done(invite.clone(), json!({ "invite": invite })))
+            }
+            Command::Join(invite) => {
+                let id = self.network()?.join(&self.notebook, &invite)?;
+                if let Some(net) = &self.network {
+                    net.incident_opened(&self.notebook);
+                }
+                Ok(Reply::done(format!("joined incident {id}"), json!({ "id": id })))
+            }
+            Command::Help(topic) => {
+                let text = command::help(topic.as_deref()).map_err(|e| e.to_string())?;
+                Ok(Reply::done(text.trim_end().to_string(), json!({ "text": text })))
+            }
+            Command::Quit => {
+                let mut r = Reply::done("bye", json!({}));
+                r.quit = true;
+                Ok(r)
+            }
+        }
+    }
+
+    fn view(&self) -> Result<dontpanic_incident::IncidentView, String> {
+        let nb = self.lock();
+        let inc = nb.incident().map_err(|e| e.to_string())?;
+        inc.view().map_err(|e| e.to_string())
+    }
+}
+
+/// Maps Automerge actor ids (hex) to roster names, through the signature of
+/// each actor's changes.
+fn actor_names(nb: &Notebook) -> Vec<(String, String)> {
+    let Some(open) = nb.current() else {
+        return Vec::new();
+    };
+    let view = match open.incident().view() {
+        Ok(v) => v,
+        Err(_) => return Vec::new(),
+    };
+    let mut out: Vec<(String, String)> = Vec::new();
+    for meta in open.incident().doc().get_changes_meta(&[]) {
+        let actor = meta.actor.to_hex_string();
+        if out.iter().any(|(a, _)| *a == actor) {
+            continue;
+        }
+        if let Some(sig) = open.signature(&meta.hash) {
+            out.push((actor, view.name_of(&sig.signer.to_string())));
+        }
+    }
+    out
+}
+
+fn write_file(path: &str, bytes: &[u8]) -> Result<(), String> {
+    std::fs::write(path, bytes).map_err(|e| format!("cannot write {path}: {e}"))
+}
+
+fn command_name(cmd: &Command) -> &'static str {
+    match cmd {
+        Command::New { .. } => "new",
+        Command::Incidents => "incidents",
+        Command::Open(_) => "open",
+        Command::Symptom { .. } => "symptom",
+        Command::Hypo(_) => "hypo",
+        Command::Test { .. } => "test",
+        Command::Result { .. } => "result",
+        Command::Confirm { .. } => "confirm",
+        Command::Fix { .. } => "fix",
+        Command::Note(_) => "note",
+        Command::Status(_) => "status",
+        Command::Reopen(_) => "reopen",
+        Command::Role { .. } => "role",
+        Command::Title(_) => "title",
+        Command::Severity(_) => "sev",
+        Command::FollowUp(_) => "followup",
+        Command::Brief => "brief",
+        Command::Timeline { .. } => "timeline",
+        Command::Report { .. } => "report",
+        Command::Export { .. } => "export",
+        Command::Conflicts => "conflicts",
+        Command::Resolve { .. } => "resolve",
+        Command::Log => "log",
+        Command::Whoami => "whoami",
+        Command::Peers => "peers",
+        Command::Connect(_) => "connect",
+        Command::Invite => "invite",
+        Command::Join(_) => "join",
+        Command::Help(_) => "help",
+        Command::Quit => "quit",
+    }
+}
