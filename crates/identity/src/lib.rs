@@ -46,8 +46,8 @@ pub enum IdentityError {
     BadSignature {
         /// The change whose signature failed.
         hash: ChangeHash,
-        /// The key that supposedly signed it.
-        signer: PublicKey,
+        /// Fingerprint of the key that supposedly signed it.
+        signer: String,
     },
     /// The change names a different author than the key that signed it.
     #[error("change {hash} names author {named} but is signed by {signer}")]
@@ -56,8 +56,8 @@ pub enum IdentityError {
         hash: ChangeHash,
         /// The author recorded inside the change.
         named: String,
-        /// The key that signed it.
-        signer: PublicKey,
+        /// Fingerprint of the key that signed it.
+        signer: String,
     },
     /// Change bytes could not be parsed.
     #[error("change bytes do not parse: {0}")]
@@ -255,7 +255,7 @@ impl ChangeSignature {
         } else {
             Err(IdentityError::BadSignature {
                 hash: self.hash,
-                signer: self.signer,
+                signer: self.signer.fingerprint(),
             })
         }
     }
@@ -309,7 +309,7 @@ impl SignedChange {
                 Err(IdentityError::AuthorMismatch {
                     hash: self.hash(),
                     named: data_encoding::HEXLOWER.encode(author.as_bytes()),
-                    signer: self.signer,
+                    signer: self.signer.fingerprint(),
                 })
             }
             _ => Ok(()),

@@ -141,7 +141,7 @@ impl Session {
     /// Runs one command.
     pub fn run(&self, cmd: Command) -> Reply {
         let name = command_name(&cmd);
-        let mut reply = self.dispatch(cmd).unwrap_or_else(|e| Reply::error(e));
+        let mut reply = self.dispatch(cmd).unwrap_or_else(Reply::error);
         reply.json["command"] = Value::String(name.into());
         reply
     }

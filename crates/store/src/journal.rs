@@ -91,7 +91,7 @@ fn encode(change: &SignedChange, out: &mut Vec<u8>) {
 
 /// Outcome of reading one record at an offset.
 enum Record {
-    Good(SignedChange, usize),
+    Good(Box<SignedChange>, usize),
     Torn,
     Bad(String),
 }
@@ -125,7 +125,7 @@ fn read_record(buf: &[u8]) -> Record {
     };
     match Change::try_from(&payload[96..]) {
         Ok(change) => Record::Good(
-            SignedChange::from_parts(change, signer, signature),
+            Box::new(SignedChange::from_parts(change, signer, signature)),
             RECORD_HEAD + len,
         ),
         Err(e) => Record::Bad(format!("change does not parse: {e}")),
@@ -191,7 +191,7 @@ impl Journal {
             match read_record(&buf[pos..]) {
                 Record::Good(change, used) => {
                     offsets.push(pos);
-                    changes.push(change);
+                    changes.push(*change);
                     pos += used;
                 }
                 // A record running past the end is a torn tail only if no
