@@ -529,3 +529,6 @@ impl From<IdentityError> for NotebookError {
     }
 }
 
+
+#[cfg(test)]
+mod tests;
