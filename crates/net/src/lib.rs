@@ -1,1 +1,41 @@
-//! placeholder
+//! The dontpanic network node: a libp2p swarm (TCP and QUIC, noise, yamux,
+//! identify, ping, mDNS, circuit relay client, DCUtR) with two
+//! request-response protocols, `/dontpanic/sync/1` and `/dontpanic/join/1`.
+//!
+//! # Brief overview
+//!
+//! * [`node::start`] spawns the swarm task, the only owner of the `Swarm`,
+//!   and returns a [`NodeHandle`] (commands in) and a stream of
+//!   [`NodeEvent`]s (events out).
+//! * [`Frame`] is the one wire frame of both protocols, read with a size cap.
+//! * [`Invite`] is the pasteable capability to join an incident.
+//!
+//! This crate moves opaque frames between authenticated peers; it knows
+//! nothing of incidents, Automerge or the REPL.
+#![deny(missing_docs)]
+
+pub mod frame;
+mod invite;
+pub mod node;
+
+pub use frame::Frame;
+pub use invite::{Invite, InviteError};
+pub use libp2p::{Multiaddr, PeerId};
+pub use node::{FoundBy, NodeConfig, NodeEvent, NodeHandle, PeerInfo, Proto};
+
+/// Network errors; each names the peer or address concerned.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum NetError {
+    /// The node could not start.
+    #[error("network setup failed: {0}")]
+    Setup(String),
+    /// A dial failed.
+    #[error("dial failed: {0}")]
+    Dial(String),
+    /// A request failed or timed out.
+    #[error("request failed: {0}")]
+    Request(String),
+    /// The swarm task is gone.
+    #[error("the network node has stopped")]
+    Stopped,
+}

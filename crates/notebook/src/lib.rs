@@ -107,6 +107,7 @@ pub struct OpenIncident {
     incident: Incident,
     journal: Journal,
     signatures: HashMap<ChangeHash, ChangeSignature>,
+    sync: sync::SyncStates,
 }
 
 impl OpenIncident {
@@ -218,6 +219,7 @@ impl Notebook {
             incident,
             journal,
             signatures,
+            sync: sync::SyncStates::default(),
         });
         self.remember_current(&id)?;
         Ok(applied)
@@ -285,6 +287,7 @@ impl Notebook {
             incident,
             journal,
             signatures,
+            sync: sync::SyncStates::default(),
         });
         self.remember_current(&id)?;
         Ok(warnings)
@@ -387,7 +390,12 @@ impl Notebook {
             return Err(reject(e.to_string()));
         }
         // Membership: a change is allowed once its signer is on the roster
-        // of the document including the allowed changes before it.
+        // of the document including the allowed changes before it. The
+        // common case, all signers already members, needs no trial copy.
+        let current = roster_names(open.incident.doc());
+        if fresh.iter().all(|c| current.contains_key(&c.signer.to_string())) {
+            return Self::apply_accepted(open, fresh, &current);
+        }
         let mut trial = open.incident.doc().fork();
         let mut pending: Vec<&SignedChange> = fresh.iter().collect();
         loop {
@@ -414,8 +422,16 @@ impl Notebook {
                 c.signer.fingerprint()
             )));
         }
+        let names = roster_names(&trial);
+        Self::apply_accepted(open, fresh, &names)
+    }
+
+    fn apply_accepted(
+        open: &mut OpenIncident,
+        fresh: Vec<SignedChange>,
+        signer_names: &HashMap<String, String>,
+    ) -> Result<Vec<RemoteEdit>, NotebookError> {
         open.journal.append(&fresh)?;
-        let signer_names = roster_names(&trial);
         open.incident
             .doc_mut()
             .apply_changes(fresh.iter().map(|c| c.change.clone()))

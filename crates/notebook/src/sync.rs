@@ -1,1 +1,285 @@
 //! Automerge sync messages that carry the signatures of their changes.
+//!
+//! Automerge's sync protocol decides *what* to send; this module makes sure
+//! nothing it sends arrives unsigned and nothing it receives is applied
+//! unverified. The envelope on the wire:
+//!
+//! ```text
+//! "DPS1" | u32 BE len | automerge sync message | u32 BE count
+//!        | count × (change hash 32 | signer key 32 | signature 64)
+//! ```
+//!
+//! On receipt, every change inside the Automerge message is extracted (also
+//! when Automerge ships a whole saved document instead of changes), matched
+//! to its signature, and passed to [`Notebook::accept`]; only if all pass is
+//! the message handed to Automerge, with its changes already applied.
+
+use std::collections::HashMap;
+
+use automerge::sync::{self, SyncDoc};
+use automerge::{Automerge, Change, ChangeHash};
+use dontpanic_identity::{ChangeSignature, PublicKey, Signature, SignedChange};
+
+use crate::{Notebook, NotebookError, RemoteEdit};
+
+const MAGIC: &[u8; 4] = b"DPS1";
+/// Automerge storage chunk magic bytes.
+const CHUNK_MAGIC: [u8; 4] = [0x85, 0x6f, 0x4a, 0x83];
+const CHUNK_DOCUMENT: u8 = 0;
+
+/// A sync message with the signatures of the changes it carries.
+#[derive(Debug)]
+pub struct SignedSyncMessage {
+    /// The encoded Automerge sync message.
+    pub message: Vec<u8>,
+    /// Signatures of the changes inside.
+    pub signatures: Vec<ChangeSignature>,
+}
+
+fn malformed(reason: impl Into<String>) -> NotebookError {
+    NotebookError::Rejected {
+        count: 0,
+        reason: format!("malformed sync message: {}", reason.into()),
+    }
+}
+
+impl SignedSyncMessage {
+    /// Wire bytes.
+    pub fn encode(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(12 + self.message.len() + 128 * self.signatures.len());
+        out.extend_from_slice(MAGIC);
+        out.extend_from_slice(&(self.message.len() as u32).to_be_bytes());
+        out.extend_from_slice(&self.message);
+        out.extend_from_slice(&(self.signatures.len() as u32).to_be_bytes());
+        for s in &self.signatures {
+            out.extend_from_slice(s.hash.as_ref());
+            out.extend_from_slice(&s.signer.to_bytes());
+            out.extend_from_slice(&s.signature.to_bytes());
+        }
+        out
+    }
+
+    /// Parses wire bytes; every length is checked against what is there.
+    pub fn decode(bytes: &[u8]) -> Result<Self, NotebookError> {
+        let take = |at: usize, n: usize, what: &str| {
+            bytes
+                .get(at..at.checked_add(n).unwrap_or(usize::MAX))
+                .ok_or_else(|| malformed(format!("{what} is cut short")))
+        };
+        if take(0, 4, "magic")? != MAGIC {
+            return Err(malformed("bad magic"));
+        }
+        let len = u32::from_be_bytes(take(4, 4, "length")?.try_into().expect("4")) as usize;
+        let message = take(8, len, "automerge message")?.to_vec();
+        let at = 8 + len;
+        let count = u32::from_be_bytes(take(at, 4, "signature count")?.try_into().expect("4")) as usize;
+        let sigs = take(at + 4, count.checked_mul(128).ok_or_else(|| malformed("count"))?, "signatures")?;
+        if at + 4 + count * 128 != bytes.len() {
+            return Err(malformed("trailing bytes"));
+        }
+        let signatures = sigs
+            .chunks(128)
+            .map(|c| {
+                Ok(ChangeSignature {
+                    hash: ChangeHash::try_from(&c[..32]).map_err(|e| malformed(e.to_string()))?,
+                    signer: PublicKey::from_bytes(&c[32..64]).map_err(|e| malformed(e.to_string()))?,
+                    signature: Signature::from_bytes(&c[64..]).map_err(|e| malformed(e.to_string()))?,
+                })
+            })
+            .collect::<Result<_, NotebookError>>()?;
+        Ok(SignedSyncMessage { message, signatures })
+    }
+}
+
+/// Splits a byte string of concatenated Automerge chunks.
+fn chunks(mut bytes: &[u8]) -> Result<Vec<(u8, &[u8])>, NotebookError> {
+    let mut out = Vec::new();
+    while !bytes.is_empty() {
+        if bytes.len() < 10 || bytes[..4] != CHUNK_MAGIC {
+            return Err(malformed("changes are not Automerge chunks"));
+        }
+        let kind = bytes[8];
+        let (mut len, mut shift, mut i) = (0usize, 0u32, 9usize);
+        loop {
+            let b = *bytes.get(i).ok_or_else(|| malformed("chunk length is cut short"))?;
+            len |= ((b & 0x7f) as usize).checked_shl(shift).ok_or_else(|| malformed("chunk length"))?;
+            i += 1;
+            if b & 0x80 == 0 {
+                break;
+            }
+            shift += 7;
+            if shift > 56 {
+                return Err(malformed("chunk length"));
+            }
+        }
+        let end = i.checked_add(len).filter(|e| *e <= bytes.len()).ok_or_else(|| malformed("chunk is cut short"))?;
+        out.push((kind, &bytes[..end]));
+        bytes = &bytes[end..];
+    }
+    Ok(out)
+}
+
+/// Every change inside an Automerge sync message, whether sent as changes or
+/// as a whole saved document.
+pub fn changes_in(message: &sync::Message) -> Result<Vec<Change>, NotebookError> {
+    let mut out = Vec::new();
+    for blob in message.changes.iter() {
+        for (kind, chunk) in chunks(blob)? {
+            if kind == CHUNK_DOCUMENT {
+                let doc = Automerge::load(chunk).map_err(|e| malformed(format!("document chunk: {e}")))?;
+                out.extend(doc.get_changes(&[]));
+            } else {
+                out.push(Change::try_from(chunk).map_err(|e| malformed(format!("change chunk: {e}")))?);
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Per-peer Automerge sync states of the open incident.
+#[derive(Default)]
+pub struct SyncStates {
+    states: HashMap<String, sync::State>,
+}
+
+fn state_file(peer: &str) -> String {
+    format!("sync-{}.state", &peer[..peer.len().min(32)])
+}
+
+impl Notebook {
+    fn sync_state(&mut self, peer: &str) -> Result<&mut sync::State, NotebookError> {
+        let open = self.open.as_mut().ok_or(NotebookError::NoIncident)?;
+        let id = open.incident.id()?.to_string();
+        let data = &self.data;
+        Ok(open.sync.states.entry(peer.to_string()).or_insert_with(|| {
+            // A persisted state remembers what the peer had, so a reconnect
+            // sends only what is missing.
+            data.read_aux(&id, &state_file(peer))
+                .and_then(|b| sync::State::decode(&b).ok())
+                .unwrap_or_default()
+        }))
+    }
+
+    /// Saves every peer's sync state of the open incident.
+    pub fn save_sync_states(&self) -> Result<(), NotebookError> {
+        let Some(open) = self.open.as_ref() else {
+            return Ok(());
+        };
+        let id = open.incident.id()?.to_string();
+        for (peer, state) in &open.sync.states {
+            self.data.write_aux(&id, &state_file(peer), &state.encode())?;
+        }
+        Ok(())
+    }
+
+    /// Forgets in-flight state for a peer that went away (its saved shared
+    /// heads stay), so the next connection starts cleanly.
+    pub fn peer_gone(&mut self, peer: &str) -> Result<(), NotebookError> {
+        self.save_sync_states()?;
+        if let Some(open) = self.open.as_mut() {
+            open.sync.states.remove(peer);
+        }
+        Ok(())
+    }
+
+    /// The next sync message for `peer` (hex key), if there is anything to say.
+    pub fn sync_message_for(&mut self, peer: &str) -> Result<Option<Vec<u8>>, NotebookError> {
+        let state = std::mem::take(self.sync_state(peer)?);
+        let open = self.open.as_mut().ok_or(NotebookError::NoIncident)?;
+        let mut state = state;
+        let msg = open.incident.doc().generate_sync_message(&mut state);
+        open.sync.states.insert(peer.to_string(), state);
+        let Some(msg) = msg else {
+            return Ok(None);
+        };
+        let mut signatures = Vec::new();
+        for change in changes_in(&msg)? {
+            if let Some(s) = open.signatures.get(&change.hash()) {
+                signatures.push(*s);
+            }
+        }
+        Ok(Some(
+            SignedSyncMessage {
+                message: msg.encode(),
+                signatures,
+            }
+            .encode(),
+        ))
+    }
+
+    /// Verifies and applies a signed sync message from `peer`. On any failure
+    /// nothing is applied and the sync state is untouched.
+    pub fn receive_sync(&mut self, peer: &str, bytes: &[u8]) -> Result<Vec<RemoteEdit>, NotebookError> {
+        let signed = SignedSyncMessage::decode(bytes)?;
+        let mut msg = sync::Message::decode(&signed.message).map_err(|e| malformed(e.to_string()))?;
+        let sigs: HashMap<ChangeHash, ChangeSignature> = signed.signatures.iter().map(|s| (s.hash, *s)).collect();
+        let mut incoming = Vec::new();
+        for change in changes_in(&msg)? {
+            let hash = change.hash();
+            let known = self.current().is_some_and(|o| o.signatures.contains_key(&hash));
+            if known {
+                continue;
+            }
+            let s = sigs.get(&hash).ok_or_else(|| NotebookError::Rejected {
+                count: 1,
+                reason: format!("change {hash} arrived without a signature"),
+            })?;
+            incoming.push(SignedChange::from_parts(change, s.signer, s.signature));
+        }
+        let edits = self.accept(incoming)?;
+        // The changes are applied; Automerge only updates what it knows of the peer.
+        msg.changes = sync::ChunkList::empty();
+        let mut state = std::mem::take(self.sync_state(peer)?);
+        let open = self.open.as_mut().ok_or(NotebookError::NoIncident)?;
+        let result = open.incident.doc_mut().receive_sync_message(&mut state, msg);
+        open.sync.states.insert(peer.to_string(), state);
+        result.map_err(|e| NotebookError::Document(e.to_string()))?;
+        Ok(edits)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn envelope_round_trips_and_truncation_fails() {
+        let key = dontpanic_identity::SecretKey::generate();
+        let m = SignedSyncMessage {
+            message: vec![1, 2, 3],
+            signatures: vec![ChangeSignature::sign(&key, ChangeHash([9; 32]))],
+        };
+        let bytes = m.encode();
+        let back = SignedSyncMessage::decode(&bytes).unwrap();
+        assert_eq!(back.message, m.message);
+        assert_eq!(back.signatures, m.signatures);
+        for cut in [0, 3, 8, 11, bytes.len() - 1] {
+            assert!(SignedSyncMessage::decode(&bytes[..cut]).is_err(), "cut at {cut}");
+        }
+        let mut huge = bytes.clone();
+        huge[4..8].copy_from_slice(&u32::MAX.to_be_bytes());
+        assert!(SignedSyncMessage::decode(&huge).is_err());
+    }
+
+    #[test]
+    fn chunks_of_a_saved_document_yield_every_change() {
+        use automerge::transaction::Transactable;
+        let mut doc = automerge::AutoCommit::new();
+        for i in 0..5 {
+            doc.put(automerge::ROOT, "n", i as i64).unwrap();
+            doc.commit();
+        }
+        let saved = doc.save();
+        let msg = sync::Message {
+            heads: vec![],
+            need: vec![],
+            have: vec![],
+            changes: sync::ChunkList::from(saved),
+            flags: None,
+            version: sync::MessageVersion::V2,
+        };
+        assert_eq!(changes_in(&msg).unwrap().len(), 5);
+        let bad = sync::Message { changes: sync::ChunkList::from(vec![1u8, 2, 3]), ..msg };
+        assert!(changes_in(&bad).is_err());
+    }
+}
