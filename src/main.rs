@@ -1,16 +1,21 @@
 //! `dontpanic`: a peer-to-peer incident notebook. This binary parses flags,
-//! opens the notebook and runs the REPL (or a script); the work is done by
-//! the crates under `crates/`.
+//! opens the notebook, starts the node and runs the REPL (or a script); the
+//! work is done by the crates under `crates/`.
 
 use std::io::{BufRead, IsTerminal, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
+use dontpanic_net::{Multiaddr, NodeConfig};
 use dontpanic_notebook::Notebook;
-use dontpanic_repl::Session;
+use dontpanic_repl::{Network, Notice, PeerRow, Session};
+use dontpanic_sync::Replicator;
+
+mod relay;
 
 /// A peer-to-peer incident notebook: stay calm, capture symptoms, rule
 /// hypotheses out, write it up.
@@ -26,6 +31,18 @@ struct Cli {
     /// Answer every command with one JSON line (for scripts).
     #[arg(long, global = true)]
     json: bool,
+    /// Address to listen on (repeatable); default: all interfaces, TCP and QUIC, any port.
+    #[arg(long, global = true, value_name = "MULTIADDR")]
+    listen: Vec<Multiaddr>,
+    /// Do not discover peers on the LAN with mDNS.
+    #[arg(long, global = true)]
+    no_mdns: bool,
+    /// Relay to reach peers beyond the LAN (repeatable; remembered).
+    #[arg(long, global = true, value_name = "MULTIADDR")]
+    relay: Vec<Multiaddr>,
+    /// No networking at all: a local notebook only.
+    #[arg(long, global = true)]
+    offline: bool,
     #[command(subcommand)]
     mode: Option<Mode>,
 }
@@ -34,6 +51,17 @@ struct Cli {
 enum Mode {
     /// Print this device's name and key.
     Whoami,
+    /// Join an incident from an invite, then open the REPL on it.
+    Join {
+        /// The invite string (dpinv1…).
+        invite: String,
+    },
+    /// Run a circuit relay for responders beyond the LAN.
+    Relay {
+        /// Addresses to listen on (default /ip4/0.0.0.0/tcp/4001 and QUIC on udp/4001).
+        #[arg(long = "listen", value_name = "MULTIADDR")]
+        relay_listen: Vec<Multiaddr>,
+    },
 }
 
 fn data_dir(cli: &Cli) -> Result<PathBuf> {
@@ -84,27 +112,142 @@ fn open_notebook(cli: &Cli) -> Result<Notebook> {
     Ok(nb)
 }
 
+/// The REPL's view of the network, over the replicator.
+struct War(Replicator, tokio::runtime::Handle);
+
+impl Network for War {
+    fn peers(&self) -> Result<Vec<PeerRow>, String> {
+        Ok(self
+            .0
+            .peers()
+            .into_iter()
+            .map(|p| PeerRow {
+                name: p.name,
+                peer_id: p.peer.to_string(),
+                address: p.address,
+                found_by: p.found_by.into(),
+                state: p.state.into(),
+                route: p.route.into(),
+                last_sync_secs: p.last_sync_secs,
+                rtt_ms: p.rtt_ms,
+                problem: p.problem,
+            })
+            .collect())
+    }
+    fn connect(&self, addr: &str) -> Result<String, String> {
+        self.0.connect(addr).map(|p| format!("connected to {p}")).map_err(|e| e.to_string())
+    }
+    fn invite(&self, _: &Arc<Mutex<Notebook>>) -> Result<String, String> {
+        self.0.invite().map(|i| i.to_string()).map_err(|e| e.to_string())
+    }
+    fn join(&self, _: &Arc<Mutex<Notebook>>, invite: &str) -> Result<String, String> {
+        self.0.join(invite).map_err(|e| e.to_string())
+    }
+    fn incident_opened(&self, _: &Arc<Mutex<Notebook>>) {
+        self.0.incident_opened();
+    }
+    fn local_edit(&self) {
+        self.0.local_edit();
+    }
+    fn addresses(&self) -> (String, Vec<String>) {
+        let node = self.0.node().clone();
+        let addrs = self.1.block_on(node.addresses());
+        (node.peer_id().to_string(), addrs.iter().map(|a| a.to_string()).collect())
+    }
+}
+
 fn run(cli: Cli) -> Result<bool> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    if let Some(Mode::Relay { relay_listen }) = &cli.mode {
+        let dir = data_dir(&cli)?;
+        return runtime.block_on(relay::run(dir, relay_listen.clone())).map(|_| true);
+    }
     let nb = open_notebook(&cli)?;
     let history = nb.data().history_path();
-    let session = Session::new(Arc::new(Mutex::new(nb)), None);
-    let (_notify, notices) = std::sync::mpsc::channel();
-    if let Some(Mode::Whoami) = cli.mode {
-        let reply = session.run(dontpanic_repl::Command::Whoami);
-        println!("{}", if cli.json { reply.json.to_string() } else { reply.text });
-        return Ok(true);
+    let mut relays = nb.data().config()?.relays;
+    for r in &cli.relay {
+        if !relays.contains(&r.to_string()) {
+            relays.push(r.to_string());
+        }
     }
+    if !cli.relay.is_empty() {
+        let mut cfg = nb.data().config()?;
+        cfg.relays = relays.clone();
+        nb.data().save_config(&cfg)?;
+    }
+    let seed = nb.device().key.to_bytes();
+    let notebook = Arc::new(Mutex::new(nb));
+    let (notify, notices) = std::sync::mpsc::channel::<Notice>();
+    let replicator = if cli.offline {
+        None
+    } else {
+        let config = NodeConfig {
+            seed,
+            listen: if cli.listen.is_empty() { NodeConfig::default_listen() } else { cli.listen.clone() },
+            mdns: !cli.no_mdns,
+            relays: relays.iter().filter_map(|r| r.parse().ok()).collect(),
+            agent: format!("dontpanic/{}", env!("CARGO_PKG_VERSION")),
+        };
+        let (node, events) = runtime.block_on(dontpanic_net::node::start(config))?;
+        let (tx, rx) = std::sync::mpsc::channel::<dontpanic_sync::Notice>();
+        std::thread::spawn(move || {
+            for n in rx {
+                if notify.send(Notice { text: n.text, json: n.json }).is_err() {
+                    break;
+                }
+            }
+        });
+        Some(Replicator::start(notebook.clone(), node, events, tx, runtime.handle().clone()))
+    };
+    let network: Option<Arc<dyn Network>> = replicator
+        .clone()
+        .map(|r| Arc::new(War(r, runtime.handle().clone())) as Arc<dyn Network>);
+    let session = Session::new(notebook.clone(), network);
+    let ok = match &cli.mode {
+        Some(Mode::Whoami) => {
+            let reply = session.run(dontpanic_repl::Command::Whoami);
+            println!("{}", if cli.json { reply.json.to_string() } else { reply.text });
+            true
+        }
+        Some(Mode::Join { invite }) => {
+            let reply = session.run(dontpanic_repl::Command::Join(invite.clone()));
+            if !reply.ok {
+                bail!("{}", reply.text);
+            }
+            println!("{}", if cli.json { reply.json.to_string() } else { reply.text });
+            repl(&cli, &session, &history, notices)?
+        }
+        _ => repl(&cli, &session, &history, notices)?,
+    };
+    if let Some(r) = &replicator {
+        r.flush(Duration::from_secs(3));
+    }
+    let _ = notebook.lock().map(|nb| nb.save_sync_states());
+    Ok(ok)
+}
+
+fn repl(cli: &Cli, session: &Session, history: &std::path::Path, notices: std::sync::mpsc::Receiver<Notice>) -> Result<bool> {
     if std::io::stdin().is_terminal() && !cli.json {
-        dontpanic_repl::interactive(&session, &history, notices).map_err(anyhow::Error::msg)?;
+        dontpanic_repl::interactive(session, history, notices).map_err(anyhow::Error::msg)?;
         Ok(true)
     } else {
-        let failed = dontpanic_repl::script(&session, std::io::stdin().lock(), cli.json, notices);
+        let failed = dontpanic_repl::script(session, std::io::stdin().lock(), cli.json, notices);
         Ok(failed == 0)
     }
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if std::env::var_os("RUST_LOG").is_some() {
+        tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+            .with_writer(std::io::stderr)
+            .init();
+    }
     match run(cli) {
         Ok(true) => ExitCode::SUCCESS,
         Ok(false) => ExitCode::from(1),

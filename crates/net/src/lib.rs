@@ -17,6 +17,7 @@
 pub mod frame;
 mod invite;
 pub mod node;
+pub mod relay;
 
 pub use frame::Frame;
 pub use invite::{Invite, InviteError};

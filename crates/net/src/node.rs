@@ -521,14 +521,12 @@ impl SwarmTask {
                     let _ = self.events.send(NodeEvent::Connected { peer: peer_id });
                 }
             }
-            SwarmEvent::ConnectionClosed { peer_id, num_established, .. } => {
-                if num_established == 0 {
-                    if let Some(info) = self.peers.get_mut(&peer_id) {
-                        info.connected = false;
-                        info.rtt = None;
-                    }
-                    let _ = self.events.send(NodeEvent::Disconnected { peer: peer_id });
+            SwarmEvent::ConnectionClosed { peer_id, num_established: 0, .. } => {
+                if let Some(info) = self.peers.get_mut(&peer_id) {
+                    info.connected = false;
+                    info.rtt = None;
                 }
+                let _ = self.events.send(NodeEvent::Disconnected { peer: peer_id });
             }
             SwarmEvent::OutgoingConnectionError { connection_id, error, peer_id, .. } => {
                 self.dial_how.remove(&connection_id);

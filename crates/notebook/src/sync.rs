@@ -63,7 +63,7 @@ impl SignedSyncMessage {
     pub fn decode(bytes: &[u8]) -> Result<Self, NotebookError> {
         let take = |at: usize, n: usize, what: &str| {
             bytes
-                .get(at..at.checked_add(n).unwrap_or(usize::MAX))
+                .get(at..at.saturating_add(n))
                 .ok_or_else(|| malformed(format!("{what} is cut short")))
         };
         if take(0, 4, "magic")? != MAGIC {
@@ -132,6 +132,45 @@ pub fn changes_in(message: &sync::Message) -> Result<Vec<Change>, NotebookError>
                 out.push(Change::try_from(chunk).map_err(|e| malformed(format!("change chunk: {e}")))?);
             }
         }
+    }
+    Ok(out)
+}
+
+/// Encodes a list of signed changes (a whole history, for joining):
+/// `u32 BE count`, then per change `u32 BE len | key 32 | signature 64 | change`.
+pub fn encode_changes(changes: &[SignedChange]) -> Vec<u8> {
+    let mut out = (changes.len() as u32).to_be_bytes().to_vec();
+    for c in changes {
+        let bytes = c.change.raw_bytes();
+        out.extend_from_slice(&(bytes.len() as u32).to_be_bytes());
+        out.extend_from_slice(&c.signer.to_bytes());
+        out.extend_from_slice(&c.signature.to_bytes());
+        out.extend_from_slice(bytes);
+    }
+    out
+}
+
+/// Parses [`encode_changes`] output; signatures are not checked here.
+pub fn decode_changes(bytes: &[u8]) -> Result<Vec<SignedChange>, NotebookError> {
+    let mut at = 0usize;
+    let mut take = |n: usize, what: &str| -> Result<&[u8], NotebookError> {
+        let end = at.checked_add(n).filter(|e| *e <= bytes.len());
+        let end = end.ok_or_else(|| malformed(format!("{what} is cut short")))?;
+        let s = &bytes[at..end];
+        at = end;
+        Ok(s)
+    };
+    let count = u32::from_be_bytes(take(4, "count")?.try_into().expect("4")) as usize;
+    let mut out = Vec::with_capacity(count.min(1 << 16));
+    for _ in 0..count {
+        let len = u32::from_be_bytes(take(4, "length")?.try_into().expect("4")) as usize;
+        let signer = PublicKey::from_bytes(take(32, "key")?).map_err(|e| malformed(e.to_string()))?;
+        let signature = Signature::from_bytes(take(64, "signature")?).map_err(|e| malformed(e.to_string()))?;
+        let change = Change::try_from(take(len, "change")?).map_err(|e| malformed(format!("change: {e}")))?;
+        out.push(SignedChange::from_parts(change, signer, signature));
+    }
+    if at != bytes.len() {
+        return Err(malformed("trailing bytes"));
     }
     Ok(out)
 }

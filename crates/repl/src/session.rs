@@ -60,6 +60,8 @@ pub trait Network: Send + Sync {
     fn incident_opened(&self, notebook: &Arc<Mutex<Notebook>>);
     /// A local edit was made, so peers should hear of it.
     fn local_edit(&self);
+    /// This node's peer id and dialable addresses.
+    fn addresses(&self) -> (String, Vec<String>);
 }
 
 /// One row of `peers`.
@@ -326,10 +328,19 @@ impl Session {
                 let nb = self.lock();
                 let d = nb.device();
                 let key = d.key.public();
-                Ok(Reply::done(
-                    format!("{}\nkey {}\nfingerprint {}\ndata {}", d.name, key, key.fingerprint(), nb.data().path().display()),
-                    json!({ "name": d.name, "key": key.to_string(), "fingerprint": key.fingerprint(), "data_dir": nb.data().path() }),
-                ))
+                let mut text = format!("{}\nkey {}\nfingerprint {}\ndata {}", d.name, key, key.fingerprint(), nb.data().path().display());
+                let mut j = json!({ "name": d.name, "key": key.to_string(), "fingerprint": key.fingerprint(), "data_dir": nb.data().path() });
+                drop(nb);
+                if let Some(net) = &self.network {
+                    let (peer_id, addrs) = net.addresses();
+                    text.push_str(&format!("\npeer {peer_id}"));
+                    for a in &addrs {
+                        text.push_str(&format!("\nlistening {a}"));
+                    }
+                    j["peer_id"] = json!(peer_id);
+                    j["addresses"] = json!(addrs);
+                }
+                Ok(Reply::done(text, j))
             }
             Command::Peers => {
                 let rows = self.network()?.peers()?;

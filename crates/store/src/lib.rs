@@ -157,53 +157,22 @@ impl DataDir {
 
     /// Loads the device identity, if one was created.
     pub fn device(&self) -> Result<Option<Device>, StoreError> {
-        let key_path = self.key_path();
-        let text = match fs::read_to_string(&key_path) {
-            Ok(t) => t,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
-            Err(e) => return Err(io_err(&key_path)(e)),
+        let Some(key) = read_key(&self.key_path())? else {
+            return Ok(None);
         };
-        let mode = fs::metadata(&key_path)
-            .map_err(io_err(&key_path))?
-            .permissions()
-            .mode();
-        if mode & 0o077 != 0 {
-            return Err(StoreError::KeyPermissions {
-                path: key_path,
-                mode: mode & 0o777,
-            });
-        }
-        let seed = data_from_hex(text.trim()).ok_or_else(|| StoreError::Corrupt {
-            path: key_path.clone(),
-            reason: "expected 64 hex digits (a 32-byte ed25519 seed)".into(),
-        })?;
         let name_path = self.root.join("device.json");
         let name = fs::read(&name_path)
             .ok()
             .and_then(|b| serde_json::from_slice::<DeviceFile>(&b).ok())
             .map(|d| d.name)
             .unwrap_or_else(|| "anonymous".into());
-        Ok(Some(Device {
-            key: SecretKey::from_bytes(&seed),
-            name,
-        }))
+        Ok(Some(Device { key, name }))
     }
 
     /// Creates the device key (owner-only) and records the name.
     pub fn create_device(&self, name: &str) -> Result<Device, StoreError> {
-        let key = SecretKey::generate();
-        let key_path = self.key_path();
-        let hex: String = key.to_bytes().iter().map(|b| format!("{b:02x}")).collect();
-        let mut f = OpenOptions::new()
-            .create_new(true)
-            .write(true)
-            .mode(0o600)
-            .open(&key_path)
-            .map_err(io_err(&key_path))?;
-        writeln!(f, "{hex}").map_err(io_err(&key_path))?;
-        f.sync_all().map_err(io_err(&key_path))?;
+        let key = create_key(&self.key_path())?;
         self.set_name(name)?;
-        sync_dir(&self.root)?;
         Ok(Device {
             key,
             name: name.to_string(),
@@ -279,6 +248,46 @@ impl DataDir {
     pub fn write_aux(&self, id: &str, name: &str, bytes: &[u8]) -> Result<(), StoreError> {
         write_atomic(&self.incident_dir(id).join(name), bytes)
     }
+}
+
+/// Reads a key file written by [`create_key`]; `None` if it does not exist.
+/// A key readable by others is refused, naming the file.
+pub fn read_key(path: &Path) -> Result<Option<SecretKey>, StoreError> {
+    let text = match fs::read_to_string(path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(io_err(path)(e)),
+    };
+    let mode = fs::metadata(path).map_err(io_err(path))?.permissions().mode();
+    if mode & 0o077 != 0 {
+        return Err(StoreError::KeyPermissions {
+            path: path.to_path_buf(),
+            mode: mode & 0o777,
+        });
+    }
+    let seed = data_from_hex(text.trim()).ok_or_else(|| StoreError::Corrupt {
+        path: path.to_path_buf(),
+        reason: "expected 64 hex digits (a 32-byte ed25519 seed)".into(),
+    })?;
+    Ok(Some(SecretKey::from_bytes(&seed)))
+}
+
+/// Creates a new key file, owner-only, durably; fails if one exists.
+pub fn create_key(path: &Path) -> Result<SecretKey, StoreError> {
+    let key = SecretKey::generate();
+    let hex: String = key.to_bytes().iter().map(|b| format!("{b:02x}")).collect();
+    let mut f = OpenOptions::new()
+        .create_new(true)
+        .write(true)
+        .mode(0o600)
+        .open(path)
+        .map_err(io_err(path))?;
+    writeln!(f, "{hex}").map_err(io_err(path))?;
+    f.sync_all().map_err(io_err(path))?;
+    if let Some(dir) = path.parent() {
+        sync_dir(dir)?;
+    }
+    Ok(key)
 }
 
 fn data_from_hex(s: &str) -> Option<[u8; 32]> {
