@@ -95,6 +95,23 @@ enum Kick {
 struct Shared {
     peers: HashMap<PeerId, PeerState>,
     blocked: HashSet<PeerId>,
+    traffic: Traffic,
+}
+
+/// Bytes of sync frame bodies sent and received, in both directions of
+/// both protocols, since start.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Traffic {
+    /// Bytes sent (requests and answers).
+    pub sent: u64,
+    /// Bytes received (requests and answers).
+    pub received: u64,
+}
+
+fn count(r: &Replicator, sent: usize, received: usize) {
+    let mut s = r.shared.lock().unwrap_or_else(|p| p.into_inner());
+    s.traffic.sent += sent as u64;
+    s.traffic.received += received as u64;
 }
 
 /// The running sync driver; cheap to clone.
@@ -207,6 +224,11 @@ impl Replicator {
         if self.kicks.send(Kick::Flush(tx)).is_ok() {
             let _ = self.runtime.block_on(async { tokio::time::timeout(limit, rx).await });
         }
+    }
+
+    /// Sync bytes sent and received so far.
+    pub fn traffic(&self) -> Traffic {
+        self.shared.lock().map(|s| s.traffic).unwrap_or_default()
     }
 
     /// `connect <multiaddr>`.
@@ -498,7 +520,9 @@ impl Driver {
         };
         match outcome {
             Ok((edits, reply)) => {
-                node.respond(token, Frame::new(kind::SYNC, &frame.incident, reply.unwrap_or_default()));
+                let reply = reply.unwrap_or_default();
+                count(&self.r, reply.len(), frame.body.len());
+                node.respond(token, Frame::new(kind::SYNC, &frame.incident, reply));
                 self.synced(peer);
                 if !edits.is_empty() {
                     announce(&self.notices, &edits);
@@ -601,6 +625,7 @@ async fn dialogue(r: &Replicator, notices: &std::sync::mpsc::Sender<Notice>, pee
             Ok(None) => return false,
             Err(_) => return false,
         };
+        let sent = msg.len();
         let answer = r.node.request(Proto::Sync, peer, Frame::new(kind::SYNC, incident, msg)).await;
         let frame = match answer {
             Ok(f) => f,
@@ -611,6 +636,7 @@ async fn dialogue(r: &Replicator, notices: &std::sync::mpsc::Sender<Notice>, pee
                 return false;
             }
         };
+        count(r, sent, frame.body.len());
         {
             let mut s = r.shared.lock().unwrap_or_else(|p| p.into_inner());
             s.peers.entry(peer).or_default().last_sync = Some(Instant::now());
