@@ -56,12 +56,9 @@ enum Mode {
         /// The invite string (dpinv1…).
         invite: String,
     },
-    /// Run a circuit relay for responders beyond the LAN.
-    Relay {
-        /// Addresses to listen on (default /ip4/0.0.0.0/tcp/4001 and QUIC on udp/4001).
-        #[arg(long = "listen", value_name = "MULTIADDR")]
-        relay_listen: Vec<Multiaddr>,
-    },
+    /// Run a circuit relay for responders beyond the LAN (listens on
+    /// --listen, default /ip4/0.0.0.0/tcp/4001 and QUIC on udp/4001).
+    Relay,
 }
 
 fn data_dir(cli: &Cli) -> Result<PathBuf> {
@@ -162,9 +159,9 @@ fn run(cli: Cli) -> Result<bool> {
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
-    if let Some(Mode::Relay { relay_listen }) = &cli.mode {
+    if let Some(Mode::Relay) = &cli.mode {
         let dir = data_dir(&cli)?;
-        return runtime.block_on(relay::run(dir, relay_listen.clone())).map(|_| true);
+        return runtime.block_on(relay::run(dir, cli.listen.clone())).map(|_| true);
     }
     let nb = open_notebook(&cli)?;
     let history = nb.data().history_path();
@@ -255,5 +252,14 @@ fn main() -> ExitCode {
             eprintln!("error: {e:#}");
             ExitCode::from(2)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn command_line_is_consistent() {
+        use clap::CommandFactory;
+        super::Cli::command().debug_assert();
     }
 }

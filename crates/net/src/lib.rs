@@ -21,6 +21,7 @@ pub mod relay;
 
 pub use frame::Frame;
 pub use invite::{Invite, InviteError};
+pub use libp2p::multiaddr::Protocol;
 pub use libp2p::{Multiaddr, PeerId};
 pub use node::{FoundBy, NodeConfig, NodeEvent, NodeHandle, PeerInfo, Proto};
 

@@ -11,7 +11,8 @@ use libp2p::multiaddr::Protocol;
 use libp2p::request_response::{self, OutboundRequestId, ProtocolSupport, ResponseChannel};
 use libp2p::swarm::behaviour::toggle::Toggle;
 use libp2p::swarm::dial_opts::DialOpts;
-use libp2p::swarm::{NetworkBehaviour, SwarmEvent};
+use libp2p::core::transport::ListenerId;
+use libp2p::swarm::{ConnectionId, NetworkBehaviour, SwarmEvent};
 use libp2p::{dcutr, identify, identity, mdns, noise, ping, relay, tcp, yamux, Multiaddr, PeerId, Swarm};
 use tokio::sync::{mpsc, oneshot};
 
@@ -155,6 +156,8 @@ enum Command {
     Peers(oneshot::Sender<Vec<PeerInfo>>),
     Addresses(oneshot::Sender<Vec<Multiaddr>>),
     AddAddress(PeerId, Multiaddr, FoundBy),
+    DialPeer(PeerId),
+    UseRelay(Multiaddr),
     Disconnect(PeerId),
     Shutdown(oneshot::Sender<()>),
 }
@@ -216,6 +219,17 @@ impl NodeHandle {
     /// Tells the node where a peer may be reached.
     pub fn add_address(&self, peer: PeerId, addr: Multiaddr, how: FoundBy) {
         let _ = self.send(Command::AddAddress(peer, addr, how));
+    }
+
+    /// Dials a known peer by id (its addresses are remembered) unless it is
+    /// connected or was tried in the last few seconds.
+    pub fn dial_peer(&self, peer: PeerId) {
+        let _ = self.send(Command::DialPeer(peer));
+    }
+
+    /// Keeps a reservation on one more relay (from an invite, say).
+    pub fn use_relay(&self, relay: Multiaddr) {
+        let _ = self.send(Command::UseRelay(relay));
     }
 
     /// Closes every connection to a peer that is not trusted.
@@ -296,12 +310,6 @@ pub async fn start(config: NodeConfig) -> Result<(NodeHandle, mpsc::UnboundedRec
             .listen_on(addr.clone())
             .map_err(|e| NetError::Setup(format!("cannot listen on {addr}: {e}")))?;
     }
-    for relay in &config.relays {
-        let circuit = relay.clone().with(Protocol::P2pCircuit);
-        if let Err(e) = swarm.listen_on(circuit) {
-            tracing::warn!("cannot listen through relay {relay}: {e}");
-        }
-    }
     let (tx, rx) = mpsc::unbounded_channel();
     let (events_tx, events_rx) = mpsc::unbounded_channel();
     let task = SwarmTask {
@@ -314,7 +322,9 @@ pub async fn start(config: NodeConfig) -> Result<(NodeHandle, mpsc::UnboundedRec
         next_token: 0,
         peers: HashMap::new(),
         rate: HashMap::new(),
-        relays: config.relays.clone(),
+        relays: config.relays.iter().map(|r| (r.clone(), None)).collect(),
+        conns: HashMap::new(),
+        last_dial: HashMap::new(),
     };
     tokio::spawn(task.run(rx));
     Ok((NodeHandle { tx, peer_id }, events_rx))
@@ -330,8 +340,17 @@ struct SwarmTask {
     next_token: u64,
     peers: HashMap<PeerId, PeerInfo>,
     rate: HashMap<PeerId, (Instant, u32)>,
-    relays: Vec<Multiaddr>,
+    /// Each relay and the circuit listener on it, while one is up.
+    relays: Vec<(Multiaddr, Option<ListenerId>)>,
+    /// Open connections per peer: address and whether relayed.
+    conns: HashMap<PeerId, HashMap<ConnectionId, (Multiaddr, bool)>>,
+    last_dial: HashMap<PeerId, Instant>,
 }
+
+/// How often lost relay reservations are retried.
+const RELAY_RETRY: Duration = Duration::from_secs(3);
+/// Least time between two dials of the same peer by id.
+const REDIAL_AFTER: Duration = Duration::from_secs(3);
 
 fn is_relayed(addr: &Multiaddr) -> bool {
     addr.iter().any(|p| matches!(p, Protocol::P2pCircuit))
@@ -339,8 +358,10 @@ fn is_relayed(addr: &Multiaddr) -> bool {
 
 impl SwarmTask {
     async fn run(mut self, mut commands: mpsc::UnboundedReceiver<Command>) {
+        let mut relay_tick = tokio::time::interval(RELAY_RETRY);
         loop {
             tokio::select! {
+                _ = relay_tick.tick() => self.keep_reservations(),
                 cmd = commands.recv() => match cmd {
                     Some(Command::Shutdown(done)) => {
                         let _ = done.send(());
@@ -442,10 +463,65 @@ impl SwarmTask {
                     info.address = Some(addr);
                 }
             }
+            Command::DialPeer(peer) => {
+                let recent = self.last_dial.get(&peer).is_some_and(|t| t.elapsed() < REDIAL_AFTER);
+                if !self.swarm.is_connected(&peer) && !recent && peer != *self.swarm.local_peer_id() {
+                    self.last_dial.insert(peer, Instant::now());
+                    let _ = self.swarm.dial(DialOpts::peer_id(peer).build());
+                }
+            }
+            Command::UseRelay(relay) => {
+                if !self.relays.iter().any(|(r, _)| *r == relay) {
+                    self.relays.push((relay, None));
+                    self.keep_reservations();
+                }
+            }
             Command::Disconnect(peer) => {
                 let _ = self.swarm.disconnect_peer_id(peer);
             }
             Command::Shutdown(_) => unreachable!("handled in run"),
+        }
+    }
+
+    /// (Re)starts a circuit listener on every relay that has none, so a
+    /// relay that died and came back is used again.
+    fn keep_reservations(&mut self) {
+        for i in 0..self.relays.len() {
+            if self.relays[i].1.is_some() {
+                continue;
+            }
+            let circuit = self.relays[i].0.clone().with(Protocol::P2pCircuit);
+            match self.swarm.listen_on(circuit) {
+                Ok(id) => self.relays[i].1 = Some(id),
+                Err(e) => tracing::debug!("relay {}: {e}", self.relays[i].0),
+            }
+        }
+    }
+
+    fn listener_gone(&mut self, id: ListenerId) {
+        for r in &mut self.relays {
+            if r.1 == Some(id) {
+                r.1 = None;
+            }
+        }
+    }
+
+    fn refresh_route(&mut self, peer: PeerId) {
+        let conns = self.conns.get(&peer);
+        let direct = conns.and_then(|c| c.values().find(|(_, relayed)| !relayed).cloned());
+        let any = conns.and_then(|c| c.values().next().cloned());
+        if let Some(info) = self.peers.get_mut(&peer) {
+            match direct.or(any) {
+                Some((addr, relayed)) => {
+                    info.connected = true;
+                    info.address = Some(addr);
+                    info.relayed = relayed;
+                }
+                None => {
+                    info.connected = false;
+                    info.rtt = None;
+                }
+            }
         }
     }
 
@@ -507,13 +583,10 @@ impl SwarmTask {
                     ConnectedPoint::Listener { send_back_addr, .. } => (send_back_addr.clone(), FoundBy::Inbound),
                 };
                 let relayed = is_relayed(&addr);
-                let info = self.peer(peer_id, if relayed { FoundBy::Relay } else { how });
-                // A direct connection wins over a relayed one for display.
-                if !info.connected || !relayed {
-                    info.address = Some(addr);
-                    info.relayed = relayed;
-                }
-                info.connected = true;
+                self.peer(peer_id, if relayed { FoundBy::Relay } else { how });
+                self.conns.entry(peer_id).or_default().insert(connection_id, (addr, relayed));
+                // A direct connection (e.g. after hole punching) wins over a relayed one.
+                self.refresh_route(peer_id);
                 if let Some(reply) = self.dials.remove(&connection_id) {
                     let _ = reply.send(Ok(peer_id));
                 }
@@ -521,13 +594,17 @@ impl SwarmTask {
                     let _ = self.events.send(NodeEvent::Connected { peer: peer_id });
                 }
             }
-            SwarmEvent::ConnectionClosed { peer_id, num_established: 0, .. } => {
-                if let Some(info) = self.peers.get_mut(&peer_id) {
-                    info.connected = false;
-                    info.rtt = None;
+            SwarmEvent::ConnectionClosed { peer_id, connection_id, num_established, .. } => {
+                if let Some(c) = self.conns.get_mut(&peer_id) {
+                    c.remove(&connection_id);
                 }
-                let _ = self.events.send(NodeEvent::Disconnected { peer: peer_id });
+                self.refresh_route(peer_id);
+                if num_established == 0 {
+                    let _ = self.events.send(NodeEvent::Disconnected { peer: peer_id });
+                }
             }
+            SwarmEvent::ListenerClosed { listener_id, .. } => self.listener_gone(listener_id),
+            SwarmEvent::ListenerError { listener_id, .. } => self.listener_gone(listener_id),
             SwarmEvent::OutgoingConnectionError { connection_id, error, peer_id, .. } => {
                 self.dial_how.remove(&connection_id);
                 if let Some(reply) = self.dials.remove(&connection_id) {
@@ -565,11 +642,9 @@ impl SwarmTask {
             SwarmEvent::Behaviour(BehaviourEvent::Identify(identify::Event::Received { peer_id, info, .. })) => {
                 // A relay tells us our observed address; peers learn where we listen.
                 for a in info.listen_addrs {
-                    if !is_relayed(&a) {
-                        self.swarm.add_peer_address(peer_id, a);
-                    }
+                    self.swarm.add_peer_address(peer_id, a);
                 }
-                if self.relays.iter().any(|r| relay_peer(r) == Some(peer_id)) {
+                if self.relays.iter().any(|(r, _)| relay_peer(r) == Some(peer_id)) {
                     self.swarm.add_external_address(info.observed_addr);
                 }
             }

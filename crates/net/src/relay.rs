@@ -81,7 +81,13 @@ pub async fn serve(seed: [u8; 32], listen: Vec<Multiaddr>) -> Result<(PeerId, mp
         loop {
             let event = swarm.select_next_some().await;
             let out = match event {
-                SwarmEvent::NewListenAddr { address, .. } => Some(RelayEvent::Listening(address.with(Protocol::P2p(id)))),
+                SwarmEvent::NewListenAddr { address, .. } => {
+                    // A relay runs on a reachable machine: its listen addresses
+                    // are its external addresses, and the relay protocol is only
+                    // offered once it has one.
+                    swarm.add_external_address(address.clone());
+                    Some(RelayEvent::Listening(address.with(Protocol::P2p(id))))
+                }
                 SwarmEvent::Behaviour(BehaviourEvent::Identify(identify::Event::Received { info, .. })) => {
                     // Peers tell us the address they see us at: confirm it so
                     // reservations advertise a reachable address.

@@ -155,6 +155,14 @@ fn hex_key(peer: &PeerId) -> Option<String> {
     dontpanic_net::node::peer_key(peer).map(|k| k.iter().map(|b| format!("{b:02x}")).collect())
 }
 
+fn key_peer(hex: &str) -> Option<PeerId> {
+    let bytes: Vec<u8> = (0..hex.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(hex.get(i..i + 2)?, 16).ok())
+        .collect::<Option<_>>()?;
+    dontpanic_net::node::key_peer(&bytes.try_into().ok()?)
+}
+
 fn proof(secret: &[u8], label: &[u8], a: &PeerId, b: &PeerId) -> [u8; 32] {
     let mut mac = Hmac::<Sha256>::new_from_slice(secret).expect("hmac takes any key length");
     mac.update(b"dontpanic/join/v1:");
@@ -351,9 +359,38 @@ impl Replicator {
         if id != invite.incident {
             return Err(SyncError::Join(format!("the member sent incident {id}, not {}", invite.incident)));
         }
+        // Relays the inviter is reachable through become ours too, so the
+        // members can find each other again after restarts.
+        let relays = relays_in(&invite.addresses);
+        if !relays.is_empty() {
+            let nb = lock(&self.notebook);
+            let mut cfg = nb.data().config().map_err(NotebookError::from)?;
+            for r in relays {
+                self.node.use_relay(r.clone());
+                if !cfg.relays.contains(&r.to_string()) {
+                    cfg.relays.push(r.to_string());
+                }
+            }
+            nb.data().save_config(&cfg).map_err(NotebookError::from)?;
+        }
         self.incident_opened();
         Ok(id)
     }
+}
+
+/// The relay part (`…/p2p/<relay>`) of every circuit address.
+fn relays_in(addresses: &[Multiaddr]) -> Vec<Multiaddr> {
+    let mut out: Vec<Multiaddr> = Vec::new();
+    for a in addresses {
+        let protos: Vec<_> = a.iter().collect();
+        if let Some(i) = protos.iter().position(|p| matches!(p, dontpanic_net::Protocol::P2pCircuit)) {
+            let relay: Multiaddr = protos[..i].iter().cloned().collect();
+            if !out.contains(&relay) {
+                out.push(relay);
+            }
+        }
+    }
+    out
 }
 
 struct Driver {
@@ -378,7 +415,24 @@ impl Driver {
                     Some(k) => self.kick(k),
                     None => break,
                 },
-                _ = tick.tick() => self.sync_all(None),
+                _ = tick.tick() => self.tick(),
+            }
+        }
+    }
+
+    /// Periodic: re-sync connected peers, and redial members we lost (after
+    /// a restart, a partition, or a relay outage).
+    fn tick(&mut self) {
+        self.sync_all(None);
+        let members = {
+            let nb = lock(&self.r.notebook);
+            nb.incident().map(|i| i.member_keys()).unwrap_or_default()
+        };
+        let me = self.r.node.peer_id();
+        for key in members {
+            let Some(peer) = key_peer(&key) else { continue };
+            if peer != me && !self.connected.contains(&peer) && !self.blocked(&peer) {
+                self.r.node.dial_peer(peer);
             }
         }
     }
