@@ -29,7 +29,7 @@ pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 /// open more.
 const MAX_STREAMS: usize = 16;
 /// Inbound requests one peer may make per second before being refused.
-const MAX_REQUESTS_PER_SEC: u32 = 200;
+const MAX_REQUESTS_PER_SEC: u32 = 1000;
 
 /// How to start a node.
 #[derive(Clone, Debug)]
