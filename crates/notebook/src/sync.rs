@@ -231,12 +231,24 @@ impl Notebook {
         let Some(msg) = msg else {
             return Ok(None);
         };
-        let mut signatures = Vec::new();
-        for change in changes_in(&msg)? {
-            if let Some(s) = open.signatures.get(&change.hash()) {
-                signatures.push(*s);
-            }
-        }
+        // A whole saved document carries every change: send every signature
+        // rather than loading our own document back to list them.
+        let whole = msg
+            .changes
+            .iter()
+            .map(chunks)
+            .collect::<Result<Vec<_>, _>>()?
+            .iter()
+            .flatten()
+            .any(|(kind, _)| *kind == CHUNK_DOCUMENT);
+        let signatures: Vec<ChangeSignature> = if whole {
+            open.signatures.values().copied().collect()
+        } else {
+            changes_in(&msg)?
+                .iter()
+                .filter_map(|c| open.signatures.get(&c.hash()).copied())
+                .collect()
+        };
         Ok(Some(
             SignedSyncMessage {
                 message: msg.encode(),
