@@ -212,16 +212,8 @@ impl Notebook {
         let signed = SignedChange::sign(&self.device.key, applied.change.clone());
         let mut journal = self.data.create_journal(&id)?;
         journal.append(std::slice::from_ref(&signed))?;
-        incident.set_author(&self.device.key.public().to_bytes());
-        let mut signatures = HashMap::new();
-        signatures.insert(signed.hash(), signed.detached());
-        self.open = Some(OpenIncident {
-            incident,
-            journal,
-            signatures,
-            sync: sync::SyncStates::default(),
-        });
-        self.remember_current(&id)?;
+        let signatures = HashMap::from([(signed.hash(), signed.detached())]);
+        self.install(incident, journal, signatures, &id)?;
         Ok(applied)
     }
 
@@ -281,7 +273,18 @@ impl Notebook {
                 missing.len()
             ));
         }
-        let mut incident = Incident::from_doc(doc)?;
+        self.install(Incident::from_doc(doc)?, journal, signatures, &id)?;
+        Ok(warnings)
+    }
+
+    /// Makes an incident the open one, its changes bound to this device.
+    fn install(
+        &mut self,
+        mut incident: Incident,
+        journal: Journal,
+        signatures: HashMap<ChangeHash, ChangeSignature>,
+        id: &str,
+    ) -> Result<(), NotebookError> {
         incident.set_author(&self.device.key.public().to_bytes());
         self.open = Some(OpenIncident {
             incident,
@@ -289,8 +292,7 @@ impl Notebook {
             signatures,
             sync: sync::SyncStates::default(),
         });
-        self.remember_current(&id)?;
-        Ok(warnings)
+        self.remember_current(id)
     }
 
     /// Every stored incident, summarised.

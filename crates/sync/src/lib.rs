@@ -163,22 +163,25 @@ fn key_peer(hex: &str) -> Option<PeerId> {
     dontpanic_net::node::key_peer(&bytes.try_into().ok()?)
 }
 
-fn proof(secret: &[u8], label: &[u8], a: &PeerId, b: &PeerId) -> [u8; 32] {
+/// The join proof: an HMAC of the invite secret bound to both peer ids, so
+/// it proves knowledge of the secret without revealing it and cannot be
+/// replayed by anyone else.
+fn proof_mac(secret: &[u8], label: &[u8], a: &PeerId, b: &PeerId) -> Hmac<Sha256> {
     let mut mac = Hmac::<Sha256>::new_from_slice(secret).expect("hmac takes any key length");
     mac.update(b"dontpanic/join/v1:");
     mac.update(label);
     mac.update(&a.to_bytes());
     mac.update(&b.to_bytes());
-    mac.finalize().into_bytes().into()
+    mac
 }
 
+fn proof(secret: &[u8], label: &[u8], a: &PeerId, b: &PeerId) -> [u8; 32] {
+    proof_mac(secret, label, a, b).finalize().into_bytes().into()
+}
+
+/// Constant-time check of a proof.
 fn verify_proof(secret: &[u8], label: &[u8], a: &PeerId, b: &PeerId, got: &[u8]) -> bool {
-    let mut mac = Hmac::<Sha256>::new_from_slice(secret).expect("hmac takes any key length");
-    mac.update(b"dontpanic/join/v1:");
-    mac.update(label);
-    mac.update(&a.to_bytes());
-    mac.update(&b.to_bytes());
-    mac.verify_slice(got).is_ok()
+    proof_mac(secret, label, a, b).verify_slice(got).is_ok()
 }
 
 impl Replicator {
