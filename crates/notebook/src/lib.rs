@@ -206,7 +206,7 @@ impl Notebook {
 
     /// Starts a new incident, stores it and opens it.
     pub fn create(&mut self, title: &str, severity: Severity) -> Result<Applied, NotebookError> {
-        let (mut incident, applied) =
+        let (incident, applied) =
             Incident::create(title, severity, &self.editor(), now_ms())?;
         let id = incident.id()?.to_string();
         let signed = SignedChange::sign(&self.device.key, applied.change.clone());
