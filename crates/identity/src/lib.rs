@@ -171,13 +171,12 @@ impl fmt::Debug for PublicKey {
 impl FromStr for PublicKey {
     type Err = IdentityError;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let bytes =
-            data_encoding::HEXLOWER_PERMISSIVE
-                .decode(s.as_bytes())
-                .map_err(|e| IdentityError::Malformed {
-                    what: "public key",
-                    reason: e.to_string(),
-                })?;
+        let bytes = data_encoding::HEXLOWER_PERMISSIVE
+            .decode(s.as_bytes())
+            .map_err(|e| IdentityError::Malformed {
+                what: "public key",
+                reason: e.to_string(),
+            })?;
         PublicKey::from_bytes(&bytes)
     }
 }

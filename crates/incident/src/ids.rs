@@ -148,11 +148,25 @@ pub fn shortest_unique<'a>(id: &str, others: impl IntoIterator<Item = &'a str>) 
     let longest_shared = others
         .into_iter()
         .filter(|o| *o != id)
-        .map(|o| o.bytes().zip(id.bytes()).take_while(|(a, b)| a == b).count())
+        .map(|o| {
+            o.bytes()
+                .zip(id.bytes())
+                .take_while(|(a, b)| a == b)
+                .count()
+        })
         .max()
         .unwrap_or(0);
     let len = (longest_shared + 1).clamp(MIN_SHORT_LEN, id.len());
     id[..len].to_string()
+}
+
+/// Whether `s` could be (a prefix of) an item id: a kind letter, then only
+/// id characters, no longer than a full id.
+pub fn could_be_id(s: &str) -> bool {
+    let mut chars = s.chars();
+    chars.next().and_then(Kind::from_letter).is_some()
+        && s.len() <= RANDOM_LEN + 1
+        && chars.all(|c| ALPHABET.contains(&(c as u8)))
 }
 
 /// Shortest unique prefixes for a sorted list of ids, in one pass: an id's

@@ -396,9 +396,18 @@ impl Incident {
     /// Resolves a typed id or unique prefix to an item of `kind`.
     pub fn resolve(&self, kind: Kind, typed: &str) -> Result<ItemId, RuleError> {
         let typed = typed.trim().to_ascii_lowercase();
+        let unknown = || RuleError::UnknownId {
+            kind: kind.noun(),
+            id: typed.clone(),
+        };
+        if !ids::could_be_id(&typed) {
+            return Err(unknown());
+        }
         if let Some(other) = typed.chars().next().and_then(Kind::from_letter) {
             if other != kind {
-                self.resolve(other, &typed)?;
+                // Only an existing item of another kind is "the wrong kind";
+                // anything else is simply not a known id of the kind wanted.
+                self.resolve(other, &typed).map_err(|_| unknown())?;
                 return Err(RuleError::WrongKind {
                     id: typed,
                     got: other.noun(),
@@ -474,7 +483,12 @@ impl Incident {
 
     /// Checks `edit` against the rules and, if it passes, records it (with a
     /// timeline entry) as one change.
-    pub fn apply(&mut self, edit: Edit, editor: &Editor, now_ms: i64) -> Result<Applied, RuleError> {
+    pub fn apply(
+        &mut self,
+        edit: Edit,
+        editor: &Editor,
+        now_ms: i64,
+    ) -> Result<Applied, RuleError> {
         let status = self.status();
         let allowed_when_resolved = matches!(
             edit,
@@ -539,7 +553,11 @@ impl Incident {
             } => {
                 let text = need(&text, "symptom")?;
                 let mut fields = vec![("text", text.clone())];
-                for (k, v) in [("where", place), ("frequency", frequency), ("impact", impact)] {
+                for (k, v) in [
+                    ("where", place),
+                    ("frequency", frequency),
+                    ("impact", impact),
+                ] {
                     if let Some(v) = v.filter(|v| !v.trim().is_empty()) {
                         fields.push((k, v.trim().to_string()));
                     }
@@ -696,7 +714,10 @@ impl Incident {
                 let flag = if confirmed {
                     String::new()
                 } else {
-                    format!(" (before the cause was confirmed, because {})", reason.unwrap_or_default())
+                    format!(
+                        " (before the cause was confirmed, because {})",
+                        reason.unwrap_or_default()
+                    )
                 };
                 plan.finish("fix", format!("fix {}: {text}{flag}", self.short(&id)));
             }
@@ -708,10 +729,7 @@ impl Incident {
             Edit::AddFollowUp { text } => {
                 let text = need(&text, "follow-up")?;
                 let id = plan.create(self, Kind::FollowUp, vec![("text", text.clone())]);
-                plan.finish(
-                    "followup",
-                    format!("follow-up {}: {text}", self.short(&id)),
-                );
+                plan.finish("followup", format!("follow-up {}: {text}", self.short(&id)));
             }
             Edit::SetStatus(new) => {
                 plan.root.push(("status", new.as_str().into()));
@@ -745,7 +763,10 @@ impl Incident {
             Edit::AddMember { key, name } => {
                 let name = need(&name, "member name")?;
                 plan.member = Some((key.clone(), name.clone()));
-                plan.finish("member", format!("{name} joined ({})", &key[..key.len().min(16)]));
+                plan.finish(
+                    "member",
+                    format!("{name} joined ({})", &key[..key.len().min(16)]),
+                );
             }
             Edit::Resolve { field, value } => {
                 let known = self.conflicts().into_iter().any(|c| c.field == field);
@@ -858,7 +879,11 @@ impl Write {
         editor: &Editor,
         now_ms: i64,
     ) -> Result<(), automerge::AutomergeError> {
-        let col = |kind: Kind| cols.iter().find(|(k, _)| *k == kind).map(|(_, c)| c.clone());
+        let col = |kind: Kind| {
+            cols.iter()
+                .find(|(k, _)| *k == kind)
+                .map(|(_, c)| c.clone())
+        };
         match self {
             Write::Create { id, fields } => {
                 let c = col(id.kind()).expect("collections were checked");

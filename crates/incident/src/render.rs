@@ -9,7 +9,8 @@ use crate::{HypothesisStatus, IncidentView, Item, Kind, Verdict};
 
 /// `2026-11-24 03:12:09 UTC` from ms since the Unix epoch.
 pub fn utc(ms: i64) -> String {
-    let fmt = time::macros::format_description!("[year]-[month]-[day] [hour]:[minute]:[second] UTC");
+    let fmt =
+        time::macros::format_description!("[year]-[month]-[day] [hour]:[minute]:[second] UTC");
     OffsetDateTime::from_unix_timestamp_nanos(ms as i128 * 1_000_000)
         .ok()
         .and_then(|t| t.format(&fmt).ok())
@@ -44,7 +45,11 @@ pub fn brief(v: &IncidentView) -> String {
         &mut out,
         format!(
             "roles: {}",
-            if roles.is_empty() { "none assigned".to_string() } else { roles.join(", ") }
+            if roles.is_empty() {
+                "none assigned".to_string()
+            } else {
+                roles.join(", ")
+            }
         ),
     );
     line(&mut out, "");
@@ -55,18 +60,29 @@ pub fn brief(v: &IncidentView) -> String {
     }
     for s in symptoms.iter().rev().take(4) {
         let mut extra = Vec::new();
-        for (k, label) in [("where", "where"), ("frequency", "how often"), ("impact", "impact")] {
+        for (k, label) in [
+            ("where", "where"),
+            ("frequency", "how often"),
+            ("impact", "impact"),
+        ] {
             if !s.get(k).is_empty() {
                 extra.push(format!("{label}: {}", s.get(k)));
             }
         }
-        let extra = if extra.is_empty() { String::new() } else { format!(" ({})", extra.join("; ")) };
+        let extra = if extra.is_empty() {
+            String::new()
+        } else {
+            format!(" ({})", extra.join("; "))
+        };
         line(&mut out, format!("  {} {}{extra}", s.short, s.get("text")));
     }
     let hyps = v.items(Kind::Hypothesis);
     let by_status = |st: HypothesisStatus| hyps.iter().filter(move |h| hyp_status(h) == Some(st));
     for h in by_status(HypothesisStatus::Confirmed) {
-        line(&mut out, format!("Confirmed cause: {} {}", h.short, h.get("text")));
+        line(
+            &mut out,
+            format!("Confirmed cause: {} {}", h.short, h.get("text")),
+        );
     }
     line(&mut out, "Still open:");
     let mut any = false;
@@ -77,7 +93,10 @@ pub fn brief(v: &IncidentView) -> String {
             .iter()
             .filter(|t| t.get("hypothesis") == h.id.as_str())
             .count();
-        line(&mut out, format!("  {} {} ({tests} test(s))", h.short, h.get("text")));
+        line(
+            &mut out,
+            format!("  {} {} ({tests} test(s))", h.short, h.get("text")),
+        );
     }
     if !any {
         line(&mut out, "  (none)");
@@ -87,10 +106,18 @@ pub fn brief(v: &IncidentView) -> String {
     for h in by_status(HypothesisStatus::RuledOut) {
         any = true;
         let test = h.get("ruled_out_by");
-        let why = v.item(h.get("ruled_out_result")).map(|r| r.get("observation")).unwrap_or("");
+        let why = v
+            .item(h.get("ruled_out_result"))
+            .map(|r| r.get("observation"))
+            .unwrap_or("");
         line(
             &mut out,
-            format!("  {} {} — by test {}: {why}", h.short, h.get("text"), v.short(test)),
+            format!(
+                "  {} {} — by test {}: {why}",
+                h.short,
+                h.get("text"),
+                v.short(test)
+            ),
         );
     }
     if !any {
@@ -108,7 +135,10 @@ pub fn brief(v: &IncidentView) -> String {
     line(&mut out, "Last events:");
     let start = v.timeline.len().saturating_sub(BRIEF_EVENTS);
     for e in &v.timeline[start..] {
-        line(&mut out, format!("  {} {}: {}", clock(e.at), e.name, e.text));
+        line(
+            &mut out,
+            format!("  {} {}: {}", clock(e.at), e.name, e.text),
+        );
     }
     out
 }
@@ -144,7 +174,11 @@ pub fn report(v: &IncidentView) -> String {
         if confirmed.is_empty() {
             "not confirmed".to_string()
         } else {
-            confirmed.iter().map(|h| h.get("text")).collect::<Vec<_>>().join("; ")
+            confirmed
+                .iter()
+                .map(|h| h.get("text"))
+                .collect::<Vec<_>>()
+                .join("; ")
         }
     );
 
@@ -164,7 +198,11 @@ pub fn report(v: &IncidentView) -> String {
     let _ = writeln!(o, "\n## Symptoms\n");
     for s in v.items(Kind::Symptom) {
         let _ = write!(o, "- `{}` {}", s.short, s.get("text"));
-        for (k, label) in [("where", "where"), ("frequency", "how often"), ("impact", "impact")] {
+        for (k, label) in [
+            ("where", "where"),
+            ("frequency", "how often"),
+            ("impact", "impact"),
+        ] {
             if !s.get(k).is_empty() {
                 let _ = write!(o, "; {label}: {}", s.get(k));
             }
@@ -176,8 +214,14 @@ pub fn report(v: &IncidentView) -> String {
     for h in v.items(Kind::Hypothesis) {
         let outcome = match hyp_status(h) {
             Some(HypothesisStatus::RuledOut) => {
-                let obs = v.item(h.get("ruled_out_result")).map(|r| r.get("observation")).unwrap_or("");
-                format!("**ruled out** by test `{}`: {obs}", v.short(h.get("ruled_out_by")))
+                let obs = v
+                    .item(h.get("ruled_out_result"))
+                    .map(|r| r.get("observation"))
+                    .unwrap_or("");
+                format!(
+                    "**ruled out** by test `{}`: {obs}",
+                    v.short(h.get("ruled_out_by"))
+                )
             }
             Some(HypothesisStatus::Confirmed) => {
                 let by = h.get("confirmed_by");
@@ -190,7 +234,11 @@ pub fn report(v: &IncidentView) -> String {
             _ => "still open".to_string(),
         };
         let _ = writeln!(o, "- `{}` {} — {outcome}", h.short, h.get("text"));
-        for t in v.items(Kind::Test).iter().filter(|t| t.get("hypothesis") == h.id.as_str()) {
+        for t in v
+            .items(Kind::Test)
+            .iter()
+            .filter(|t| t.get("hypothesis") == h.id.as_str())
+        {
             let _ = writeln!(
                 o,
                 "  - test `{}`: {} (rules it out if: {})",
@@ -198,8 +246,16 @@ pub fn report(v: &IncidentView) -> String {
                 t.get("action"),
                 t.get("rules_out_if")
             );
-            for r in v.items(Kind::Result).iter().filter(|r| r.get("test") == t.id.as_str()) {
-                let verdict = r.get("verdict").parse::<Verdict>().map(|v| v.to_string()).unwrap_or_default();
+            for r in v
+                .items(Kind::Result)
+                .iter()
+                .filter(|r| r.get("test") == t.id.as_str())
+            {
+                let verdict = r
+                    .get("verdict")
+                    .parse::<Verdict>()
+                    .map(|v| v.to_string())
+                    .unwrap_or_default();
                 let _ = writeln!(
                     o,
                     "    - result: {} — {verdict} ({}, {})",
@@ -230,7 +286,13 @@ pub fn report(v: &IncidentView) -> String {
         } else {
             format!(" — ⚠ made before the cause was confirmed, because: {why}")
         };
-        let _ = writeln!(o, "- {}{flag} ({}, {})", f.get("text"), v.name_of(&f.by), utc(f.at));
+        let _ = writeln!(
+            o,
+            "- {}{flag} ({}, {})",
+            f.get("text"),
+            v.name_of(&f.by),
+            utc(f.at)
+        );
     }
 
     let _ = writeln!(o, "\n## Follow-ups\n");

@@ -33,7 +33,12 @@ fn test_of(i: &mut Incident, h: &ItemId) -> ItemId {
 }
 
 fn hyp_field(i: &Incident, h: &ItemId, f: &str) -> String {
-    i.view().unwrap().item(h.as_str()).unwrap().get(f).to_string()
+    i.view()
+        .unwrap()
+        .item(h.as_str())
+        .unwrap()
+        .get(f)
+        .to_string()
 }
 
 #[test]
@@ -54,7 +59,11 @@ fn ruling_out_result_marks_hypothesis_and_names_the_test() {
         .unwrap();
     assert_eq!(hyp_field(&i, &h, "status"), "ruled-out");
     assert_eq!(hyp_field(&i, &h, "ruled_out_by"), t.as_str());
-    assert!(applied.summary.starts_with("ruled out"), "{}", applied.summary);
+    assert!(
+        applied.summary.starts_with("ruled out"),
+        "{}",
+        applied.summary
+    );
 }
 
 #[test]
@@ -195,7 +204,12 @@ fn resolved_incident_refuses_edits_until_reopened() {
         );
     }
     // Post-incident work is allowed without reopening.
-    add(&mut i, Edit::AddFollowUp { text: "add alert".into() });
+    add(
+        &mut i,
+        Edit::AddFollowUp {
+            text: "add alert".into(),
+        },
+    );
     i.apply(
         Edit::Reopen {
             reason: "errors are back".into(),
@@ -206,7 +220,10 @@ fn resolved_incident_refuses_edits_until_reopened() {
     .unwrap();
     assert_eq!(i.status(), Status::Investigating);
     let v = i.view().unwrap();
-    assert!(v.timeline.iter().any(|e| e.text == "reopened: errors are back"));
+    assert!(v
+        .timeline
+        .iter()
+        .any(|e| e.text == "reopened: errors are back"));
 }
 
 fn add_status(i: &mut Incident, s: Status) {
@@ -229,7 +246,10 @@ fn ids_resolve_by_prefix_and_kind() {
     let short = i.short(&h);
     assert_eq!(short.len(), MIN_SHORT_LEN);
     assert_eq!(i.resolve(Kind::Hypothesis, &short).unwrap(), h);
-    assert_eq!(i.resolve(Kind::Hypothesis, &short.to_uppercase()).unwrap(), h);
+    assert_eq!(
+        i.resolve(Kind::Hypothesis, &short.to_uppercase()).unwrap(),
+        h
+    );
     let t = test_of(&mut i, &h);
     let cases: Vec<(String, &str)> = vec![
         (t.to_string(), "WrongKind"),
@@ -262,7 +282,10 @@ fn every_edit_lands_in_the_timeline_with_author_and_time() {
     let v = i.view().unwrap();
     assert_eq!(v.timeline.len(), 3);
     let last = v.timeline.last().unwrap();
-    assert_eq!((last.at, last.name.as_str(), last.by.as_str()), (7_000, "alice", alice().key.as_str()));
+    assert_eq!(
+        (last.at, last.name.as_str(), last.by.as_str()),
+        (7_000, "alice", alice().key.as_str())
+    );
     assert_eq!(v.roles.get("commander").map(String::as_str), Some("alice"));
 }
 
@@ -274,7 +297,10 @@ fn empty_texts_are_refused() {
         Edit::AddNote { text: "".into() },
         Edit::SetTitle("".into()),
     ] {
-        assert!(matches!(i.apply(edit, &alice(), 1).unwrap_err(), RuleError::Empty(_)));
+        assert!(matches!(
+            i.apply(edit, &alice(), 1).unwrap_err(),
+            RuleError::Empty(_)
+        ));
     }
 }
 
@@ -282,8 +308,10 @@ fn empty_texts_are_refused() {
 fn concurrent_edits_of_one_field_show_as_conflicts_and_resolve() {
     let mut a = fresh();
     let mut b = Incident::from_doc(a.doc().fork()).unwrap();
-    a.apply(Edit::SetTitle("DNS outage".into()), &alice(), 2).unwrap();
-    b.apply(Edit::SetTitle("resolver outage".into()), &alice(), 2).unwrap();
+    a.apply(Edit::SetTitle("DNS outage".into()), &alice(), 2)
+        .unwrap();
+    b.apply(Edit::SetTitle("resolver outage".into()), &alice(), 2)
+        .unwrap();
     a.doc_mut().merge(&mut b.doc().clone()).unwrap();
     let conflicts = a.conflicts();
     assert_eq!(conflicts.len(), 1);

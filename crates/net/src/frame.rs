@@ -59,7 +59,9 @@ pub async fn read_frame<T: AsyncRead + Unpin>(io: &mut T, max: usize) -> io::Res
     io.read_exact(&mut len).await?;
     let len = u32::from_be_bytes(len) as usize;
     if len > max {
-        return Err(invalid(format!("frame of {len} bytes exceeds the limit of {max}")));
+        return Err(invalid(format!(
+            "frame of {len} bytes exceeds the limit of {max}"
+        )));
     }
     if len < 2 {
         return Err(invalid(format!("frame of {len} bytes is too short")));
@@ -71,7 +73,8 @@ pub async fn read_frame<T: AsyncRead + Unpin>(io: &mut T, max: usize) -> io::Res
     if 2 + n > len {
         return Err(invalid("incident id runs past the frame"));
     }
-    let incident = String::from_utf8(buf[2..2 + n].to_vec()).map_err(|_| invalid("incident id is not utf-8"))?;
+    let incident = String::from_utf8(buf[2..2 + n].to_vec())
+        .map_err(|_| invalid("incident id is not utf-8"))?;
     buf.drain(..2 + n);
     Ok(Frame {
         kind,
@@ -98,19 +101,37 @@ impl libp2p::request_response::Codec for FrameCodec {
     type Request = Frame;
     type Response = Frame;
 
-    async fn read_request<T: AsyncRead + Unpin + Send>(&mut self, _: &StreamProtocol, io: &mut T) -> io::Result<Frame> {
+    async fn read_request<T: AsyncRead + Unpin + Send>(
+        &mut self,
+        _: &StreamProtocol,
+        io: &mut T,
+    ) -> io::Result<Frame> {
         read_frame(io, self.max).await
     }
 
-    async fn read_response<T: AsyncRead + Unpin + Send>(&mut self, _: &StreamProtocol, io: &mut T) -> io::Result<Frame> {
+    async fn read_response<T: AsyncRead + Unpin + Send>(
+        &mut self,
+        _: &StreamProtocol,
+        io: &mut T,
+    ) -> io::Result<Frame> {
         read_frame(io, self.max).await
     }
 
-    async fn write_request<T: AsyncWrite + Unpin + Send>(&mut self, _: &StreamProtocol, io: &mut T, req: Frame) -> io::Result<()> {
+    async fn write_request<T: AsyncWrite + Unpin + Send>(
+        &mut self,
+        _: &StreamProtocol,
+        io: &mut T,
+        req: Frame,
+    ) -> io::Result<()> {
         write_frame(io, &req).await
     }
 
-    async fn write_response<T: AsyncWrite + Unpin + Send>(&mut self, _: &StreamProtocol, io: &mut T, res: Frame) -> io::Result<()> {
+    async fn write_response<T: AsyncWrite + Unpin + Send>(
+        &mut self,
+        _: &StreamProtocol,
+        io: &mut T,
+        res: Frame,
+    ) -> io::Result<()> {
         write_frame(io, &res).await
     }
 }
@@ -127,7 +148,9 @@ mod tests {
             assert_eq!(read_frame(&mut &bytes[..], 1024).await.unwrap(), f);
             let err = read_frame(&mut &bytes[..], 4).await.unwrap_err();
             assert!(err.to_string().contains("exceeds the limit"), "{err}");
-            let err = read_frame(&mut &bytes[..bytes.len() - 1], 1024).await.unwrap_err();
+            let err = read_frame(&mut &bytes[..bytes.len() - 1], 1024)
+                .await
+                .unwrap_err();
             assert_eq!(err.kind(), io::ErrorKind::UnexpectedEof);
             let mut lying = bytes.clone();
             lying[5] = 200;

@@ -108,7 +108,9 @@ impl FromStr for Invite {
     fn from_str(s: &str) -> Result<Self, InviteError> {
         let s = s.trim();
         let rest = s.strip_prefix(PREFIX).ok_or(InviteError::Kind)?;
-        let version_end = rest.find(|c: char| !c.is_ascii_digit()).unwrap_or(rest.len());
+        let version_end = rest
+            .find(|c: char| !c.is_ascii_digit())
+            .unwrap_or(rest.len());
         let version = &rest[..version_end];
         if version != VERSION.to_string() {
             return Err(if version.is_empty() {
@@ -184,7 +186,13 @@ mod tests {
         let text = inv.to_string();
         assert!(text.starts_with("dpinv1"));
         assert_eq!(text.parse::<Invite>().unwrap(), inv);
-        assert_eq!(text.to_uppercase().replacen("DPINV1", "dpinv1", 1).parse::<Invite>().unwrap(), inv);
+        assert_eq!(
+            text.to_uppercase()
+                .replacen("DPINV1", "dpinv1", 1)
+                .parse::<Invite>()
+                .unwrap(),
+            inv
+        );
     }
 
     #[test]
@@ -195,16 +203,26 @@ mod tests {
         typo[i] = if typo[i] == b'a' { b'b' } else { b'a' };
         let cases: Vec<(String, InviteError)> = vec![
             ("hello".into(), InviteError::Kind),
-            (good.replacen("dpinv1", "dpinv9", 1), InviteError::Version("9".into())),
+            (
+                good.replacen("dpinv1", "dpinv9", 1),
+                InviteError::Version("9".into()),
+            ),
             (good[..good.len() - 7].to_string(), InviteError::Checksum),
             (String::from_utf8(typo).unwrap(), InviteError::Checksum),
         ];
         for (text, want) in cases {
             let got = text.parse::<Invite>().unwrap_err();
-            assert_eq!(std::mem::discriminant(&got), std::mem::discriminant(&want), "{text}: {got}");
+            assert_eq!(
+                std::mem::discriminant(&got),
+                std::mem::discriminant(&want),
+                "{text}: {got}"
+            );
         }
         let mut bad_char = good.clone();
         bad_char.replace_range(10..11, "1");
-        assert!(matches!(bad_char.parse::<Invite>(), Err(InviteError::Encoding(_))));
+        assert!(matches!(
+            bad_char.parse::<Invite>(),
+            Err(InviteError::Encoding(_))
+        ));
     }
 }

@@ -6,14 +6,16 @@ use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
+use libp2p::core::transport::ListenerId;
 use libp2p::core::ConnectedPoint;
 use libp2p::multiaddr::Protocol;
 use libp2p::request_response::{self, OutboundRequestId, ProtocolSupport, ResponseChannel};
 use libp2p::swarm::behaviour::toggle::Toggle;
 use libp2p::swarm::dial_opts::DialOpts;
-use libp2p::core::transport::ListenerId;
 use libp2p::swarm::{ConnectionId, NetworkBehaviour, SwarmEvent};
-use libp2p::{dcutr, identify, identity, mdns, noise, ping, relay, tcp, yamux, Multiaddr, PeerId, Swarm};
+use libp2p::{
+    dcutr, identify, identity, mdns, noise, ping, relay, tcp, yamux, Multiaddr, PeerId, Swarm,
+};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::frame::{Frame, FrameCodec, JOIN_PROTOCOL, SYNC_PROTOCOL};
@@ -51,7 +53,9 @@ impl NodeConfig {
     pub fn default_listen() -> Vec<Multiaddr> {
         vec![
             "/ip4/0.0.0.0/tcp/0".parse().expect("valid multiaddr"),
-            "/ip4/0.0.0.0/udp/0/quic-v1".parse().expect("valid multiaddr"),
+            "/ip4/0.0.0.0/udp/0/quic-v1"
+                .parse()
+                .expect("valid multiaddr"),
         ]
     }
 }
@@ -150,8 +154,17 @@ pub enum NodeEvent {
 }
 
 enum Command {
-    Dial(Multiaddr, FoundBy, oneshot::Sender<Result<PeerId, NetError>>),
-    Request(Proto, PeerId, Frame, oneshot::Sender<Result<Frame, NetError>>),
+    Dial(
+        Multiaddr,
+        FoundBy,
+        oneshot::Sender<Result<PeerId, NetError>>,
+    ),
+    Request(
+        Proto,
+        PeerId,
+        Frame,
+        oneshot::Sender<Result<Frame, NetError>>,
+    ),
     Respond(u64, Frame),
     Peers(oneshot::Sender<Vec<PeerInfo>>),
     Addresses(oneshot::Sender<Vec<Multiaddr>>),
@@ -187,7 +200,12 @@ impl NodeHandle {
     }
 
     /// Sends a request and waits for the answer.
-    pub async fn request(&self, proto: Proto, peer: PeerId, frame: Frame) -> Result<Frame, NetError> {
+    pub async fn request(
+        &self,
+        proto: Proto,
+        peer: PeerId,
+        frame: Frame,
+    ) -> Result<Frame, NetError> {
         let (tx, rx) = oneshot::channel();
         self.send(Command::Request(proto, peer, frame, tx))?;
         rx.await.map_err(|_| NetError::Stopped)?
@@ -258,15 +276,22 @@ struct Behaviour {
 }
 
 /// Starts the node on the current tokio runtime.
-pub async fn start(config: NodeConfig) -> Result<(NodeHandle, mpsc::UnboundedReceiver<NodeEvent>), NetError> {
+pub async fn start(
+    config: NodeConfig,
+) -> Result<(NodeHandle, mpsc::UnboundedReceiver<NodeEvent>), NetError> {
     let mut seed = config.seed;
-    let keypair = identity::Keypair::ed25519_from_bytes(&mut seed).map_err(|e| NetError::Setup(e.to_string()))?;
+    let keypair = identity::Keypair::ed25519_from_bytes(&mut seed)
+        .map_err(|e| NetError::Setup(e.to_string()))?;
     let peer_id = keypair.public().to_peer_id();
     let mdns_on = config.mdns;
     let agent = config.agent.clone();
     let mut swarm = libp2p::SwarmBuilder::with_existing_identity(keypair)
         .with_tokio()
-        .with_tcp(tcp::Config::default().nodelay(true), noise::Config::new, yamux::Config::default)
+        .with_tcp(
+            tcp::Config::default().nodelay(true),
+            noise::Config::new,
+            yamux::Config::default,
+        )
         .map_err(|e| NetError::Setup(e.to_string()))?
         .with_quic()
         .with_relay_client(noise::Config::new, yamux::Config::default)
@@ -294,9 +319,12 @@ pub async fn start(config: NodeConfig) -> Result<(NodeHandle, mpsc::UnboundedRec
                 relay_client,
                 dcutr: dcutr::Behaviour::new(key.public().to_peer_id()),
                 identify: identify::Behaviour::new(
-                    identify::Config::new("/dontpanic/id/1".into(), key.public()).with_agent_version(agent),
+                    identify::Config::new("/dontpanic/id/1".into(), key.public())
+                        .with_agent_version(agent),
                 ),
-                ping: ping::Behaviour::new(ping::Config::new().with_interval(Duration::from_secs(5))),
+                ping: ping::Behaviour::new(
+                    ping::Config::new().with_interval(Duration::from_secs(5)),
+                ),
                 mdns: mdns.into(),
                 sync: rr(SYNC_PROTOCOL, MAX_SYNC_FRAME),
                 join: rr(JOIN_PROTOCOL, MAX_JOIN_FRAME),
@@ -398,7 +426,11 @@ impl SwarmTask {
                         let _ = reply.send(Ok(peer));
                         return;
                     }
-                    let found = if is_relayed(&addr) { FoundBy::Relay } else { how };
+                    let found = if is_relayed(&addr) {
+                        FoundBy::Relay
+                    } else {
+                        how
+                    };
                     let info = self.peer(peer, found);
                     info.address = Some(addr.clone());
                 }
@@ -445,14 +477,23 @@ impl SwarmTask {
                     .swarm
                     .listeners()
                     .chain(self.swarm.external_addresses())
-                    .filter(|a| !a.iter().any(|p| matches!(p, Protocol::Ip4(ip) if ip.is_unspecified())))
+                    .filter(|a| {
+                        !a.iter()
+                            .any(|p| matches!(p, Protocol::Ip4(ip) if ip.is_unspecified()))
+                    })
                     .cloned()
                     .collect();
                 out.sort_by_key(|a| (is_relayed(a), a.to_string()));
                 out.dedup();
                 let out = out
                     .into_iter()
-                    .map(|a| if a.iter().any(|p| matches!(p, Protocol::P2p(_))) { a } else { a.with(Protocol::P2p(me)) })
+                    .map(|a| {
+                        if a.iter().any(|p| matches!(p, Protocol::P2p(_))) {
+                            a
+                        } else {
+                            a.with(Protocol::P2p(me))
+                        }
+                    })
                     .collect();
                 let _ = reply.send(out);
             }
@@ -464,8 +505,12 @@ impl SwarmTask {
                 }
             }
             Command::DialPeer(peer) => {
-                let recent = self.last_dial.get(&peer).is_some_and(|t| t.elapsed() < REDIAL_AFTER);
-                if !self.swarm.is_connected(&peer) && !recent && peer != *self.swarm.local_peer_id() {
+                let recent = self
+                    .last_dial
+                    .get(&peer)
+                    .is_some_and(|t| t.elapsed() < REDIAL_AFTER);
+                if !self.swarm.is_connected(&peer) && !recent && peer != *self.swarm.local_peer_id()
+                {
                     self.last_dial.insert(peer, Instant::now());
                     let _ = self.swarm.dial(DialOpts::peer_id(peer).build());
                 }
@@ -538,22 +583,49 @@ impl SwarmTask {
     fn request_event(&mut self, proto: Proto, event: request_response::Event<Frame, Frame>) {
         use request_response::{Event, Message};
         match event {
-            Event::Message { peer, message: Message::Request { request, channel, .. }, .. } => {
+            Event::Message {
+                peer,
+                message:
+                    Message::Request {
+                        request, channel, ..
+                    },
+                ..
+            } => {
                 if !self.rate_ok(peer) {
-                    let _ = self.events.send(NodeEvent::BadInput { peer, reason: "too many requests per second".into() });
+                    let _ = self.events.send(NodeEvent::BadInput {
+                        peer,
+                        reason: "too many requests per second".into(),
+                    });
                     return; // dropping the channel refuses the request
                 }
                 let token = self.next_token;
                 self.next_token += 1;
                 self.inbound.insert(token, (proto, channel));
-                let _ = self.events.send(NodeEvent::Request { proto, peer, frame: request, token });
+                let _ = self.events.send(NodeEvent::Request {
+                    proto,
+                    peer,
+                    frame: request,
+                    token,
+                });
             }
-            Event::Message { message: Message::Response { request_id, response }, .. } => {
+            Event::Message {
+                message:
+                    Message::Response {
+                        request_id,
+                        response,
+                    },
+                ..
+            } => {
                 if let Some(reply) = self.pending.remove(&request_id) {
                     let _ = reply.send(Ok(response));
                 }
             }
-            Event::OutboundFailure { request_id, error, peer, .. } => {
+            Event::OutboundFailure {
+                request_id,
+                error,
+                peer,
+                ..
+            } => {
                 if let Some(reply) = self.pending.remove(&request_id) {
                     let _ = reply.send(Err(NetError::Request(format!("to {peer}: {error}"))));
                 }
@@ -561,7 +633,10 @@ impl SwarmTask {
             Event::InboundFailure { peer, error, .. } => {
                 if let request_response::InboundFailure::Io(e) = &error {
                     if e.kind() == std::io::ErrorKind::InvalidData {
-                        let _ = self.events.send(NodeEvent::BadInput { peer, reason: e.to_string() });
+                        let _ = self.events.send(NodeEvent::BadInput {
+                            peer,
+                            reason: e.to_string(),
+                        });
                     }
                 }
                 tracing::debug!("inbound {proto:?} request from {peer} failed: {error}");
@@ -575,16 +650,30 @@ impl SwarmTask {
             SwarmEvent::NewListenAddr { address, .. } => {
                 let _ = self.events.send(NodeEvent::Listening { address });
             }
-            SwarmEvent::ConnectionEstablished { peer_id, endpoint, connection_id, num_established, .. } => {
+            SwarmEvent::ConnectionEstablished {
+                peer_id,
+                endpoint,
+                connection_id,
+                num_established,
+                ..
+            } => {
                 let (addr, how) = match &endpoint {
-                    ConnectedPoint::Dialer { address, .. } => {
-                        (address.clone(), self.dial_how.remove(&connection_id).unwrap_or(FoundBy::Manual))
+                    ConnectedPoint::Dialer { address, .. } => (
+                        address.clone(),
+                        self.dial_how
+                            .remove(&connection_id)
+                            .unwrap_or(FoundBy::Manual),
+                    ),
+                    ConnectedPoint::Listener { send_back_addr, .. } => {
+                        (send_back_addr.clone(), FoundBy::Inbound)
                     }
-                    ConnectedPoint::Listener { send_back_addr, .. } => (send_back_addr.clone(), FoundBy::Inbound),
                 };
                 let relayed = is_relayed(&addr);
                 self.peer(peer_id, if relayed { FoundBy::Relay } else { how });
-                self.conns.entry(peer_id).or_default().insert(connection_id, (addr, relayed));
+                self.conns
+                    .entry(peer_id)
+                    .or_default()
+                    .insert(connection_id, (addr, relayed));
                 // A direct connection (e.g. after hole punching) wins over a relayed one.
                 self.refresh_route(peer_id);
                 if let Some(reply) = self.dials.remove(&connection_id) {
@@ -594,7 +683,12 @@ impl SwarmTask {
                     let _ = self.events.send(NodeEvent::Connected { peer: peer_id });
                 }
             }
-            SwarmEvent::ConnectionClosed { peer_id, connection_id, num_established, .. } => {
+            SwarmEvent::ConnectionClosed {
+                peer_id,
+                connection_id,
+                num_established,
+                ..
+            } => {
                 if let Some(c) = self.conns.get_mut(&peer_id) {
                     c.remove(&connection_id);
                 }
@@ -605,10 +699,17 @@ impl SwarmTask {
             }
             SwarmEvent::ListenerClosed { listener_id, .. } => self.listener_gone(listener_id),
             SwarmEvent::ListenerError { listener_id, .. } => self.listener_gone(listener_id),
-            SwarmEvent::OutgoingConnectionError { connection_id, error, peer_id, .. } => {
+            SwarmEvent::OutgoingConnectionError {
+                connection_id,
+                error,
+                peer_id,
+                ..
+            } => {
                 self.dial_how.remove(&connection_id);
                 if let Some(reply) = self.dials.remove(&connection_id) {
-                    let who = peer_id.map(|p| p.to_string()).unwrap_or_else(|| "peer".into());
+                    let who = peer_id
+                        .map(|p| p.to_string())
+                        .unwrap_or_else(|| "peer".into());
                     let _ = reply.send(Err(NetError::Dial(format!("{who}: {error}"))));
                 }
             }
@@ -634,17 +735,29 @@ impl SwarmTask {
                     }
                 }
             }
-            SwarmEvent::Behaviour(BehaviourEvent::Ping(ping::Event { peer, result: Ok(rtt), .. })) => {
+            SwarmEvent::Behaviour(BehaviourEvent::Ping(ping::Event {
+                peer,
+                result: Ok(rtt),
+                ..
+            })) => {
                 if let Some(info) = self.peers.get_mut(&peer) {
                     info.rtt = Some(rtt);
                 }
             }
-            SwarmEvent::Behaviour(BehaviourEvent::Identify(identify::Event::Received { peer_id, info, .. })) => {
+            SwarmEvent::Behaviour(BehaviourEvent::Identify(identify::Event::Received {
+                peer_id,
+                info,
+                ..
+            })) => {
                 // A relay tells us our observed address; peers learn where we listen.
                 for a in info.listen_addrs {
                     self.swarm.add_peer_address(peer_id, a);
                 }
-                if self.relays.iter().any(|(r, _)| relay_peer(r) == Some(peer_id)) {
+                if self
+                    .relays
+                    .iter()
+                    .any(|(r, _)| relay_peer(r) == Some(peer_id))
+                {
                     self.swarm.add_external_address(info.observed_addr);
                 }
             }

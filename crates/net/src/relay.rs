@@ -25,10 +25,22 @@ pub fn limits() -> relay::Config {
         max_circuit_bytes: 256 << 20,
         ..Default::default()
     }
-    .reservation_rate_per_peer(NonZeroU32::new(30).expect("nonzero"), Duration::from_secs(60))
-    .circuit_src_per_peer(NonZeroU32::new(60).expect("nonzero"), Duration::from_secs(60))
-    .reservation_rate_per_ip(NonZeroU32::new(120).expect("nonzero"), Duration::from_secs(60))
-    .circuit_src_per_ip(NonZeroU32::new(240).expect("nonzero"), Duration::from_secs(60))
+    .reservation_rate_per_peer(
+        NonZeroU32::new(30).expect("nonzero"),
+        Duration::from_secs(60),
+    )
+    .circuit_src_per_peer(
+        NonZeroU32::new(60).expect("nonzero"),
+        Duration::from_secs(60),
+    )
+    .reservation_rate_per_ip(
+        NonZeroU32::new(120).expect("nonzero"),
+        Duration::from_secs(60),
+    )
+    .circuit_src_per_ip(
+        NonZeroU32::new(240).expect("nonzero"),
+        Duration::from_secs(60),
+    )
 }
 
 #[derive(NetworkBehaviour)]
@@ -53,18 +65,28 @@ pub enum RelayEvent {
 
 /// Runs a relay until the returned receiver is dropped and the task ends
 /// with the runtime. Returns the relay's peer id and its event stream.
-pub async fn serve(seed: [u8; 32], listen: Vec<Multiaddr>) -> Result<(PeerId, mpsc::UnboundedReceiver<RelayEvent>), NetError> {
+pub async fn serve(
+    seed: [u8; 32],
+    listen: Vec<Multiaddr>,
+) -> Result<(PeerId, mpsc::UnboundedReceiver<RelayEvent>), NetError> {
     let mut seed = seed;
-    let keypair = identity::Keypair::ed25519_from_bytes(&mut seed).map_err(|e| NetError::Setup(e.to_string()))?;
+    let keypair = identity::Keypair::ed25519_from_bytes(&mut seed)
+        .map_err(|e| NetError::Setup(e.to_string()))?;
     let mut swarm = libp2p::SwarmBuilder::with_existing_identity(keypair)
         .with_tokio()
-        .with_tcp(tcp::Config::default().nodelay(true), noise::Config::new, yamux::Config::default)
+        .with_tcp(
+            tcp::Config::default().nodelay(true),
+            noise::Config::new,
+            yamux::Config::default,
+        )
         .map_err(|e| NetError::Setup(e.to_string()))?
         .with_quic()
         .with_behaviour(|key| Behaviour {
             relay: relay::Behaviour::new(key.public().to_peer_id(), limits()),
-            identify: identify::Behaviour::new(identify::Config::new("/dontpanic/id/1".into(), key.public())
-                .with_agent_version(format!("dontpanic-relay/{}", env!("CARGO_PKG_VERSION")))),
+            identify: identify::Behaviour::new(
+                identify::Config::new("/dontpanic/id/1".into(), key.public())
+                    .with_agent_version(format!("dontpanic-relay/{}", env!("CARGO_PKG_VERSION"))),
+            ),
             ping: ping::Behaviour::new(ping::Config::new()),
         })
         .map_err(|e| NetError::Setup(e.to_string()))?
@@ -88,16 +110,28 @@ pub async fn serve(seed: [u8; 32], listen: Vec<Multiaddr>) -> Result<(PeerId, mp
                     swarm.add_external_address(address.clone());
                     Some(RelayEvent::Listening(address.with(Protocol::P2p(id))))
                 }
-                SwarmEvent::Behaviour(BehaviourEvent::Identify(identify::Event::Received { info, .. })) => {
+                SwarmEvent::Behaviour(BehaviourEvent::Identify(identify::Event::Received {
+                    info,
+                    ..
+                })) => {
                     // Peers tell us the address they see us at: confirm it so
                     // reservations advertise a reachable address.
                     swarm.add_external_address(info.observed_addr);
                     None
                 }
                 SwarmEvent::Behaviour(BehaviourEvent::Relay(e)) => match e {
-                    relay::Event::ReservationReqAccepted { src_peer_id, .. } => Some(RelayEvent::Reservation(src_peer_id)),
-                    relay::Event::CircuitReqAccepted { src_peer_id, dst_peer_id } => Some(RelayEvent::CircuitOpened(src_peer_id, dst_peer_id)),
-                    relay::Event::CircuitClosed { src_peer_id, dst_peer_id, .. } => Some(RelayEvent::CircuitClosed(src_peer_id, dst_peer_id)),
+                    relay::Event::ReservationReqAccepted { src_peer_id, .. } => {
+                        Some(RelayEvent::Reservation(src_peer_id))
+                    }
+                    relay::Event::CircuitReqAccepted {
+                        src_peer_id,
+                        dst_peer_id,
+                    } => Some(RelayEvent::CircuitOpened(src_peer_id, dst_peer_id)),
+                    relay::Event::CircuitClosed {
+                        src_peer_id,
+                        dst_peer_id,
+                        ..
+                    } => Some(RelayEvent::CircuitClosed(src_peer_id, dst_peer_id)),
                     _ => None,
                 },
                 _ => None,

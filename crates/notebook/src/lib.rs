@@ -206,8 +206,7 @@ impl Notebook {
 
     /// Starts a new incident, stores it and opens it.
     pub fn create(&mut self, title: &str, severity: Severity) -> Result<Applied, NotebookError> {
-        let (incident, applied) =
-            Incident::create(title, severity, &self.editor(), now_ms())?;
+        let (incident, applied) = Incident::create(title, severity, &self.editor(), now_ms())?;
         let id = incident.id()?.to_string();
         let signed = SignedChange::sign(&self.device.key, applied.change.clone());
         let mut journal = self.data.create_journal(&id)?;
@@ -239,7 +238,10 @@ impl Notebook {
             [] => Err(NotebookError::UnknownIncident(typed)),
             many => Err(NotebookError::AmbiguousIncident(
                 typed,
-                many.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", "),
+                many.iter()
+                    .map(|s| s.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", "),
             )),
         }
     }
@@ -362,7 +364,11 @@ impl Notebook {
                 Some(LogEntry {
                     hash: m.hash,
                     signer: sig.signer,
-                    name: view.members.iter().find(|x| x.key == key).map(|x| x.name.clone()),
+                    name: view
+                        .members
+                        .iter()
+                        .find(|x| x.key == key)
+                        .map(|x| x.name.clone()),
                     time: m.timestamp,
                     message: m.message.map(|s| s.to_string()).unwrap_or_default(),
                     verified: sig.verify().is_ok(),
@@ -395,7 +401,10 @@ impl Notebook {
         // of the document including the allowed changes before it. The
         // common case, all signers already members, needs no trial copy.
         let current = roster_names(open.incident.doc());
-        if fresh.iter().all(|c| current.contains_key(&c.signer.to_string())) {
+        if fresh
+            .iter()
+            .all(|c| current.contains_key(&c.signer.to_string()))
+        {
             return Self::apply_accepted(open, fresh, &current);
         }
         let mut trial = open.incident.doc().fork();
@@ -467,10 +476,17 @@ impl Notebook {
             .map_err(|e| NotebookError::Document(e.to_string()))?;
         let incident = Incident::from_doc(doc)?;
         let roster = incident.member_keys();
-        if let Some(c) = changes.iter().find(|c| !roster.contains(&c.signer.to_string())) {
+        if let Some(c) = changes
+            .iter()
+            .find(|c| !roster.contains(&c.signer.to_string()))
+        {
             return Err(NotebookError::Rejected {
                 count,
-                reason: format!("change {} is signed by non-member {}", c.hash(), c.signer.fingerprint()),
+                reason: format!(
+                    "change {} is signed by non-member {}",
+                    c.hash(),
+                    c.signer.fingerprint()
+                ),
             });
         }
         let id = incident.id()?.to_string();
@@ -546,7 +562,6 @@ impl From<IdentityError> for NotebookError {
         }
     }
 }
-
 
 #[cfg(test)]
 mod tests;

@@ -72,8 +72,13 @@ impl SignedSyncMessage {
         let len = u32::from_be_bytes(take(4, 4, "length")?.try_into().expect("4")) as usize;
         let message = take(8, len, "automerge message")?.to_vec();
         let at = 8 + len;
-        let count = u32::from_be_bytes(take(at, 4, "signature count")?.try_into().expect("4")) as usize;
-        let sigs = take(at + 4, count.checked_mul(128).ok_or_else(|| malformed("count"))?, "signatures")?;
+        let count =
+            u32::from_be_bytes(take(at, 4, "signature count")?.try_into().expect("4")) as usize;
+        let sigs = take(
+            at + 4,
+            count.checked_mul(128).ok_or_else(|| malformed("count"))?,
+            "signatures",
+        )?;
         if at + 4 + count * 128 != bytes.len() {
             return Err(malformed("trailing bytes"));
         }
@@ -82,12 +87,17 @@ impl SignedSyncMessage {
             .map(|c| {
                 Ok(ChangeSignature {
                     hash: ChangeHash::try_from(&c[..32]).map_err(|e| malformed(e.to_string()))?,
-                    signer: PublicKey::from_bytes(&c[32..64]).map_err(|e| malformed(e.to_string()))?,
-                    signature: Signature::from_bytes(&c[64..]).map_err(|e| malformed(e.to_string()))?,
+                    signer: PublicKey::from_bytes(&c[32..64])
+                        .map_err(|e| malformed(e.to_string()))?,
+                    signature: Signature::from_bytes(&c[64..])
+                        .map_err(|e| malformed(e.to_string()))?,
                 })
             })
             .collect::<Result<_, NotebookError>>()?;
-        Ok(SignedSyncMessage { message, signatures })
+        Ok(SignedSyncMessage {
+            message,
+            signatures,
+        })
     }
 }
 
@@ -101,8 +111,12 @@ fn chunks(mut bytes: &[u8]) -> Result<Vec<(u8, &[u8])>, NotebookError> {
         let kind = bytes[8];
         let (mut len, mut shift, mut i) = (0usize, 0u32, 9usize);
         loop {
-            let b = *bytes.get(i).ok_or_else(|| malformed("chunk length is cut short"))?;
-            len |= ((b & 0x7f) as usize).checked_shl(shift).ok_or_else(|| malformed("chunk length"))?;
+            let b = *bytes
+                .get(i)
+                .ok_or_else(|| malformed("chunk length is cut short"))?;
+            len |= ((b & 0x7f) as usize)
+                .checked_shl(shift)
+                .ok_or_else(|| malformed("chunk length"))?;
             i += 1;
             if b & 0x80 == 0 {
                 break;
@@ -112,7 +126,10 @@ fn chunks(mut bytes: &[u8]) -> Result<Vec<(u8, &[u8])>, NotebookError> {
                 return Err(malformed("chunk length"));
             }
         }
-        let end = i.checked_add(len).filter(|e| *e <= bytes.len()).ok_or_else(|| malformed("chunk is cut short"))?;
+        let end = i
+            .checked_add(len)
+            .filter(|e| *e <= bytes.len())
+            .ok_or_else(|| malformed("chunk is cut short"))?;
         out.push((kind, &bytes[..end]));
         bytes = &bytes[end..];
     }
@@ -126,10 +143,13 @@ pub fn changes_in(message: &sync::Message) -> Result<Vec<Change>, NotebookError>
     for blob in message.changes.iter() {
         for (kind, chunk) in chunks(blob)? {
             if kind == CHUNK_DOCUMENT {
-                let doc = Automerge::load(chunk).map_err(|e| malformed(format!("document chunk: {e}")))?;
+                let doc = Automerge::load(chunk)
+                    .map_err(|e| malformed(format!("document chunk: {e}")))?;
                 out.extend(doc.get_changes(&[]));
             } else {
-                out.push(Change::try_from(chunk).map_err(|e| malformed(format!("change chunk: {e}")))?);
+                out.push(
+                    Change::try_from(chunk).map_err(|e| malformed(format!("change chunk: {e}")))?,
+                );
             }
         }
     }
@@ -164,9 +184,12 @@ pub fn decode_changes(bytes: &[u8]) -> Result<Vec<SignedChange>, NotebookError> 
     let mut out = Vec::with_capacity(count.min(1 << 16));
     for _ in 0..count {
         let len = u32::from_be_bytes(take(4, "length")?.try_into().expect("4")) as usize;
-        let signer = PublicKey::from_bytes(take(32, "key")?).map_err(|e| malformed(e.to_string()))?;
-        let signature = Signature::from_bytes(take(64, "signature")?).map_err(|e| malformed(e.to_string()))?;
-        let change = Change::try_from(take(len, "change")?).map_err(|e| malformed(format!("change: {e}")))?;
+        let signer =
+            PublicKey::from_bytes(take(32, "key")?).map_err(|e| malformed(e.to_string()))?;
+        let signature =
+            Signature::from_bytes(take(64, "signature")?).map_err(|e| malformed(e.to_string()))?;
+        let change = Change::try_from(take(len, "change")?)
+            .map_err(|e| malformed(format!("change: {e}")))?;
         out.push(SignedChange::from_parts(change, signer, signature));
     }
     if at != bytes.len() {
@@ -206,7 +229,8 @@ impl Notebook {
         };
         let id = open.incident.id()?.to_string();
         for (peer, state) in &open.sync.states {
-            self.data.write_aux(&id, &state_file(peer), &state.encode())?;
+            self.data
+                .write_aux(&id, &state_file(peer), &state.encode())?;
         }
         Ok(())
     }
@@ -260,14 +284,22 @@ impl Notebook {
 
     /// Verifies and applies a signed sync message from `peer`. On any failure
     /// nothing is applied and the sync state is untouched.
-    pub fn receive_sync(&mut self, peer: &str, bytes: &[u8]) -> Result<Vec<RemoteEdit>, NotebookError> {
+    pub fn receive_sync(
+        &mut self,
+        peer: &str,
+        bytes: &[u8],
+    ) -> Result<Vec<RemoteEdit>, NotebookError> {
         let signed = SignedSyncMessage::decode(bytes)?;
-        let mut msg = sync::Message::decode(&signed.message).map_err(|e| malformed(e.to_string()))?;
-        let sigs: HashMap<ChangeHash, ChangeSignature> = signed.signatures.iter().map(|s| (s.hash, *s)).collect();
+        let mut msg =
+            sync::Message::decode(&signed.message).map_err(|e| malformed(e.to_string()))?;
+        let sigs: HashMap<ChangeHash, ChangeSignature> =
+            signed.signatures.iter().map(|s| (s.hash, *s)).collect();
         let mut incoming = Vec::new();
         for change in changes_in(&msg)? {
             let hash = change.hash();
-            let known = self.current().is_some_and(|o| o.signatures.contains_key(&hash));
+            let known = self
+                .current()
+                .is_some_and(|o| o.signatures.contains_key(&hash));
             if known {
                 continue;
             }
@@ -282,7 +314,10 @@ impl Notebook {
         msg.changes = sync::ChunkList::empty();
         let mut state = std::mem::take(self.sync_state(peer)?);
         let open = self.open.as_mut().ok_or(NotebookError::NoIncident)?;
-        let result = open.incident.doc_mut().receive_sync_message(&mut state, msg);
+        let result = open
+            .incident
+            .doc_mut()
+            .receive_sync_message(&mut state, msg);
         open.sync.states.insert(peer.to_string(), state);
         result.map_err(|e| NotebookError::Document(e.to_string()))?;
         Ok(edits)
@@ -305,7 +340,10 @@ mod tests {
         assert_eq!(back.message, m.message);
         assert_eq!(back.signatures, m.signatures);
         for cut in [0, 3, 8, 11, bytes.len() - 1] {
-            assert!(SignedSyncMessage::decode(&bytes[..cut]).is_err(), "cut at {cut}");
+            assert!(
+                SignedSyncMessage::decode(&bytes[..cut]).is_err(),
+                "cut at {cut}"
+            );
         }
         let mut huge = bytes.clone();
         huge[4..8].copy_from_slice(&u32::MAX.to_be_bytes());
@@ -330,7 +368,10 @@ mod tests {
             version: sync::MessageVersion::V2,
         };
         assert_eq!(changes_in(&msg).unwrap().len(), 5);
-        let bad = sync::Message { changes: sync::ChunkList::from(vec![1u8, 2, 3]), ..msg };
+        let bad = sync::Message {
+            changes: sync::ChunkList::from(vec![1u8, 2, 3]),
+            ..msg
+        };
         assert!(changes_in(&bad).is_err());
     }
 }

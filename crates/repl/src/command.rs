@@ -49,36 +49,216 @@ const N: Takes = Takes::Nothing;
 
 /// Every command, in the order `help` lists them.
 pub const SPECS: &[Spec] = &[
-    Spec { name: "new", aliases: &[], usage: "new <title> [--sev 1-4]", help: "Start a new incident (default SEV3) and open it.", flags: &[("sev", V)] },
-    Spec { name: "incidents", aliases: &["ls"], usage: "incidents", help: "List the incidents stored on this device.", flags: &[] },
-    Spec { name: "open", aliases: &[], usage: "open <incident-id>", help: "Open a stored incident (a unique prefix of its id is enough).", flags: &[] },
-    Spec { name: "symptom", aliases: &["sym", "s"], usage: "symptom <text> [--where ..] [--freq ..] [--impact ..]", help: "Capture what is happening, where, how often and the impact.", flags: &[("where", V), ("freq", V), ("impact", V)] },
-    Spec { name: "hypo", aliases: &["hypothesis", "h"], usage: "hypo <text>", help: "Add a hypothesis: anything that could cause the symptoms.", flags: &[] },
-    Spec { name: "test", aliases: &["t"], usage: "test <hypo-id> <action> --rules-out-if <outcome>", help: "Plan a test designed to rule a hypothesis out, and the outcome that would.", flags: &[("rules-out-if", V)] },
-    Spec { name: "result", aliases: &["r"], usage: "result <test-id> <observation> --ruled-out|--not-ruled-out|--inconclusive", help: "Record what a test showed; --ruled-out strikes its hypothesis.", flags: &[("ruled-out", N), ("not-ruled-out", N), ("inconclusive", N)] },
-    Spec { name: "confirm", aliases: &[], usage: "confirm <hypo-id> <evidence>", help: "Confirm a hypothesis as the cause; evidence is a test id or a description.", flags: &[] },
-    Spec { name: "fix", aliases: &[], usage: "fix <text> [--unconfirmed-because <reason>]", help: "Record a fix; before a cause is confirmed it needs a recorded reason.", flags: &[("unconfirmed-because", V)] },
-    Spec { name: "note", aliases: &["n"], usage: "note <text>", help: "Add a free note to the timeline.", flags: &[] },
-    Spec { name: "status", aliases: &[], usage: "status <investigating|identified|mitigated|resolved>", help: "Move the incident's status.", flags: &[] },
-    Spec { name: "reopen", aliases: &[], usage: "reopen <reason>", help: "Reopen a resolved incident, saying why.", flags: &[] },
-    Spec { name: "role", aliases: &[], usage: "role <commander|scribe|comms> <name>", help: "Give a role to someone.", flags: &[] },
-    Spec { name: "title", aliases: &[], usage: "title <text>", help: "Retitle the incident.", flags: &[] },
-    Spec { name: "sev", aliases: &["severity"], usage: "sev <1-4>", help: "Change the severity.", flags: &[] },
-    Spec { name: "followup", aliases: &["fu"], usage: "followup <text>", help: "Add a follow-up action for after the incident.", flags: &[] },
-    Spec { name: "brief", aliases: &["b"], usage: "brief", help: "One screen for a newcomer: what is broken, what is open, what was ruled out.", flags: &[] },
-    Spec { name: "timeline", aliases: &["tl"], usage: "timeline [--last N | --all]", help: "Show the timeline (the last 20 events by default).", flags: &[("last", V), ("all", N)] },
-    Spec { name: "report", aliases: &[], usage: "report [--out FILE]", help: "Write the Production Incident Report (Markdown).", flags: &[("out", V)] },
-    Spec { name: "export", aliases: &[], usage: "export [--out FILE]", help: "Write the raw Automerge document (default <incident-id>.automerge).", flags: &[("out", V)] },
-    Spec { name: "conflicts", aliases: &[], usage: "conflicts", help: "List fields edited concurrently with different values.", flags: &[] },
-    Spec { name: "resolve", aliases: &[], usage: "resolve <field> <value>", help: "Settle a conflicting field on one value.", flags: &[] },
-    Spec { name: "log", aliases: &["history"], usage: "log", help: "List the signed changes with author, key fingerprint and verification.", flags: &[] },
-    Spec { name: "whoami", aliases: &[], usage: "whoami", help: "Show this device's name and public key.", flags: &[] },
-    Spec { name: "peers", aliases: &[], usage: "peers", help: "Show connected and discovered peers.", flags: &[] },
-    Spec { name: "connect", aliases: &[], usage: "connect <multiaddr>", help: "Dial a peer by address (where multicast is blocked).", flags: &[] },
-    Spec { name: "invite", aliases: &[], usage: "invite", help: "Print an invite string for the open incident.", flags: &[] },
-    Spec { name: "join", aliases: &[], usage: "join <invite>", help: "Join an incident from an invite.", flags: &[] },
-    Spec { name: "help", aliases: &["?"], usage: "help [command]", help: "List commands, or explain one.", flags: &[] },
-    Spec { name: "quit", aliases: &["exit", "q"], usage: "quit", help: "Leave (Ctrl-D works too).", flags: &[] },
+    Spec {
+        name: "new",
+        aliases: &[],
+        usage: "new <title> [--sev 1-4]",
+        help: "Start a new incident (default SEV3) and open it.",
+        flags: &[("sev", V)],
+    },
+    Spec {
+        name: "incidents",
+        aliases: &["ls"],
+        usage: "incidents",
+        help: "List the incidents stored on this device.",
+        flags: &[],
+    },
+    Spec {
+        name: "open",
+        aliases: &[],
+        usage: "open <incident-id>",
+        help: "Open a stored incident (a unique prefix of its id is enough).",
+        flags: &[],
+    },
+    Spec {
+        name: "symptom",
+        aliases: &["sym", "s"],
+        usage: "symptom <text> [--where ..] [--freq ..] [--impact ..]",
+        help: "Capture what is happening, where, how often and the impact.",
+        flags: &[("where", V), ("freq", V), ("impact", V)],
+    },
+    Spec {
+        name: "hypo",
+        aliases: &["hypothesis", "h"],
+        usage: "hypo <text>",
+        help: "Add a hypothesis: anything that could cause the symptoms.",
+        flags: &[],
+    },
+    Spec {
+        name: "test",
+        aliases: &["t"],
+        usage: "test <hypo-id> <action> --rules-out-if <outcome>",
+        help: "Plan a test designed to rule a hypothesis out, and the outcome that would.",
+        flags: &[("rules-out-if", V)],
+    },
+    Spec {
+        name: "result",
+        aliases: &["r"],
+        usage: "result <test-id> <observation> --ruled-out|--not-ruled-out|--inconclusive",
+        help: "Record what a test showed; --ruled-out strikes its hypothesis.",
+        flags: &[("ruled-out", N), ("not-ruled-out", N), ("inconclusive", N)],
+    },
+    Spec {
+        name: "confirm",
+        aliases: &[],
+        usage: "confirm <hypo-id> <evidence>",
+        help: "Confirm a hypothesis as the cause; evidence is a test id or a description.",
+        flags: &[],
+    },
+    Spec {
+        name: "fix",
+        aliases: &[],
+        usage: "fix <text> [--unconfirmed-because <reason>]",
+        help: "Record a fix; before a cause is confirmed it needs a recorded reason.",
+        flags: &[("unconfirmed-because", V)],
+    },
+    Spec {
+        name: "note",
+        aliases: &["n"],
+        usage: "note <text>",
+        help: "Add a free note to the timeline.",
+        flags: &[],
+    },
+    Spec {
+        name: "status",
+        aliases: &[],
+        usage: "status <investigating|identified|mitigated|resolved>",
+        help: "Move the incident's status.",
+        flags: &[],
+    },
+    Spec {
+        name: "reopen",
+        aliases: &[],
+        usage: "reopen <reason>",
+        help: "Reopen a resolved incident, saying why.",
+        flags: &[],
+    },
+    Spec {
+        name: "role",
+        aliases: &[],
+        usage: "role <commander|scribe|comms> <name>",
+        help: "Give a role to someone.",
+        flags: &[],
+    },
+    Spec {
+        name: "title",
+        aliases: &[],
+        usage: "title <text>",
+        help: "Retitle the incident.",
+        flags: &[],
+    },
+    Spec {
+        name: "sev",
+        aliases: &["severity"],
+        usage: "sev <1-4>",
+        help: "Change the severity.",
+        flags: &[],
+    },
+    Spec {
+        name: "followup",
+        aliases: &["fu"],
+        usage: "followup <text>",
+        help: "Add a follow-up action for after the incident.",
+        flags: &[],
+    },
+    Spec {
+        name: "brief",
+        aliases: &["b"],
+        usage: "brief",
+        help: "One screen for a newcomer: what is broken, what is open, what was ruled out.",
+        flags: &[],
+    },
+    Spec {
+        name: "timeline",
+        aliases: &["tl"],
+        usage: "timeline [--last N | --all]",
+        help: "Show the timeline (the last 20 events by default).",
+        flags: &[("last", V), ("all", N)],
+    },
+    Spec {
+        name: "report",
+        aliases: &[],
+        usage: "report [--out FILE]",
+        help: "Write the Production Incident Report (Markdown).",
+        flags: &[("out", V)],
+    },
+    Spec {
+        name: "export",
+        aliases: &[],
+        usage: "export [--out FILE]",
+        help: "Write the raw Automerge document (default <incident-id>.automerge).",
+        flags: &[("out", V)],
+    },
+    Spec {
+        name: "conflicts",
+        aliases: &[],
+        usage: "conflicts",
+        help: "List fields edited concurrently with different values.",
+        flags: &[],
+    },
+    Spec {
+        name: "resolve",
+        aliases: &[],
+        usage: "resolve <field> <value>",
+        help: "Settle a conflicting field on one value.",
+        flags: &[],
+    },
+    Spec {
+        name: "log",
+        aliases: &["history"],
+        usage: "log",
+        help: "List the signed changes with author, key fingerprint and verification.",
+        flags: &[],
+    },
+    Spec {
+        name: "whoami",
+        aliases: &[],
+        usage: "whoami",
+        help: "Show this device's name and public key.",
+        flags: &[],
+    },
+    Spec {
+        name: "peers",
+        aliases: &[],
+        usage: "peers",
+        help: "Show connected and discovered peers.",
+        flags: &[],
+    },
+    Spec {
+        name: "connect",
+        aliases: &[],
+        usage: "connect <multiaddr>",
+        help: "Dial a peer by address (where multicast is blocked).",
+        flags: &[],
+    },
+    Spec {
+        name: "invite",
+        aliases: &[],
+        usage: "invite",
+        help: "Print an invite string for the open incident.",
+        flags: &[],
+    },
+    Spec {
+        name: "join",
+        aliases: &[],
+        usage: "join <invite>",
+        help: "Join an incident from an invite.",
+        flags: &[],
+    },
+    Spec {
+        name: "help",
+        aliases: &["?"],
+        usage: "help [command]",
+        help: "List commands, or explain one.",
+        flags: &[],
+    },
+    Spec {
+        name: "quit",
+        aliases: &["exit", "q"],
+        usage: "quit",
+        help: "Leave (Ctrl-D works too).",
+        flags: &[],
+    },
 ];
 
 /// A parsed command, ready to run. Fields mean what the same fields of
@@ -93,17 +273,36 @@ pub enum Command {
     /// `open`
     Open(String),
     /// `symptom`
-    Symptom { text: String, place: Option<String>, frequency: Option<String>, impact: Option<String> },
+    Symptom {
+        text: String,
+        place: Option<String>,
+        frequency: Option<String>,
+        impact: Option<String>,
+    },
     /// `hypo`
     Hypo(String),
     /// `test`
-    Test { hypothesis: String, action: String, rules_out_if: String },
+    Test {
+        hypothesis: String,
+        action: String,
+        rules_out_if: String,
+    },
     /// `result`
-    Result { test: String, observation: String, verdict: Verdict },
+    Result {
+        test: String,
+        observation: String,
+        verdict: Verdict,
+    },
     /// `confirm`
-    Confirm { hypothesis: String, evidence: String },
+    Confirm {
+        hypothesis: String,
+        evidence: String,
+    },
     /// `fix`
-    Fix { text: String, unconfirmed_because: Option<String> },
+    Fix {
+        text: String,
+        unconfirmed_because: Option<String>,
+    },
     /// `note`
     Note(String),
     /// `status`
@@ -293,9 +492,9 @@ pub fn parse(line: &str) -> Result<Option<Command>, ParseError> {
         "test" => Command::Test {
             hypothesis: a.word(0, "hypothesis id")?,
             action: a.rest(1, "action")?,
-            rules_out_if: a
-                .flag("rules-out-if")
-                .ok_or_else(|| a.usage("missing --rules-out-if <outcome>: say what would rule the hypothesis out"))?,
+            rules_out_if: a.flag("rules-out-if").ok_or_else(|| {
+                a.usage("missing --rules-out-if <outcome>: say what would rule the hypothesis out")
+            })?,
         },
         "result" => {
             let verdicts: Vec<Verdict> = [
@@ -309,7 +508,11 @@ pub fn parse(line: &str) -> Result<Option<Command>, ParseError> {
             .collect();
             let verdict = match verdicts.as_slice() {
                 [v] => *v,
-                [] => return Err(a.usage("missing verdict: --ruled-out, --not-ruled-out or --inconclusive")),
+                [] => {
+                    return Err(
+                        a.usage("missing verdict: --ruled-out, --not-ruled-out or --inconclusive")
+                    )
+                }
                 _ => return Err(a.usage("give exactly one verdict")),
             };
             Command::Result {
@@ -340,7 +543,10 @@ pub fn parse(line: &str) -> Result<Option<Command>, ParseError> {
         "timeline" => Command::Timeline {
             last: match (a.has("all"), a.flag("last")) {
                 (true, _) => None,
-                (false, Some(n)) => Some(n.parse().map_err(|_| a.usage(format!("--last needs a number, not `{n}`")))?),
+                (false, Some(n)) => Some(
+                    n.parse()
+                        .map_err(|_| a.usage(format!("--last needs a number, not `{n}`")))?,
+                ),
                 (false, None) => Some(20),
             },
         },
@@ -375,7 +581,8 @@ pub fn help(topic: Option<&str>) -> Result<String, ParseError> {
             Ok(out)
         }
         Some(name) => {
-            let s = spec(&name.to_ascii_lowercase()).ok_or_else(|| ParseError::Unknown(name.into()))?;
+            let s =
+                spec(&name.to_ascii_lowercase()).ok_or_else(|| ParseError::Unknown(name.into()))?;
             let aliases = if s.aliases.is_empty() {
                 String::new()
             } else {
@@ -397,20 +604,65 @@ mod tests {
     #[test]
     fn lines_parse_into_commands() {
         let cases: Vec<(&str, Command)> = vec![
-            ("new DNS is down --sev 1", Command::New { title: "DNS is down".into(), severity: Severity::Sev1 }),
-            ("new 'checkout 500s'", Command::New { title: "checkout 500s".into(), severity: Severity::Sev3 }),
-            ("hypo \"resolver crashed\"", Command::Hypo("resolver crashed".into())),
+            (
+                "new DNS is down --sev 1",
+                Command::New {
+                    title: "DNS is down".into(),
+                    severity: Severity::Sev1,
+                },
+            ),
+            (
+                "new 'checkout 500s'",
+                Command::New {
+                    title: "checkout 500s".into(),
+                    severity: Severity::Sev3,
+                },
+            ),
+            (
+                "hypo \"resolver crashed\"",
+                Command::Hypo("resolver crashed".into()),
+            ),
             ("h bad deploy", Command::Hypo("bad deploy".into())),
-            ("symptom 500s --where eu-west --freq '1 in 3' --impact=checkout", Command::Symptom {
-                text: "500s".into(), place: Some("eu-west".into()), frequency: Some("1 in 3".into()), impact: Some("checkout".into()) }),
-            ("test h7k2 dig @8.8.8.8 --rules-out-if 'answers ok'", Command::Test {
-                hypothesis: "h7k2".into(), action: "dig @8.8.8.8".into(), rules_out_if: "answers ok".into() }),
-            ("result t3 resolvers answer --ruled-out", Command::Result {
-                test: "t3".into(), observation: "resolvers answer".into(), verdict: Verdict::RulesOut }),
-            ("fix restart --unconfirmed-because 'bleeding money'", Command::Fix {
-                text: "restart".into(), unconfirmed_because: Some("bleeding money".into()) }),
+            (
+                "symptom 500s --where eu-west --freq '1 in 3' --impact=checkout",
+                Command::Symptom {
+                    text: "500s".into(),
+                    place: Some("eu-west".into()),
+                    frequency: Some("1 in 3".into()),
+                    impact: Some("checkout".into()),
+                },
+            ),
+            (
+                "test h7k2 dig @8.8.8.8 --rules-out-if 'answers ok'",
+                Command::Test {
+                    hypothesis: "h7k2".into(),
+                    action: "dig @8.8.8.8".into(),
+                    rules_out_if: "answers ok".into(),
+                },
+            ),
+            (
+                "result t3 resolvers answer --ruled-out",
+                Command::Result {
+                    test: "t3".into(),
+                    observation: "resolvers answer".into(),
+                    verdict: Verdict::RulesOut,
+                },
+            ),
+            (
+                "fix restart --unconfirmed-because 'bleeding money'",
+                Command::Fix {
+                    text: "restart".into(),
+                    unconfirmed_because: Some("bleeding money".into()),
+                },
+            ),
             ("status mitigated", Command::Status(Status::Mitigated)),
-            ("role ic Alice Smith", Command::Role { role: Role::Commander, name: "Alice Smith".into() }),
+            (
+                "role ic Alice Smith",
+                Command::Role {
+                    role: Role::Commander,
+                    name: "Alice Smith".into(),
+                },
+            ),
             ("timeline --last 5", Command::Timeline { last: Some(5) }),
             ("timeline --all", Command::Timeline { last: None }),
             ("note -- --weird text", Command::Note("--weird text".into())),
@@ -431,7 +683,10 @@ mod tests {
             ("hypo 'unbalanced", "unbalanced quotes"),
             ("test h1 dig", "missing --rules-out-if"),
             ("result t1 saw it", "missing verdict"),
-            ("result t1 saw it --ruled-out --inconclusive", "exactly one verdict"),
+            (
+                "result t1 saw it --ruled-out --inconclusive",
+                "exactly one verdict",
+            ),
             ("status sideways", "`sideways` is not a status"),
             ("new x --sev 9", "`9` is not a severity"),
             ("hypo", "missing hypothesis text"),
@@ -450,7 +705,11 @@ mod tests {
     fn every_spec_has_help_and_parses_its_name() {
         for s in SPECS {
             assert!(help(Some(s.name)).unwrap().contains(s.usage));
-            assert!(!matches!(parse(s.name), Err(ParseError::Unknown(_))), "{}", s.name);
+            assert!(
+                !matches!(parse(s.name), Err(ParseError::Unknown(_))),
+                "{}",
+                s.name
+            );
         }
     }
 }

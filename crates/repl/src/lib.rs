@@ -80,8 +80,16 @@ struct IdCompleter {
 
 impl Completer for IdCompleter {
     type Candidate = Pair;
-    fn complete(&self, line: &str, pos: usize, _: &Context<'_>) -> rustyline::Result<(usize, Vec<Pair>)> {
-        let start = line[..pos].rfind(char::is_whitespace).map(|i| i + 1).unwrap_or(0);
+    fn complete(
+        &self,
+        line: &str,
+        pos: usize,
+        _: &Context<'_>,
+    ) -> rustyline::Result<(usize, Vec<Pair>)> {
+        let start = line[..pos]
+            .rfind(char::is_whitespace)
+            .map(|i| i + 1)
+            .unwrap_or(0);
         let word = &line[start..pos];
         let first = line[..start].trim().is_empty();
         let candidates: Vec<String> = if first {
@@ -149,7 +157,11 @@ fn prompt(session: &Session, style: Style) -> StyledPrompt {
 
 /// The interactive loop: history, completion, colour, notices above the
 /// prompt. Returns when the user quits or presses Ctrl-D.
-pub fn interactive(session: &Session, history: &Path, notices: Receiver<Notice>) -> Result<(), String> {
+pub fn interactive(
+    session: &Session,
+    history: &Path,
+    notices: Receiver<Notice>,
+) -> Result<(), String> {
     let style = Style::new(std::io::stdout().is_terminal());
     let config = rustyline::Config::builder()
         .auto_add_history(true)
@@ -200,7 +212,12 @@ pub fn interactive(session: &Session, history: &Path, notices: Receiver<Notice>)
 /// The script loop: one command per line from `input`. In JSON mode every
 /// command answers with exactly one JSON line; notices are JSON lines with an
 /// `event` field. Returns how many commands failed.
-pub fn script(session: &Session, input: impl BufRead, json: bool, notices: Receiver<Notice>) -> usize {
+pub fn script(
+    session: &Session,
+    input: impl BufRead,
+    json: bool,
+    notices: Receiver<Notice>,
+) -> usize {
     let out = Arc::new(Mutex::new(std::io::stdout()));
     let printer_out = out.clone();
     let printer = std::thread::spawn(move || {

@@ -121,7 +121,14 @@ impl Session {
         let nb = self.lock();
         let mut out: Vec<String> = nb.data().incidents().unwrap_or_default();
         if let Ok(inc) = nb.incident() {
-            for kind in [Kind::Symptom, Kind::Hypothesis, Kind::Test, Kind::Result, Kind::Fix, Kind::FollowUp] {
+            for kind in [
+                Kind::Symptom,
+                Kind::Hypothesis,
+                Kind::Test,
+                Kind::Result,
+                Kind::Fix,
+                Kind::FollowUp,
+            ] {
                 let mut ids = inc.ids(kind);
                 ids.sort();
                 out.extend(dontpanic_incident::short_forms(&ids));
@@ -195,7 +202,9 @@ impl Session {
                     "no incidents yet: `new <title>` starts one".to_string()
                 } else {
                     list.iter()
-                        .map(|i| format!("{}  {:<5} {:<13} {}", i.id, i.severity, i.status, i.title))
+                        .map(|i| {
+                            format!("{}  {:<5} {:<13} {}", i.id, i.severity, i.status, i.title)
+                        })
                         .collect::<Vec<_>>()
                         .join("\n")
                 };
@@ -214,16 +223,65 @@ impl Session {
                 if let Some(net) = &self.network {
                     net.incident_opened(&self.notebook);
                 }
-                let mut text = warnings.iter().map(|w| format!("warning: {w}\n")).collect::<String>();
-                text.push_str(&format!("opened {} [{}] {}", view.id, view.status.map(|s| s.to_string()).unwrap_or_default(), view.title));
-                Ok(Reply::done(text, json!({ "id": view.id, "title": view.title, "warnings": warnings })))
+                let mut text = warnings
+                    .iter()
+                    .map(|w| format!("warning: {w}\n"))
+                    .collect::<String>();
+                text.push_str(&format!(
+                    "opened {} [{}] {}",
+                    view.id,
+                    view.status.map(|s| s.to_string()).unwrap_or_default(),
+                    view.title
+                ));
+                Ok(Reply::done(
+                    text,
+                    json!({ "id": view.id, "title": view.title, "warnings": warnings }),
+                ))
             }
-            Command::Symptom { text, place, frequency, impact } => self.edit(Edit::AddSymptom { text, place, frequency, impact }),
+            Command::Symptom {
+                text,
+                place,
+                frequency,
+                impact,
+            } => self.edit(Edit::AddSymptom {
+                text,
+                place,
+                frequency,
+                impact,
+            }),
             Command::Hypo(text) => self.edit(Edit::AddHypothesis { text }),
-            Command::Test { hypothesis, action, rules_out_if } => self.edit(Edit::AddTest { hypothesis, action, rules_out_if }),
-            Command::Result { test, observation, verdict } => self.edit(Edit::AddResult { test, observation, verdict }),
-            Command::Confirm { hypothesis, evidence } => self.edit(Edit::Confirm { hypothesis, evidence }),
-            Command::Fix { text, unconfirmed_because } => self.edit(Edit::AddFix { text, unconfirmed_because }),
+            Command::Test {
+                hypothesis,
+                action,
+                rules_out_if,
+            } => self.edit(Edit::AddTest {
+                hypothesis,
+                action,
+                rules_out_if,
+            }),
+            Command::Result {
+                test,
+                observation,
+                verdict,
+            } => self.edit(Edit::AddResult {
+                test,
+                observation,
+                verdict,
+            }),
+            Command::Confirm {
+                hypothesis,
+                evidence,
+            } => self.edit(Edit::Confirm {
+                hypothesis,
+                evidence,
+            }),
+            Command::Fix {
+                text,
+                unconfirmed_because,
+            } => self.edit(Edit::AddFix {
+                text,
+                unconfirmed_because,
+            }),
             Command::Note(text) => self.edit(Edit::AddNote { text }),
             Command::Status(s) => self.edit(Edit::SetStatus(s)),
             Command::Reopen(reason) => self.edit(Edit::Reopen { reason }),
@@ -235,11 +293,16 @@ impl Session {
             Command::Brief => {
                 let view = self.view()?;
                 let text = render::brief(&view);
-                Ok(Reply::done(text.trim_end().to_string(), json!({ "text": text, "conflicts": view.conflicts.len() })))
+                Ok(Reply::done(
+                    text.trim_end().to_string(),
+                    json!({ "text": text, "conflicts": view.conflicts.len() }),
+                ))
             }
             Command::Timeline { last } => {
                 let view = self.view()?;
-                let start = last.map(|n| view.timeline.len().saturating_sub(n)).unwrap_or(0);
+                let start = last
+                    .map(|n| view.timeline.len().saturating_sub(n))
+                    .unwrap_or(0);
                 let entries = &view.timeline[start..];
                 let text = entries
                     .iter()
@@ -250,7 +313,10 @@ impl Session {
                     .iter()
                     .map(|e| json!({"at": e.at, "by": e.by, "name": e.name, "kind": e.kind, "item": e.item, "text": e.text}))
                     .collect();
-                Ok(Reply::done(text, json!({ "entries": rows, "total": view.timeline.len() })))
+                Ok(Reply::done(
+                    text,
+                    json!({ "entries": rows, "total": view.timeline.len() }),
+                ))
             }
             Command::Report { out } => {
                 let view = self.view()?;
@@ -258,9 +324,15 @@ impl Session {
                 match out {
                     Some(path) => {
                         write_file(&path, md.as_bytes())?;
-                        Ok(Reply::done(format!("report written to {path}"), json!({ "path": path })))
+                        Ok(Reply::done(
+                            format!("report written to {path}"),
+                            json!({ "path": path }),
+                        ))
                     }
-                    None => Ok(Reply::done(md.trim_end().to_string(), json!({ "text": md }))),
+                    None => Ok(Reply::done(
+                        md.trim_end().to_string(),
+                        json!({ "text": md }),
+                    )),
                 }
             }
             Command::Export { out } => {
@@ -288,7 +360,11 @@ impl Session {
                     text.push_str(&format!("{}:\n", c.field));
                     let mut values = Vec::new();
                     for (value, actor) in &c.values {
-                        let who = names.iter().find(|(a, _)| a == actor).map(|(_, n)| n.clone()).unwrap_or_else(|| actor.chars().take(8).collect());
+                        let who = names
+                            .iter()
+                            .find(|(a, _)| a == actor)
+                            .map(|(_, n)| n.clone())
+                            .unwrap_or_else(|| actor.chars().take(8).collect());
                         text.push_str(&format!("  {value:?}  ({who})\n"));
                         values.push(json!({"value": value, "author": who}));
                     }
@@ -312,7 +388,11 @@ impl Session {
                             render::utc(e.time * 1000),
                             e.name.clone().unwrap_or_else(|| "(non-member)".into()),
                             e.signer.fingerprint(),
-                            if e.verified { "verified" } else { "BAD SIGNATURE" },
+                            if e.verified {
+                                "verified"
+                            } else {
+                                "BAD SIGNATURE"
+                            },
                             e.message
                         )
                     })
@@ -328,7 +408,13 @@ impl Session {
                 let nb = self.lock();
                 let d = nb.device();
                 let key = d.key.public();
-                let mut text = format!("{}\nkey {}\nfingerprint {}\ndata {}", d.name, key, key.fingerprint(), nb.data().path().display());
+                let mut text = format!(
+                    "{}\nkey {}\nfingerprint {}\ndata {}",
+                    d.name,
+                    key,
+                    key.fingerprint(),
+                    nb.data().path().display()
+                );
                 let mut j = json!({ "name": d.name, "key": key.to_string(), "fingerprint": key.fingerprint(), "data_dir": nb.data().path() });
                 drop(nb);
                 if let Some(net) = &self.network {
@@ -356,10 +442,17 @@ impl Session {
                                 p.found_by,
                                 p.route,
                                 p.peer_id,
-                                p.rtt_ms.map(|r| format!("{r:.1}ms")).unwrap_or_else(|| "-".into()),
-                                p.last_sync_secs.map(|s| format!("{s}s ago")).unwrap_or_else(|| "never".into()),
+                                p.rtt_ms
+                                    .map(|r| format!("{r:.1}ms"))
+                                    .unwrap_or_else(|| "-".into()),
+                                p.last_sync_secs
+                                    .map(|s| format!("{s}s ago"))
+                                    .unwrap_or_else(|| "never".into()),
                                 p.address,
-                                p.problem.as_ref().map(|x| format!("  REJECTED: {x}")).unwrap_or_default()
+                                p.problem
+                                    .as_ref()
+                                    .map(|x| format!("  REJECTED: {x}"))
+                                    .unwrap_or_default()
                             )
                         })
                         .collect::<Vec<_>>()
@@ -380,11 +473,17 @@ impl Session {
                 if let Some(net) = &self.network {
                     net.incident_opened(&self.notebook);
                 }
-                Ok(Reply::done(format!("joined incident {id}"), json!({ "id": id })))
+                Ok(Reply::done(
+                    format!("joined incident {id}"),
+                    json!({ "id": id }),
+                ))
             }
             Command::Help(topic) => {
                 let text = command::help(topic.as_deref()).map_err(|e| e.to_string())?;
-                Ok(Reply::done(text.trim_end().to_string(), json!({ "text": text })))
+                Ok(Reply::done(
+                    text.trim_end().to_string(),
+                    json!({ "text": text }),
+                ))
             }
             Command::Quit => {
                 let mut r = Reply::done("bye", json!({}));

@@ -197,12 +197,20 @@ impl Journal {
                 // A record running past the end is a torn tail only if no
                 // good record follows; otherwise its length was damaged.
                 Record::Torn if resync(&buf, pos + 1) == buf.len() => {
-                    damage(pos, buf.len() - pos, "torn record at the end (an interrupted write)".into());
+                    damage(
+                        pos,
+                        buf.len() - pos,
+                        "torn record at the end (an interrupted write)".into(),
+                    );
                     break;
                 }
                 Record::Torn => {
                     let next = resync(&buf, pos + 1);
-                    damage(pos, next - pos, "record length runs past a later record".into());
+                    damage(
+                        pos,
+                        next - pos,
+                        "record length runs past a later record".into(),
+                    );
                     pos = next;
                 }
                 Record::Bad(reason) => {
@@ -346,19 +354,36 @@ mod tests {
     fn damage_is_reported_and_valid_records_survive() {
         type Mangle = fn(&mut Vec<u8>, &[usize]);
         let cases: Vec<(&str, Mangle, Vec<usize>)> = vec![
-            ("torn tail", |b, _| b.truncate(b.len() - 5), (0..9).collect()),
-            ("flipped byte in record 3", |b, o| b[o[3] + 40] ^= 0xff, [0, 1, 2, 4, 5, 6, 7, 8, 9].into()),
-            ("garbage length in record 0", |b, o| b[o[0] + 6] = 0x7f, (1..10).collect()),
+            (
+                "torn tail",
+                |b, _| b.truncate(b.len() - 5),
+                (0..9).collect(),
+            ),
+            (
+                "flipped byte in record 3",
+                |b, o| b[o[3] + 40] ^= 0xff,
+                [0, 1, 2, 4, 5, 6, 7, 8, 9].into(),
+            ),
+            (
+                "garbage length in record 0",
+                |b, o| b[o[0] + 6] = 0x7f,
+                (1..10).collect(),
+            ),
             ("lost header", |b, _| b[0] = b'X', (0..10).collect()),
-            ("forged signature in record 5", |b, o| {
-                // Re-sign nothing: swap in record 4's signature and fix the CRC.
-                let (s4, s5) = (o[4] + RECORD_HEAD + 32, o[5] + RECORD_HEAD + 32);
-                let sig: Vec<u8> = b[s4..s4 + 64].to_vec();
-                b[s5..s5 + 64].copy_from_slice(&sig);
-                let len = u32::from_le_bytes(b[o[5] + 4..o[5] + 8].try_into().unwrap()) as usize;
-                let crc = crc32fast::hash(&b[o[5] + RECORD_HEAD..o[5] + RECORD_HEAD + len]);
-                b[o[5] + 8..o[5] + 12].copy_from_slice(&crc.to_le_bytes());
-            }, [0, 1, 2, 3, 4, 6, 7, 8, 9].into()),
+            (
+                "forged signature in record 5",
+                |b, o| {
+                    // Re-sign nothing: swap in record 4's signature and fix the CRC.
+                    let (s4, s5) = (o[4] + RECORD_HEAD + 32, o[5] + RECORD_HEAD + 32);
+                    let sig: Vec<u8> = b[s4..s4 + 64].to_vec();
+                    b[s5..s5 + 64].copy_from_slice(&sig);
+                    let len =
+                        u32::from_le_bytes(b[o[5] + 4..o[5] + 8].try_into().unwrap()) as usize;
+                    let crc = crc32fast::hash(&b[o[5] + RECORD_HEAD..o[5] + RECORD_HEAD + len]);
+                    b[o[5] + 8..o[5] + 12].copy_from_slice(&crc.to_le_bytes());
+                },
+                [0, 1, 2, 3, 4, 6, 7, 8, 9].into(),
+            ),
         ];
         for (name, mangle, survivors) in cases {
             let (_d, path, all) = written(10);
@@ -375,7 +400,10 @@ mod tests {
             let (mut journal, loaded) = Journal::open(&path).unwrap();
             assert!(!loaded.damage.is_empty(), "{name}: no damage reported");
             for d in &loaded.damage {
-                assert!(d.to_string().contains(&path.display().to_string()), "{name}: {d}");
+                assert!(
+                    d.to_string().contains(&path.display().to_string()),
+                    "{name}: {d}"
+                );
             }
             let want: Vec<_> = survivors.iter().map(|i| all[*i].hash()).collect();
             assert_eq!(hashes(&loaded.changes), want, "{name}");

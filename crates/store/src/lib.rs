@@ -258,7 +258,10 @@ pub fn read_key(path: &Path) -> Result<Option<SecretKey>, StoreError> {
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(io_err(path)(e)),
     };
-    let mode = fs::metadata(path).map_err(io_err(path))?.permissions().mode();
+    let mode = fs::metadata(path)
+        .map_err(io_err(path))?
+        .permissions()
+        .mode();
     if mode & 0o077 != 0 {
         return Err(StoreError::KeyPermissions {
             path: path.to_path_buf(),
@@ -329,7 +332,9 @@ mod tests {
     fn second_open_of_a_data_dir_is_refused_by_the_lock() {
         let dir = tempfile::tempdir().unwrap();
         let first = DataDir::open(dir.path()).unwrap();
-        let err = DataDir::open(dir.path()).err().expect("second open must fail");
+        let err = DataDir::open(dir.path())
+            .err()
+            .expect("second open must fail");
         assert!(matches!(err, StoreError::Locked { .. }), "{err}");
         assert!(err.to_string().contains(&std::process::id().to_string()));
         drop(first);
@@ -342,13 +347,23 @@ mod tests {
         let data = DataDir::open(dir.path()).unwrap();
         assert!(data.device().unwrap().is_none());
         let made = data.create_device("alice").unwrap();
-        let mode = fs::metadata(dir.path().join("device.key")).unwrap().permissions().mode();
+        let mode = fs::metadata(dir.path().join("device.key"))
+            .unwrap()
+            .permissions()
+            .mode();
         assert_eq!(mode & 0o777, 0o600);
         let loaded = data.device().unwrap().unwrap();
         assert_eq!(loaded.key.public(), made.key.public());
         assert_eq!(loaded.name, "alice");
-        fs::set_permissions(dir.path().join("device.key"), fs::Permissions::from_mode(0o644)).unwrap();
-        assert!(matches!(data.device(), Err(StoreError::KeyPermissions { .. })));
+        fs::set_permissions(
+            dir.path().join("device.key"),
+            fs::Permissions::from_mode(0o644),
+        )
+        .unwrap();
+        assert!(matches!(
+            data.device(),
+            Err(StoreError::KeyPermissions { .. })
+        ));
     }
 
     #[test]

@@ -176,7 +176,10 @@ fn proof_mac(secret: &[u8], label: &[u8], a: &PeerId, b: &PeerId) -> Hmac<Sha256
 }
 
 fn proof(secret: &[u8], label: &[u8], a: &PeerId, b: &PeerId) -> [u8; 32] {
-    proof_mac(secret, label, a, b).finalize().into_bytes().into()
+    proof_mac(secret, label, a, b)
+        .finalize()
+        .into_bytes()
+        .into()
 }
 
 /// Constant-time check of a proof.
@@ -233,7 +236,9 @@ impl Replicator {
     pub fn flush(&self, limit: Duration) {
         let (tx, rx) = oneshot::channel();
         if self.kicks.send(Kick::Flush(tx)).is_ok() {
-            let _ = self.runtime.block_on(async { tokio::time::timeout(limit, rx).await });
+            let _ = self
+                .runtime
+                .block_on(async { tokio::time::timeout(limit, rx).await });
         }
     }
 
@@ -251,7 +256,11 @@ impl Replicator {
         let peer = self.runtime.block_on(async move {
             tokio::time::timeout(Duration::from_secs(15), node.dial(ma, FoundBy::Manual))
                 .await
-                .unwrap_or_else(|_| Err(dontpanic_net::NetError::Dial(format!("{addr}: timed out after 15 s"))))
+                .unwrap_or_else(|_| {
+                    Err(dontpanic_net::NetError::Dial(format!(
+                        "{addr}: timed out after 15 s"
+                    )))
+                })
         })?;
         Ok(peer)
     }
@@ -274,7 +283,9 @@ impl Replicator {
                 let st = shared.peers.get(&p.peer).cloned().unwrap_or_default();
                 let blocked = shared.blocked.contains(&p.peer);
                 PeerRow {
-                    name: hex_key(&p.peer).and_then(|k| names.get(&k).cloned()).unwrap_or_default(),
+                    name: hex_key(&p.peer)
+                        .and_then(|k| names.get(&k).cloned())
+                        .unwrap_or_default(),
                     peer: p.peer,
                     address: p.address.map(|a| a.to_string()).unwrap_or_default(),
                     found_by: p.found_by.as_str(),
@@ -337,7 +348,11 @@ impl Replicator {
                 let mut body = proof(&inv.secret, b"join", &me, &peer).to_vec();
                 body.extend_from_slice(name.as_bytes());
                 let frame = Frame::new(0, &inv.incident, body);
-                let answer = tokio::time::timeout(Duration::from_secs(30), node.request(Proto::Join, peer, frame)).await;
+                let answer = tokio::time::timeout(
+                    Duration::from_secs(30),
+                    node.request(Proto::Join, peer, frame),
+                )
+                .await;
                 match answer {
                     Ok(Ok(f)) if f.kind == kind::ADMITTED && f.body.len() >= 32 => {
                         if !verify_proof(&inv.secret, b"admit", &peer, &me, &f.body[..32]) {
@@ -346,7 +361,10 @@ impl Replicator {
                         }
                         return Ok(f.body[32..].to_vec());
                     }
-                    Ok(Ok(f)) => errors.push(format!("{peer}: refused ({})", String::from_utf8_lossy(&f.body))),
+                    Ok(Ok(f)) => errors.push(format!(
+                        "{peer}: refused ({})",
+                        String::from_utf8_lossy(&f.body)
+                    )),
                     Ok(Err(e)) => errors.push(e.to_string()),
                     Err(_) => errors.push(format!("{peer}: no answer within 30 s")),
                 }
@@ -360,7 +378,10 @@ impl Replicator {
         let history = decode_changes(&result?)?;
         let id = lock(&self.notebook).adopt(history)?;
         if id != invite.incident {
-            return Err(SyncError::Join(format!("the member sent incident {id}, not {}", invite.incident)));
+            return Err(SyncError::Join(format!(
+                "the member sent incident {id}, not {}",
+                invite.incident
+            )));
         }
         // Relays the inviter is reachable through become ours too, so the
         // members can find each other again after restarts.
@@ -386,7 +407,10 @@ fn relays_in(addresses: &[Multiaddr]) -> Vec<Multiaddr> {
     let mut out: Vec<Multiaddr> = Vec::new();
     for a in addresses {
         let protos: Vec<_> = a.iter().collect();
-        if let Some(i) = protos.iter().position(|p| matches!(p, dontpanic_net::Protocol::P2pCircuit)) {
+        if let Some(i) = protos
+            .iter()
+            .position(|p| matches!(p, dontpanic_net::Protocol::P2pCircuit))
+        {
             let relay: Multiaddr = protos[..i].iter().cloned().collect();
             if !out.contains(&relay) {
                 out.push(relay);
@@ -406,7 +430,11 @@ struct Driver {
 }
 
 impl Driver {
-    async fn run(mut self, mut events: mpsc::UnboundedReceiver<NodeEvent>, mut kicks: mpsc::UnboundedReceiver<Kick>) {
+    async fn run(
+        mut self,
+        mut events: mpsc::UnboundedReceiver<NodeEvent>,
+        mut kicks: mpsc::UnboundedReceiver<Kick>,
+    ) {
         let mut tick = tokio::time::interval(RESYNC_EVERY);
         loop {
             tokio::select! {
@@ -449,7 +477,9 @@ impl Driver {
             return false;
         };
         let nb = lock(&self.r.notebook);
-        nb.incident().map(|i| i.member_keys().contains(&key)).unwrap_or(false)
+        nb.incident()
+            .map(|i| i.member_keys().contains(&key))
+            .unwrap_or(false)
     }
 
     fn open_incident_id(&self) -> Option<String> {
@@ -458,7 +488,11 @@ impl Driver {
     }
 
     fn blocked(&self, peer: &PeerId) -> bool {
-        self.r.shared.lock().map(|s| s.blocked.contains(peer)).unwrap_or(false)
+        self.r
+            .shared
+            .lock()
+            .map(|s| s.blocked.contains(peer))
+            .unwrap_or(false)
     }
 
     fn kick(&mut self, k: Kick) {
@@ -488,7 +522,12 @@ impl Driver {
     }
 
     fn sync_all(&mut self, except: Option<PeerId>) {
-        let peers: Vec<PeerId> = self.connected.iter().copied().filter(|p| Some(*p) != except).collect();
+        let peers: Vec<PeerId> = self
+            .connected
+            .iter()
+            .copied()
+            .filter(|p| Some(*p) != except)
+            .collect();
         for p in peers {
             self.sync_peer(p);
         }
@@ -524,7 +563,10 @@ impl Driver {
                 self.connected.insert(peer);
                 let name = self.member_name(&peer);
                 if let Some(name) = &name {
-                    self.notify(format!("* {name} connected"), json!({"event": "peer_connected", "peer": peer.to_string(), "name": name}));
+                    self.notify(
+                        format!("* {name} connected"),
+                        json!({"event": "peer_connected", "peer": peer.to_string(), "name": name}),
+                    );
                 }
                 self.sync_peer(peer);
             }
@@ -539,9 +581,21 @@ impl Driver {
                 }
                 self.maybe_flushed();
             }
-            NodeEvent::Request { proto: Proto::Sync, peer, frame, token } => self.inbound_sync(peer, frame, token),
-            NodeEvent::Request { proto: Proto::Join, peer, frame, token } => self.inbound_join(peer, frame, token),
-            NodeEvent::BadInput { peer, reason } => self.reject(peer, format!("unreadable message: {reason}")),
+            NodeEvent::Request {
+                proto: Proto::Sync,
+                peer,
+                frame,
+                token,
+            } => self.inbound_sync(peer, frame, token),
+            NodeEvent::Request {
+                proto: Proto::Join,
+                peer,
+                frame,
+                token,
+            } => self.inbound_join(peer, frame, token),
+            NodeEvent::BadInput { peer, reason } => {
+                self.reject(peer, format!("unreadable message: {reason}"))
+            }
             NodeEvent::Listening { .. } => {}
         }
     }
@@ -560,19 +614,28 @@ impl Driver {
     fn inbound_sync(&mut self, peer: PeerId, frame: Frame, token: u64) {
         let node = self.r.node.clone();
         if self.blocked(&peer) {
-            node.respond(token, Frame::new(kind::DENIED, &frame.incident, b"not trusted".to_vec()));
+            node.respond(
+                token,
+                Frame::new(kind::DENIED, &frame.incident, b"not trusted".to_vec()),
+            );
             return;
         }
         // Nothing of the document, not even whether we hold it, is told to
         // a non-member.
-        if self.open_incident_id().as_deref() != Some(frame.incident.as_str()) || !self.is_member(&peer) {
+        if self.open_incident_id().as_deref() != Some(frame.incident.as_str())
+            || !self.is_member(&peer)
+        {
             node.respond(token, Frame::new(kind::DENIED, &frame.incident, Vec::new()));
             return;
         }
         let key = hex_key(&peer).unwrap_or_default();
         let outcome = {
             let mut nb = lock(&self.r.notebook);
-            let edits = if frame.body.is_empty() { Ok(Vec::new()) } else { nb.receive_sync(&key, &frame.body) };
+            let edits = if frame.body.is_empty() {
+                Ok(Vec::new())
+            } else {
+                nb.receive_sync(&key, &frame.body)
+            };
             edits.and_then(|e| nb.sync_message_for(&key).map(|m| (e, m)))
         };
         match outcome {
@@ -587,7 +650,10 @@ impl Driver {
                 }
             }
             Err(e) => {
-                node.respond(token, Frame::new(kind::REJECTED, &frame.incident, e.to_string().into_bytes()));
+                node.respond(
+                    token,
+                    Frame::new(kind::REJECTED, &frame.incident, e.to_string().into_bytes()),
+                );
                 self.reject(peer, e.to_string());
             }
         }
@@ -600,28 +666,51 @@ impl Driver {
 
     fn inbound_join(&mut self, peer: PeerId, frame: Frame, token: u64) {
         let node = self.r.node.clone();
-        let deny = |why: &str| node.respond(token, Frame::new(kind::DENIED, &frame.incident, why.as_bytes().to_vec()));
-        if self.blocked(&peer) || frame.body.len() < 32 || self.open_incident_id().as_deref() != Some(frame.incident.as_str()) {
+        let deny = |why: &str| {
+            node.respond(
+                token,
+                Frame::new(kind::DENIED, &frame.incident, why.as_bytes().to_vec()),
+            )
+        };
+        if self.blocked(&peer)
+            || frame.body.len() < 32
+            || self.open_incident_id().as_deref() != Some(frame.incident.as_str())
+        {
             return deny("unknown incident");
         }
         let me = self.r.node.peer_id();
         let Some(key) = hex_key(&peer) else {
             return deny("peer id carries no ed25519 key");
         };
-        let name = String::from_utf8_lossy(&frame.body[32..]).trim().chars().take(64).collect::<String>();
+        let name = String::from_utf8_lossy(&frame.body[32..])
+            .trim()
+            .chars()
+            .take(64)
+            .collect::<String>();
         let result = {
             let mut nb = lock(&self.r.notebook);
-            let secret = nb.incident().ok().and_then(|i| i.join_secret()).unwrap_or_default();
+            let secret = nb
+                .incident()
+                .ok()
+                .and_then(|i| i.join_secret())
+                .unwrap_or_default();
             if secret.is_empty() || !verify_proof(&secret, b"join", &peer, &me, &frame.body[..32]) {
                 Err("wrong invite".to_string())
             } else {
-                let already = nb.incident().map(|i| i.member_keys().contains(&key)).unwrap_or(false);
+                let already = nb
+                    .incident()
+                    .map(|i| i.member_keys().contains(&key))
+                    .unwrap_or(false);
                 let added = if already {
                     Ok(())
                 } else {
                     nb.edit(dontpanic_notebook::incident::Edit::AddMember {
                         key: key.clone(),
-                        name: if name.is_empty() { "anonymous".into() } else { name.clone() },
+                        name: if name.is_empty() {
+                            "anonymous".into()
+                        } else {
+                            name.clone()
+                        },
                     })
                     .map(|_| ())
                     .map_err(|e| e.to_string())
@@ -637,7 +726,10 @@ impl Driver {
         match result {
             Ok(body) => {
                 node.respond(token, Frame::new(kind::ADMITTED, &frame.incident, body));
-                self.notify(format!("* {name} joined with an invite"), json!({"event": "member_joined", "peer": peer.to_string(), "name": name}));
+                self.notify(
+                    format!("* {name} joined with an invite"),
+                    json!({"event": "member_joined", "peer": peer.to_string(), "name": name}),
+                );
                 self.sync_all(Some(peer));
             }
             Err(why) => {
@@ -675,7 +767,13 @@ fn announce(notices: &std::sync::mpsc::Sender<Notice>, edits: &[RemoteEdit]) {
 
 /// One outbound sync dialogue: send our message, apply the answer, repeat
 /// until neither side has anything to say. Returns whether to go again.
-async fn dialogue(r: &Replicator, notices: &std::sync::mpsc::Sender<Notice>, peer: PeerId, key: &str, incident: &str) -> bool {
+async fn dialogue(
+    r: &Replicator,
+    notices: &std::sync::mpsc::Sender<Notice>,
+    peer: PeerId,
+    key: &str,
+    incident: &str,
+) -> bool {
     for _ in 0..MAX_ROUNDS {
         let msg = match lock(&r.notebook).sync_message_for(key) {
             Ok(Some(m)) => m,
@@ -683,7 +781,10 @@ async fn dialogue(r: &Replicator, notices: &std::sync::mpsc::Sender<Notice>, pee
             Err(_) => return false,
         };
         let sent = msg.len();
-        let answer = r.node.request(Proto::Sync, peer, Frame::new(kind::SYNC, incident, msg)).await;
+        let answer = r
+            .node
+            .request(Proto::Sync, peer, Frame::new(kind::SYNC, incident, msg))
+            .await;
         let frame = match answer {
             Ok(f) => f,
             Err(e) => {

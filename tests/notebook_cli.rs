@@ -1,0 +1,444 @@
+//! The notebook through the real binary: the method from symptom to report,
+//! bad input, the lock, a SIGKILL mid-write, and damaged journals.
+
+mod support;
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde_json::Value;
+use support::{script, Node};
+
+fn id(v: &Value) -> String {
+    v["id"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no id in {v}"))
+        .to_string()
+}
+
+fn section<'a>(report: &'a str, heading: &str) -> &'a str {
+    let start = report
+        .find(&format!("## {heading}\n"))
+        .unwrap_or_else(|| panic!("no section {heading}:\n{report}"));
+    let rest = &report[start + heading.len() + 4..];
+    &rest[..rest.find("\n## ").unwrap_or(rest.len())]
+}
+
+#[test]
+fn the_method_from_symptom_to_report() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("alice");
+    let mut n = Node::start(&[], &dir, "alice", &["--offline"]);
+    n.ok("new \"checkout returns 500s\" --sev 2");
+    n.ok("symptom \"HTTP 500 on /checkout\" --where eu-west --freq \"1 in 3 requests\" --impact \"customers cannot pay\"");
+    let dns = id(&n.ok("hypo \"DNS resolution failing\""));
+    let deploy = id(&n.ok("hypo \"bad deploy of payments v42\""));
+    let db = id(&n.ok("hypo \"database connection pool exhausted\""));
+    n.ok("role commander alice");
+    let t_dns = id(&n.ok(&format!("test {dns} \"dig @10.0.0.2 checkout.internal\" --rules-out-if \"resolvers answer correctly\"")));
+    let t_db = id(&n.ok(&format!(
+        "test {} \"check pool metrics\" --rules-out-if \"pool below 50%\"",
+        &db[..5]
+    ))); // a prefix is enough
+    let t_dep = id(&n.ok(&format!(
+        "test {deploy} \"roll back canary\" --rules-out-if \"errors continue on canary\""
+    )));
+    n.ok(&format!(
+        "result {t_dns} \"resolvers answer correctly\" --ruled-out"
+    ));
+    n.ok(&format!("result {t_db} \"pool at 97%\" --not-ruled-out"));
+    n.ok(&format!("result {t_dep} \"canary noisy\" --inconclusive"));
+    let brief = n.ok("brief")["text"].as_str().unwrap().to_string();
+    assert!(
+        brief.contains("Still open:") && brief.contains("bad deploy of payments v42"),
+        "{brief}"
+    );
+    assert!(
+        brief.contains("Ruled out:") && brief.contains("DNS resolution failing — by test"),
+        "{brief}"
+    );
+    // First, do no harm: no fix before a cause is confirmed, unless a reason is given.
+    let refused = n.cmd("fix \"restart payments\"");
+    assert_eq!(refused["ok"], false);
+    assert!(
+        refused["error"]
+            .as_str()
+            .unwrap()
+            .contains("--unconfirmed-because"),
+        "{refused}"
+    );
+    n.ok("fix \"shed 10% of traffic\" --unconfirmed-because \"revenue loss 10k/min\"");
+    n.ok(&format!("confirm {deploy} {t_dep}"));
+    n.ok("fix \"roll back payments to v41\"");
+    n.ok("status mitigated");
+    n.ok("status resolved");
+    let closed = n.cmd("hypo \"one more idea\"");
+    assert!(
+        closed["error"].as_str().unwrap().contains("reopen"),
+        "{closed}"
+    );
+    n.ok("followup \"alert on checkout 5xx rate\"");
+    let out = dir.join("pir.md");
+    n.ok(&format!("report --out {}", out.display()));
+    let total = n.total();
+    n.quit();
+
+    let report = fs::read_to_string(&out).unwrap();
+    assert!(report.starts_with("# Production Incident Report: checkout returns 500s"));
+    let summary = section(&report, "Summary");
+    assert!(
+        summary.contains("Severity: SEV2") && summary.contains("Status: resolved"),
+        "{summary}"
+    );
+    assert!(
+        summary.contains("Root cause: bad deploy of payments v42")
+            && summary.contains("commander: alice"),
+        "{summary}"
+    );
+    assert!(section(&report, "Impact").contains("customers cannot pay"));
+    let symptoms = section(&report, "Symptoms");
+    assert!(
+        symptoms.contains("HTTP 500 on /checkout; where: eu-west; how often: 1 in 3 requests"),
+        "{symptoms}"
+    );
+    let hyps = section(&report, "Hypotheses");
+    assert!(
+        hyps.contains("DNS resolution failing — **ruled out** by test"),
+        "{hyps}"
+    );
+    assert!(hyps.contains("resolvers answer correctly"), "{hyps}");
+    assert!(
+        hyps.contains("bad deploy of payments v42 — **confirmed** by test"),
+        "{hyps}"
+    );
+    assert!(
+        hyps.contains("database connection pool exhausted — still open"),
+        "{hyps}"
+    );
+    assert!(
+        hyps.contains("does-not-rule-out") && hyps.contains("inconclusive"),
+        "{hyps}"
+    );
+    assert!(section(&report, "Root cause").contains("bad deploy of payments v42"));
+    let fix = section(&report, "Fix");
+    assert!(fix.contains("shed 10% of traffic — ⚠ made before the cause was confirmed, because: revenue loss 10k/min"), "{fix}");
+    assert!(fix.contains("roll back payments to v41 (alice"), "{fix}");
+    assert!(section(&report, "Follow-ups").contains("alert on checkout 5xx rate"));
+    let timeline = section(&report, "Timeline (UTC)");
+    assert_eq!(
+        timeline.lines().filter(|l| l.starts_with("- ")).count() as u64,
+        total
+    );
+    assert!(timeline.contains(" UTC — alice — "), "{timeline}");
+    assert!(section(&report, "Participants").contains("alice"));
+
+    // A second run on the same data directory finds everything again, verified.
+    let (replies, _, code) = script(&dir, "alice", &["timeline --all", "log"]);
+    assert_eq!(code, 0);
+    assert_eq!(replies[0]["total"].as_u64().unwrap(), total);
+    let changes = replies[1]["changes"].as_array().unwrap();
+    assert_eq!(changes.len() as u64, total);
+    assert!(changes
+        .iter()
+        .all(|c| c["verified"] == true && c["author"] == "alice"));
+}
+
+#[test]
+fn bad_input_is_refused_clearly_and_loses_nothing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("d");
+    let (setup, _, code) = script(&dir, "bob", &["new outage", "hypo dns", "hypo disk"]);
+    assert_eq!(code, 0);
+    let h = id(&setup[1]);
+    let cases: &[(&str, &str)] = &[
+        ("frobnicate", "unknown command `frobnicate`"),
+        ("hypo 'unbalanced", "unbalanced quotes"),
+        (
+            "test hzzzzzzz dig --rules-out-if ok",
+            "no hypothesis has id `hzzzzzzz`",
+        ),
+        ("test h dig --rules-out-if ok", "ambiguous"),
+        ("result nothing saw --ruled-out", "no test has id `nothing`"),
+        (
+            &format!("result {h} saw --ruled-out"),
+            "is a hypothesis, but a test is needed",
+        ),
+        (&format!("test {h} dig"), "missing --rules-out-if"),
+        ("status sideways", "`sideways` is not a status"),
+        ("open inothere", "no incident matches `inothere`"),
+    ];
+    let lines: Vec<&str> = cases
+        .iter()
+        .map(|(l, _)| *l)
+        .chain(["timeline --all"])
+        .collect();
+    let (replies, stderr, code) = script(&dir, "bob", &lines);
+    assert_eq!(code, 1, "a failed command makes the exit status non-zero");
+    for ((line, want), reply) in cases.iter().zip(&replies) {
+        assert_eq!(reply["ok"], false, "{line}");
+        let err = reply["error"].as_str().unwrap();
+        assert!(err.contains(want), "`{line}`: got `{err}`, want `{want}`");
+        assert!(stderr.contains(want), "`{line}`: stderr lacks `{want}`");
+    }
+    assert_eq!(
+        replies.len(),
+        cases.len() + 1,
+        "exactly one JSON line per command"
+    );
+    assert_eq!(replies.last().unwrap()["total"], 3, "nothing was lost");
+}
+
+#[test]
+fn one_process_per_data_directory() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("d");
+    let mut first = Node::start(&[], &dir, "carol", &["--offline"]);
+    first.ok("whoami");
+    let (_, stderr, code) = script(&dir, "carol", &["whoami"]);
+    assert_eq!(code, 2);
+    assert!(
+        stderr.contains("is in use by another dontpanic process")
+            && stderr.contains(&first.pid().to_string()),
+        "{stderr}"
+    );
+    first.quit();
+    let (replies, _, code) = script(&dir, "carol", &["whoami"]);
+    assert_eq!(code, 0);
+    let key = replies[0]["key"].as_str().unwrap();
+    assert_eq!(key.len(), 64);
+    assert!(key.chars().all(|c| c.is_ascii_hexdigit()));
+}
+
+#[test]
+fn first_run_without_a_name_and_without_a_terminal_says_what_to_do() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = std::process::Command::new(support::bin())
+        .args([
+            "--data-dir",
+            tmp.path().join("x").to_str().unwrap(),
+            "--offline",
+        ])
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("give --name"));
+}
+
+#[test]
+fn export_writes_a_document_automerge_can_load() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("d");
+    let file = tmp.path().join("incident.automerge");
+    let (r, _, code) = script(
+        &dir,
+        "dan",
+        &[
+            "new export me",
+            "note one",
+            &format!("export --out {}", file.display()),
+        ],
+    );
+    assert_eq!(code, 0, "{r:?}");
+    let doc = automerge::Automerge::load(&fs::read(&file).unwrap()).unwrap();
+    assert_eq!(doc.get_changes(&[]).len(), 2);
+}
+
+/// Every edit the process acknowledged survives SIGKILL, at several kill points.
+#[test]
+fn acknowledged_edits_survive_sigkill() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("d");
+    let (_, _, code) = script(&dir, "erin", &["new crash test"]);
+    assert_eq!(code, 0);
+    let mut acked: Vec<String> = Vec::new();
+    for round in 0..4 {
+        let mut n = Node::start(&[], &dir, "erin", &["--offline"]);
+        for i in 0..(5 + round * 7) {
+            acked.push(id(&n.ok(&format!("hypo round{round}-{i}"))));
+        }
+        // Fire more edits without waiting, then kill while they are being written.
+        let stdin_burst: Vec<String> = (0..50).map(|i| format!("note burst{round}-{i}")).collect();
+        for line in &stdin_burst {
+            let _ = n.send_raw(line);
+        }
+        std::thread::sleep(Duration::from_millis(round as u64 * 3));
+        // Whatever was printed was durable: those count as acknowledged too.
+        acked.extend(
+            n.kill()
+                .iter()
+                .filter_map(|r| r["id"].as_str().map(String::from)),
+        );
+    }
+    let (replies, stderr, code) = script(&dir, "erin", &["timeline --all"]);
+    assert_eq!(code, 0, "{stderr}");
+    let items: Vec<&str> = replies[0]["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|e| e["item"].as_str())
+        .collect();
+    for a in &acked {
+        assert!(
+            items.contains(&a.as_str()),
+            "acknowledged {a} is missing after SIGKILL"
+        );
+    }
+}
+
+fn journal_of(dir: &Path) -> PathBuf {
+    let incidents = dir.join("incidents");
+    let inc = fs::read_dir(&incidents)
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    inc.join("journal")
+}
+
+/// Offsets of the records of a journal (header is 8 bytes).
+fn record_offsets(bytes: &[u8]) -> Vec<usize> {
+    let mut out = Vec::new();
+    let mut at = 8;
+    while at + 12 <= bytes.len() {
+        out.push(at);
+        let len = u32::from_le_bytes(bytes[at + 4..at + 8].try_into().unwrap()) as usize;
+        at += 12 + len;
+    }
+    out
+}
+
+/// Each case damages the journal of a 10-note incident and says which
+/// entries (0 = the incident's creation, 1..=10 the notes) stay visible.
+/// Every local change depends on the one before (Automerge's hash chain), so
+/// when a middle record is lost the later ones are kept in the journal but
+/// wait, reported, for a peer to supply the missing change.
+#[test]
+fn damaged_journals_are_reported_and_valid_history_kept() {
+    type Damage = fn(&mut Vec<u8>, &[usize]);
+    let cases: Vec<(&str, Damage, Vec<usize>, usize)> = vec![
+        (
+            "torn tail",
+            |b, o| b.truncate(o[10] + 20),
+            (0..10).collect(),
+            10,
+        ),
+        (
+            "flipped byte in a middle record",
+            |b, o| b[o[5] + 60] ^= 0x55,
+            (0..5).collect(),
+            10,
+        ),
+        (
+            "garbage over a record header",
+            |b, o| b[o[3]..o[3] + 12].copy_from_slice(b"garbagegarba"),
+            (0..3).collect(),
+            10,
+        ),
+        (
+            "garbage appended",
+            |b, _| b.extend_from_slice(&[0xAB; 300]),
+            (0..11).collect(),
+            11,
+        ),
+    ];
+    for (name, damage, survivors, records_kept) in cases {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("d");
+        let mut lines = vec!["new damage test".to_string()];
+        lines.extend((1..=10).map(|i| format!("note n{i}")));
+        let refs: Vec<&str> = lines.iter().map(String::as_str).collect();
+        let (_, _, code) = script(&dir, "fay", &refs);
+        assert_eq!(code, 0);
+        let journal = journal_of(&dir);
+        let mut bytes = fs::read(&journal).unwrap();
+        let offsets = record_offsets(&bytes);
+        assert_eq!(offsets.len(), 11, "{name}");
+        damage(&mut bytes, &offsets);
+        fs::write(&journal, &bytes).unwrap();
+
+        let (replies, stderr, code) = script(&dir, "fay", &["timeline --all"]);
+        assert_eq!(code, 0, "{name}: {stderr}");
+        assert!(
+            stderr.contains("warning:") && stderr.contains(&journal.display().to_string()),
+            "{name}: {stderr}"
+        );
+        let kept: Vec<&str> = replies[0]["entries"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["text"].as_str().unwrap())
+            .collect();
+        let want: Vec<String> = survivors
+            .iter()
+            .map(|i| {
+                if *i == 0 {
+                    "opened incident".to_string()
+                } else {
+                    format!("note: n{i}")
+                }
+            })
+            .collect();
+        assert_eq!(kept.len(), want.len(), "{name}: {kept:?}");
+        for (k, w) in kept.iter().zip(&want) {
+            assert!(k.starts_with(w.as_str()), "{name}: {k} vs {w}");
+        }
+        let repaired = fs::read(&journal).unwrap();
+        assert_eq!(
+            record_offsets(&repaired).len(),
+            records_kept,
+            "{name}: every valid record is kept"
+        );
+        if records_kept > survivors.len() {
+            assert!(
+                stderr.contains("missing earlier change"),
+                "{name}: {stderr}"
+            );
+        }
+        let aside: Vec<PathBuf> = fs::read_dir(journal.parent().unwrap())
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| {
+                p.file_name()
+                    .unwrap()
+                    .to_string_lossy()
+                    .starts_with("journal.damaged-")
+            })
+            .collect();
+        assert_eq!(aside.len(), 1, "{name}");
+        assert_eq!(
+            fs::read(&aside[0]).unwrap(),
+            bytes,
+            "{name}: the damaged original is kept whole"
+        );
+        let (_, stderr, code) = script(&dir, "fay", &["note after repair"]);
+        assert_eq!(code, 0);
+        assert!(
+            !stderr.contains(" at byte "),
+            "{name}: the repaired journal has no damage: {stderr}"
+        );
+    }
+}
+
+#[test]
+fn unreadable_settings_and_loose_keys_are_named() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("d");
+    let (_, _, code) = script(&dir, "gus", &["new x"]);
+    assert_eq!(code, 0);
+    fs::write(dir.join("config.json"), "{not json").unwrap();
+    let (_, stderr, code) = script(&dir, "gus", &["whoami"]);
+    assert_eq!(code, 2);
+    assert!(stderr.contains("config.json"), "{stderr}");
+    fs::remove_file(dir.join("config.json")).unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    fs::set_permissions(dir.join("device.key"), fs::Permissions::from_mode(0o644)).unwrap();
+    let (_, stderr, code) = script(&dir, "gus", &["whoami"]);
+    assert_eq!(code, 2);
+    assert!(
+        stderr.contains("device.key") && stderr.contains("chmod 600"),
+        "{stderr}"
+    );
+}
