@@ -138,6 +138,27 @@ impl Node {
         Node::start(&[], dir, name, &args)
     }
 
+    /// A loopback node started with `dontpanic join <invite>`; waits for the
+    /// join to complete.
+    pub fn join(dir: &Path, name: &str, invite: &str) -> Node {
+        let mut n = Node::local(dir, name, &["join", invite]);
+        let v = n.next_reply("join");
+        assert_eq!(v["ok"], true, "{name}: join failed: {v}");
+        n
+    }
+
+    /// The next reply, whatever produced it.
+    pub fn next_reply(&mut self, what: &str) -> Value {
+        match self.replies.recv_timeout(REPLY) {
+            Ok(v) => v,
+            Err(e) => panic!(
+                "{}: no reply to `{what}` ({e:?}); stderr:\n{}",
+                self.name,
+                self.stderr.lock().unwrap()
+            ),
+        }
+    }
+
     /// Sends one command and waits for its reply.
     pub fn cmd(&mut self, line: &str) -> Value {
         let stdin = self.stdin.as_mut().expect("node is running");
