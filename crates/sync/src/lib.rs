@@ -753,7 +753,13 @@ fn reject(r: &Replicator, notices: &std::sync::mpsc::Sender<Notice>, peer: PeerI
         text: format!("! rejected {peer}: {reason}"),
         json: json!({"event": "rejected", "peer": peer.to_string(), "reason": reason}),
     });
-    r.node.disconnect(peer);
+    // Give the REJECTED answer (with its reason) time to leave before the
+    // connection is closed; the peer's further requests are refused meanwhile.
+    let node = r.node.clone();
+    r.runtime.spawn(async move {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        node.disconnect(peer);
+    });
 }
 
 fn announce(notices: &std::sync::mpsc::Sender<Notice>, edits: &[RemoteEdit]) {

@@ -1,0 +1,191 @@
+//! A hostile peer against a real node: a change signed by a non-member, a
+//! forged signature, a truncated message, and a stranger asking for the
+//! document. Each is refused, nothing is applied, and the peer is marked.
+
+mod support;
+
+use std::time::Duration;
+
+use automerge::sync::{ChunkList, Message, MessageVersion};
+use automerge::transaction::Transactable;
+use automerge::{ActorId, ChangeHash};
+use dontpanic_identity::{ChangeSignature, SecretKey};
+use dontpanic_net::{Frame, NodeConfig, Proto};
+use dontpanic_notebook::sync::SignedSyncMessage;
+use dontpanic_notebook::Notebook;
+use support::Node;
+
+/// What the hostile peer sends.
+#[derive(Clone, Copy, Debug)]
+enum Attack {
+    NonMemberSigner,
+    ForgedSignature,
+    Truncated,
+}
+
+fn seed_of(dir: &std::path::Path) -> [u8; 32] {
+    dontpanic_store::read_key(&dir.join("device.key"))
+        .unwrap()
+        .unwrap()
+        .to_bytes()
+}
+
+/// A sync message carrying one new change, signed as `attack` says.
+fn crafted(member_dir: &std::path::Path, member: &SecretKey, attack: Attack) -> Vec<u8> {
+    let mut nb = Notebook::open(member_dir, None).unwrap();
+    let current = nb.data().config().unwrap().current.unwrap();
+    nb.open_incident(&current).unwrap();
+    let mut doc = nb
+        .incident()
+        .unwrap()
+        .doc()
+        .fork()
+        .with_actor(ActorId::random());
+    let mut tx = doc.transaction();
+    tx.put(automerge::ROOT, "title", "pwned").unwrap();
+    tx.commit();
+    let change = doc.get_last_local_change().unwrap();
+    let signature = match attack {
+        Attack::NonMemberSigner => ChangeSignature::sign(&SecretKey::generate(), change.hash()),
+        Attack::ForgedSignature | Attack::Truncated => {
+            let mut s = ChangeSignature::sign(member, ChangeHash([7; 32]));
+            s.hash = change.hash();
+            s
+        }
+    };
+    let message = Message {
+        heads: vec![change.hash()],
+        need: vec![],
+        have: vec![],
+        changes: ChunkList::from(change.raw_bytes().to_vec()),
+        flags: None,
+        version: MessageVersion::V1,
+    };
+    let mut body = SignedSyncMessage {
+        message: message.encode(),
+        signatures: vec![signature],
+    }
+    .encode();
+    if let Attack::Truncated = attack {
+        body.truncate(body.len() / 2);
+    }
+    body
+}
+
+#[test]
+fn hostile_messages_are_rejected_whole_and_the_peer_marked() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut alice = Node::local(&tmp.path().join("alice"), "alice", &[]);
+    let incident = alice.ok("new \"do not touch\"")["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let invite = alice.ok("invite")["invite"].as_str().unwrap().to_string();
+    let alice_addr: dontpanic_net::Multiaddr = alice.address().parse().unwrap();
+    let alice_peer = dontpanic_net::node::relay_peer(&alice_addr).unwrap();
+
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    for (i, attack) in [
+        Attack::NonMemberSigner,
+        Attack::ForgedSignature,
+        Attack::Truncated,
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        // A real member (joined with the invite), then its key is used by a raw node.
+        let dir = tmp.path().join(format!("mallory{i}"));
+        Node::join(&dir, &format!("mallory{i}"), &invite).quit();
+        let before_total = alice.total();
+        let before_log = alice.ok("log")["changes"].as_array().unwrap().len();
+        let seed = seed_of(&dir);
+        let body = crafted(&dir, &SecretKey::from_bytes(&seed), attack);
+        let answer = rt.block_on(async {
+            let (node, _events) = dontpanic_net::node::start(NodeConfig {
+                seed,
+                listen: vec!["/ip4/127.0.0.1/tcp/0".parse().unwrap()],
+                mdns: false,
+                relays: vec![],
+                agent: "mallory".into(),
+            })
+            .await
+            .unwrap();
+            node.dial(alice_addr.clone(), dontpanic_net::FoundBy::Manual)
+                .await
+                .unwrap();
+            let answer = node
+                .request(Proto::Sync, alice_peer, Frame::new(0, &incident, body))
+                .await;
+            node.shutdown().await;
+            answer
+        });
+        match &answer {
+            Ok(f) => assert_eq!(f.kind, 2, "{attack:?}: expected REJECTED, got {f:?}"),
+            Err(e) => panic!("{attack:?}: no answer: {e}"),
+        }
+        let event = alice.event("rejected", Duration::from_secs(10), |e| {
+            e["event"] == "rejected"
+        });
+        assert!(event["reason"].as_str().unwrap().len() > 5, "{event}");
+        assert_eq!(alice.total(), before_total, "{attack:?}: nothing applied");
+        assert_eq!(
+            alice.ok("log")["changes"].as_array().unwrap().len(),
+            before_log,
+            "{attack:?}: nothing stored"
+        );
+        assert!(!alice.ok("brief")["text"]
+            .as_str()
+            .unwrap()
+            .contains("pwned"));
+        let peers = alice.ok("peers");
+        let me = dontpanic_net::node::key_peer(&SecretKey::from_bytes(&seed).public().to_bytes())
+            .unwrap()
+            .to_string();
+        let row = peers["peers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["peer_id"] == me.as_str())
+            .cloned()
+            .unwrap_or_default();
+        assert_eq!(row["state"], "rejected", "{attack:?}: {peers}");
+        assert!(row["problem"].as_str().is_some(), "{attack:?}: {row}");
+    }
+
+    // A stranger (never invited) asking for the document learns nothing.
+    let stranger = SecretKey::generate();
+    let answer = rt.block_on(async {
+        let (node, _events) = dontpanic_net::node::start(NodeConfig {
+            seed: stranger.to_bytes(),
+            listen: vec!["/ip4/127.0.0.1/tcp/0".parse().unwrap()],
+            mdns: false,
+            relays: vec![],
+            agent: "stranger".into(),
+        })
+        .await
+        .unwrap();
+        node.dial(alice_addr.clone(), dontpanic_net::FoundBy::Manual)
+            .await
+            .unwrap();
+        let empty = SignedSyncMessage {
+            message: Message {
+                heads: vec![],
+                need: vec![],
+                have: vec![],
+                changes: ChunkList::empty(),
+                flags: None,
+                version: MessageVersion::V1,
+            }
+            .encode(),
+            signatures: vec![],
+        };
+        node.request(
+            Proto::Sync,
+            alice_peer,
+            Frame::new(0, &incident, empty.encode()),
+        )
+        .await
+    });
+    let f = answer.expect("an answer");
+    assert_eq!((f.kind, f.body.len()), (1, 0), "DENIED with no content");
+}
