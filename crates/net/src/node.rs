@@ -26,7 +26,7 @@ pub const MAX_SYNC_FRAME: usize = 64 << 20;
 /// Largest join frame (it carries the whole signed history).
 pub const MAX_JOIN_FRAME: usize = 128 << 20;
 /// How long a request may take before it fails.
-pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(20);
 /// Concurrent streams per connection and protocol: one hostile peer cannot
 /// open more.
 const MAX_STREAMS: usize = 16;

@@ -45,6 +45,8 @@ mod kind {
 /// Longest sync dialogue before giving the loop back (guards against a peer
 /// that never converges).
 const MAX_ROUNDS: usize = 64;
+/// How long `join` keeps looking for a member to admit it.
+const JOIN_PATIENCE: Duration = Duration::from_secs(15);
 /// How often connected peers are re-synced even without edits.
 const RESYNC_EVERY: Duration = Duration::from_secs(3);
 
@@ -334,46 +336,37 @@ impl Replicator {
         let node = self.node.clone();
         let inv = invite.clone();
         let result: Result<Vec<u8>, SyncError> = self.runtime.block_on(async move {
-            let mut errors = Vec::new();
             for a in &inv.addresses {
                 node.add_address(inv.inviter, a.clone(), FoundBy::Invite);
             }
-            let mut candidates = vec![inv.inviter];
-            for p in node.peers().await {
-                if p.connected && p.peer != inv.inviter {
-                    candidates.push(p.peer);
-                }
-            }
-            for peer in candidates {
-                let mut body = proof(&inv.secret, b"join", &me, &peer).to_vec();
-                body.extend_from_slice(name.as_bytes());
-                let frame = Frame::new(0, &inv.incident, body);
-                let answer = tokio::time::timeout(
-                    Duration::from_secs(30),
-                    node.request(Proto::Join, peer, frame),
-                )
-                .await;
-                match answer {
-                    Ok(Ok(f)) if f.kind == kind::ADMITTED && f.body.len() >= 32 => {
-                        if !verify_proof(&inv.secret, b"admit", &peer, &me, &f.body[..32]) {
-                            errors.push(format!("{peer}: its proof of membership is wrong"));
-                            continue;
-                        }
-                        return Ok(f.body[32..].to_vec());
+            // An invite without a reachable address relies on discovery (mDNS
+            // or peers already connected): keep trying while peers turn up.
+            let deadline = tokio::time::Instant::now() + JOIN_PATIENCE;
+            let mut errors = Vec::new();
+            loop {
+                let mut candidates = vec![inv.inviter];
+                for p in node.peers().await {
+                    if p.connected && p.peer != inv.inviter {
+                        candidates.push(p.peer);
                     }
-                    Ok(Ok(f)) => errors.push(format!(
-                        "{peer}: refused ({})",
-                        String::from_utf8_lossy(&f.body)
-                    )),
-                    Ok(Err(e)) => errors.push(e.to_string()),
-                    Err(_) => errors.push(format!("{peer}: no answer within 30 s")),
                 }
+                for peer in candidates {
+                    match ask_to_join(&node, &inv, &me, &name, peer).await {
+                        Ok(history) => return Ok(history),
+                        Err(e) => errors.push(e),
+                    }
+                }
+                if tokio::time::Instant::now() >= deadline {
+                    errors.dedup();
+                    return Err(SyncError::Join(format!(
+                        "no member of incident {} could be reached or admitted us within {} s: {}",
+                        inv.incident,
+                        JOIN_PATIENCE.as_secs(),
+                        errors.join("; ")
+                    )));
+                }
+                tokio::time::sleep(Duration::from_millis(500)).await;
             }
-            Err(SyncError::Join(format!(
-                "no member of incident {} could be reached or admitted us: {}",
-                inv.incident,
-                errors.join("; ")
-            )))
         });
         let history = decode_changes(&result?)?;
         let id = lock(&self.notebook).adopt(history)?;
@@ -418,6 +411,39 @@ fn relays_in(addresses: &[Multiaddr]) -> Vec<Multiaddr> {
         }
     }
     out
+}
+
+/// Asks one peer to admit us; returns the signed history it sent.
+async fn ask_to_join(
+    node: &NodeHandle,
+    inv: &Invite,
+    me: &PeerId,
+    name: &str,
+    peer: PeerId,
+) -> Result<Vec<u8>, String> {
+    let mut body = proof(&inv.secret, b"join", me, &peer).to_vec();
+    body.extend_from_slice(name.as_bytes());
+    let frame = Frame::new(0, &inv.incident, body);
+    match tokio::time::timeout(
+        Duration::from_secs(30),
+        node.request(Proto::Join, peer, frame),
+    )
+    .await
+    {
+        Ok(Ok(f)) if f.kind == kind::ADMITTED && f.body.len() >= 32 => {
+            if verify_proof(&inv.secret, b"admit", &peer, me, &f.body[..32]) {
+                Ok(f.body[32..].to_vec())
+            } else {
+                Err(format!("{peer}: its proof of membership is wrong"))
+            }
+        }
+        Ok(Ok(f)) => Err(format!(
+            "{peer}: refused ({})",
+            String::from_utf8_lossy(&f.body)
+        )),
+        Ok(Err(e)) => Err(e.to_string()),
+        Err(_) => Err(format!("{peer}: no answer within 30 s")),
+    }
 }
 
 struct Driver {
