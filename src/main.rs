@@ -90,7 +90,10 @@ fn open_notebook(cli: &Cli) -> Result<Notebook> {
             if std::io::stdin().is_terminal() {
                 Some(ask_name()?)
             } else {
-                bail!("no device key in {} yet: give --name <your name> on first run", dir.display());
+                bail!(
+                    "no device key in {} yet: give --name <your name> on first run",
+                    dir.display()
+                );
             }
         }
         None => None,
@@ -132,10 +135,16 @@ impl Network for War {
             .collect())
     }
     fn connect(&self, addr: &str) -> Result<String, String> {
-        self.0.connect(addr).map(|p| format!("connected to {p}")).map_err(|e| e.to_string())
+        self.0
+            .connect(addr)
+            .map(|p| format!("connected to {p}"))
+            .map_err(|e| e.to_string())
     }
     fn invite(&self, _: &Arc<Mutex<Notebook>>) -> Result<String, String> {
-        self.0.invite().map(|i| i.to_string()).map_err(|e| e.to_string())
+        self.0
+            .invite()
+            .map(|i| i.to_string())
+            .map_err(|e| e.to_string())
     }
     fn join(&self, _: &Arc<Mutex<Notebook>>, invite: &str) -> Result<String, String> {
         self.0.join(invite).map_err(|e| e.to_string())
@@ -149,7 +158,10 @@ impl Network for War {
     fn addresses(&self) -> (String, Vec<String>) {
         let node = self.0.node().clone();
         let addrs = self.1.block_on(node.addresses());
-        (node.peer_id().to_string(), addrs.iter().map(|a| a.to_string()).collect())
+        (
+            node.peer_id().to_string(),
+            addrs.iter().map(|a| a.to_string()).collect(),
+        )
     }
 }
 
@@ -161,14 +173,17 @@ fn run(cli: Cli) -> Result<bool> {
         .context("cannot start the async runtime")?;
     if let Some(Mode::Relay) = &cli.mode {
         let dir = data_dir(&cli)?;
-        return runtime.block_on(relay::run(dir, cli.listen.clone())).map(|_| true);
+        return runtime
+            .block_on(relay::run(dir, cli.listen.clone()))
+            .map(|_| true);
     }
     let nb = open_notebook(&cli)?;
     let history = nb.data().history_path();
-    let mut relays = nb.data().config()?.relays;
-    for r in &cli.relay {
-        if !relays.contains(&r.to_string()) {
-            relays.push(r.to_string());
+    // Relays given now come first: per relay peer only the first address is used.
+    let mut relays: Vec<String> = cli.relay.iter().map(|r| r.to_string()).collect();
+    for r in nb.data().config()?.relays {
+        if !relays.contains(&r) {
+            relays.push(r);
         }
     }
     if !cli.relay.is_empty() {
@@ -184,7 +199,11 @@ fn run(cli: Cli) -> Result<bool> {
     } else {
         let config = NodeConfig {
             seed,
-            listen: if cli.listen.is_empty() { NodeConfig::default_listen() } else { cli.listen.clone() },
+            listen: if cli.listen.is_empty() {
+                NodeConfig::default_listen()
+            } else {
+                cli.listen.clone()
+            },
             mdns: !cli.no_mdns,
             relays: relays.iter().filter_map(|r| r.parse().ok()).collect(),
             agent: format!("dontpanic/{}", env!("CARGO_PKG_VERSION")),
@@ -193,12 +212,24 @@ fn run(cli: Cli) -> Result<bool> {
         let (tx, rx) = std::sync::mpsc::channel::<dontpanic_sync::Notice>();
         std::thread::spawn(move || {
             for n in rx {
-                if notify.send(Notice { text: n.text, json: n.json }).is_err() {
+                if notify
+                    .send(Notice {
+                        text: n.text,
+                        json: n.json,
+                    })
+                    .is_err()
+                {
                     break;
                 }
             }
         });
-        Some(Replicator::start(notebook.clone(), node, events, tx, runtime.handle().clone()))
+        Some(Replicator::start(
+            notebook.clone(),
+            node,
+            events,
+            tx,
+            runtime.handle().clone(),
+        ))
     };
     let network: Option<Arc<dyn Network>> = replicator
         .clone()
@@ -207,7 +238,14 @@ fn run(cli: Cli) -> Result<bool> {
     let ok = match &cli.mode {
         Some(Mode::Whoami) => {
             let reply = session.run(dontpanic_repl::Command::Whoami);
-            println!("{}", if cli.json { reply.json.to_string() } else { reply.text });
+            println!(
+                "{}",
+                if cli.json {
+                    reply.json.to_string()
+                } else {
+                    reply.text
+                }
+            );
             true
         }
         Some(Mode::Join { invite }) => {
@@ -215,7 +253,14 @@ fn run(cli: Cli) -> Result<bool> {
             if !reply.ok {
                 bail!("{}", reply.text);
             }
-            println!("{}", if cli.json { reply.json.to_string() } else { reply.text });
+            println!(
+                "{}",
+                if cli.json {
+                    reply.json.to_string()
+                } else {
+                    reply.text
+                }
+            );
             repl(&cli, &session, &history, notices)?
         }
         _ => repl(&cli, &session, &history, notices)?,
@@ -227,7 +272,12 @@ fn run(cli: Cli) -> Result<bool> {
     Ok(ok)
 }
 
-fn repl(cli: &Cli, session: &Session, history: &std::path::Path, notices: std::sync::mpsc::Receiver<Notice>) -> Result<bool> {
+fn repl(
+    cli: &Cli,
+    session: &Session,
+    history: &std::path::Path,
+    notices: std::sync::mpsc::Receiver<Notice>,
+) -> Result<bool> {
     if std::io::stdin().is_terminal() && !cli.json {
         dontpanic_repl::interactive(session, history, notices).map_err(anyhow::Error::msg)?;
         Ok(true)

@@ -16,7 +16,10 @@ pub async fn run(dir: PathBuf, listen: Vec<Multiaddr>) -> Result<()> {
         None => dontpanic_store::create_key(&path)?,
     };
     let listen = if listen.is_empty() {
-        vec!["/ip4/0.0.0.0/tcp/4001".parse()?, "/ip4/0.0.0.0/udp/4001/quic-v1".parse()?]
+        vec![
+            "/ip4/0.0.0.0/tcp/4001".parse()?,
+            "/ip4/0.0.0.0/udp/4001/quic-v1".parse()?,
+        ]
     } else {
         listen
     };

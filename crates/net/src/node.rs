@@ -350,10 +350,15 @@ pub async fn start(
         next_token: 0,
         peers: HashMap::new(),
         rate: HashMap::new(),
-        relays: config.relays.iter().map(|r| (r.clone(), None)).collect(),
+        relays: Vec::new(),
         conns: HashMap::new(),
         last_dial: HashMap::new(),
+        known: HashMap::new(),
     };
+    let mut task = task;
+    for r in config.relays {
+        task.add_relay(r);
+    }
     tokio::spawn(task.run(rx));
     Ok((NodeHandle { tx, peer_id }, events_rx))
 }
@@ -373,6 +378,8 @@ struct SwarmTask {
     /// Open connections per peer: address and whether relayed.
     conns: HashMap<PeerId, HashMap<ConnectionId, (Multiaddr, bool)>>,
     last_dial: HashMap<PeerId, Instant>,
+    /// Every address a peer was seen at or announced.
+    known: HashMap<PeerId, Vec<Multiaddr>>,
 }
 
 /// How often lost relay reservations are retried.
@@ -499,6 +506,7 @@ impl SwarmTask {
             }
             Command::AddAddress(peer, addr, how) => {
                 self.swarm.add_peer_address(peer, addr.clone());
+                self.remember(peer, addr.clone());
                 let info = self.peer(peer, how);
                 if info.address.is_none() {
                     info.address = Some(addr);
@@ -509,17 +517,24 @@ impl SwarmTask {
                     .last_dial
                     .get(&peer)
                     .is_some_and(|t| t.elapsed() < REDIAL_AFTER);
-                if !self.swarm.is_connected(&peer) && !recent && peer != *self.swarm.local_peer_id()
+                if self.swarm.is_connected(&peer) || recent || peer == *self.swarm.local_peer_id() {
+                    return;
+                }
+                let addrs = self.dialable(peer);
+                if addrs.is_empty() {
+                    return;
+                }
+                self.last_dial.insert(peer, Instant::now());
+                if let Err(e) = self
+                    .swarm
+                    .dial(DialOpts::peer_id(peer).addresses(addrs).build())
                 {
-                    self.last_dial.insert(peer, Instant::now());
-                    let _ = self.swarm.dial(DialOpts::peer_id(peer).build());
+                    tracing::debug!("redial of {peer}: {e}");
                 }
             }
             Command::UseRelay(relay) => {
-                if !self.relays.iter().any(|(r, _)| *r == relay) {
-                    self.relays.push((relay, None));
-                    self.keep_reservations();
-                }
+                self.add_relay(relay);
+                self.keep_reservations();
             }
             Command::Disconnect(peer) => {
                 let _ = self.swarm.disconnect_peer_id(peer);
@@ -541,6 +556,45 @@ impl SwarmTask {
                 Err(e) => tracing::debug!("relay {}: {e}", self.relays[i].0),
             }
         }
+    }
+
+    /// Adds a relay unless one with the same peer id is known: two
+    /// reservations on one relay replace each other in a loop.
+    fn add_relay(&mut self, relay: Multiaddr) {
+        let peer = relay_peer(&relay);
+        if !self
+            .relays
+            .iter()
+            .any(|(r, _)| *r == relay || (peer.is_some() && relay_peer(r) == peer))
+        {
+            self.relays.push((relay, None));
+        }
+    }
+
+    fn remember(&mut self, peer: PeerId, addr: Multiaddr) {
+        let list = self.known.entry(peer).or_default();
+        if !list.contains(&addr) && list.len() < 32 {
+            list.push(addr);
+        }
+    }
+
+    /// Addresses worth dialing for a peer: direct ones, and one circuit per
+    /// relay we are connected to. Several circuits through one relay at once
+    /// cancel each other in the relay client.
+    fn dialable(&self, peer: PeerId) -> Vec<Multiaddr> {
+        let mut out = Vec::new();
+        let mut via = Vec::new();
+        for a in self.known.get(&peer).into_iter().flatten() {
+            if !is_relayed(a) {
+                out.push(a.clone());
+            } else if let Some(r) = relay_peer(a) {
+                if self.swarm.is_connected(&r) && !via.contains(&r) {
+                    via.push(r);
+                    out.push(a.clone());
+                }
+            }
+        }
+        out
     }
 
     fn listener_gone(&mut self, id: ListenerId) {
@@ -668,7 +722,9 @@ impl SwarmTask {
                         (send_back_addr.clone(), FoundBy::Inbound)
                     }
                 };
-                let relayed = is_relayed(&addr);
+                // On the listening side the remote address of a relayed
+                // connection does not show the circuit; the endpoint knows.
+                let relayed = endpoint.is_relayed() || is_relayed(&addr);
                 self.peer(peer_id, if relayed { FoundBy::Relay } else { how });
                 self.conns
                     .entry(peer_id)
@@ -697,14 +753,24 @@ impl SwarmTask {
                     let _ = self.events.send(NodeEvent::Disconnected { peer: peer_id });
                 }
             }
-            SwarmEvent::ListenerClosed { listener_id, .. } => self.listener_gone(listener_id),
-            SwarmEvent::ListenerError { listener_id, .. } => self.listener_gone(listener_id),
+            SwarmEvent::ListenerClosed {
+                listener_id,
+                reason,
+                ..
+            } => {
+                tracing::debug!("listener {listener_id:?} closed: {reason:?}");
+                self.listener_gone(listener_id)
+            }
+            SwarmEvent::ListenerError { error, .. } => {
+                tracing::debug!("listener error (not fatal): {error}")
+            }
             SwarmEvent::OutgoingConnectionError {
                 connection_id,
                 error,
                 peer_id,
                 ..
             } => {
+                tracing::debug!("dial of {peer_id:?} failed: {error}");
                 self.dial_how.remove(&connection_id);
                 if let Some(reply) = self.dials.remove(&connection_id) {
                     let who = peer_id
@@ -723,6 +789,7 @@ impl SwarmTask {
                 for (peer, addrs) in by_peer {
                     for a in &addrs {
                         self.swarm.add_peer_address(peer, a.clone());
+                        self.remember(peer, a.clone());
                     }
                     let info = self.peer(peer, FoundBy::Mdns);
                     if info.address.is_none() {
@@ -751,7 +818,8 @@ impl SwarmTask {
             })) => {
                 // A relay tells us our observed address; peers learn where we listen.
                 for a in info.listen_addrs {
-                    self.swarm.add_peer_address(peer_id, a);
+                    self.swarm.add_peer_address(peer_id, a.clone());
+                    self.remember(peer_id, a);
                 }
                 if self
                     .relays

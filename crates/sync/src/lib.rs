@@ -384,7 +384,14 @@ impl Replicator {
             let mut cfg = nb.data().config().map_err(NotebookError::from)?;
             for r in relays {
                 self.node.use_relay(r.clone());
-                if !cfg.relays.contains(&r.to_string()) {
+                let peer = dontpanic_net::node::relay_peer(&r);
+                let known = cfg.relays.iter().any(|c| {
+                    c.parse::<Multiaddr>()
+                        .ok()
+                        .and_then(|c| dontpanic_net::node::relay_peer(&c))
+                        == peer
+                });
+                if !known {
                     cfg.relays.push(r.to_string());
                 }
             }
@@ -489,6 +496,7 @@ impl Driver {
         for key in members {
             let Some(peer) = key_peer(&key) else { continue };
             if peer != me && !self.connected.contains(&peer) && !self.blocked(&peer) {
+                tracing::debug!("redialing member {peer}");
                 self.r.node.dial_peer(peer);
             }
         }
