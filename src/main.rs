@@ -268,7 +268,13 @@ fn run(cli: Cli) -> Result<bool> {
     if let Some(r) = &replicator {
         r.flush(Duration::from_secs(3));
     }
-    let _ = notebook.lock().map(|nb| nb.save_sync_states());
+    if let Ok(mut nb) = notebook.lock() {
+        let _ = nb.save_sync_states();
+        // Leave a snapshot behind so the next start opens fast.
+        if let Err(e) = nb.compact_if(1_000) {
+            eprintln!("warning: could not write a snapshot: {e}");
+        }
+    }
     Ok(ok)
 }
 

@@ -33,20 +33,17 @@ pub enum Kind {
     Fix,
     /// A follow-up action (`a…`).
     FollowUp,
-    /// A free note (`n…`).
-    Note,
 }
 
 impl Kind {
     /// Every kind of item inside an incident, in report order.
-    pub const ITEMS: [Kind; 7] = [
+    pub const ITEMS: [Kind; 6] = [
         Kind::Symptom,
         Kind::Hypothesis,
         Kind::Test,
         Kind::Result,
         Kind::Fix,
         Kind::FollowUp,
-        Kind::Note,
     ];
 
     /// The id prefix letter.
@@ -59,7 +56,6 @@ impl Kind {
             Kind::Result => 'r',
             Kind::Fix => 'f',
             Kind::FollowUp => 'a',
-            Kind::Note => 'n',
         }
     }
 
@@ -81,7 +77,6 @@ impl Kind {
             Kind::Result => "results",
             Kind::Fix => "fixes",
             Kind::FollowUp => "followups",
-            Kind::Note => "notes",
         }
     }
 
@@ -95,7 +90,6 @@ impl Kind {
             Kind::Result => "result",
             Kind::Fix => "fix",
             Kind::FollowUp => "follow-up",
-            Kind::Note => "note",
         }
     }
 }
@@ -127,7 +121,7 @@ impl ItemId {
 
     /// The kind encoded in the first letter.
     pub fn kind(&self) -> Kind {
-        Kind::from_letter(self.0.chars().next().unwrap_or('n')).unwrap_or(Kind::Note)
+        Kind::from_letter(self.0.chars().next().unwrap_or('n')).unwrap_or(Kind::Incident)
     }
 
     /// The full id.

@@ -723,7 +723,8 @@ impl Incident {
             }
             Edit::AddNote { text } => {
                 let text = need(&text, "note")?;
-                plan.create(self, Kind::Note, vec![("text", text.clone())]);
+                // A note is only a timeline entry: nothing refers to it, and
+                // incidents with 100,000 notes stay small and fast.
                 plan.finish("note", format!("note: {text}"));
             }
             Edit::AddFollowUp { text } => {
@@ -950,16 +951,19 @@ fn append_timeline(
     item: Option<&ItemId>,
     text: &str,
 ) -> Result<(), automerge::AutomergeError> {
+    // One scalar per entry: entries never change, and a single insert keeps
+    // large timelines cheap to store, load and read.
+    let entry = TimelineEntry {
+        at: now_ms,
+        by: editor.key.clone(),
+        name: editor.name.clone(),
+        kind: kind.to_string(),
+        item: item.map(|i| i.to_string()),
+        text: text.to_string(),
+    };
+    let json = serde_json::to_string(&entry).expect("plain struct");
     let len = tx.length(timeline);
-    let entry = tx.insert_object(timeline, len, ObjType::Map)?;
-    tx.put(&entry, "at", now_ms)?;
-    tx.put(&entry, "by", editor.key.as_str())?;
-    tx.put(&entry, "name", editor.name.as_str())?;
-    tx.put(&entry, "kind", kind)?;
-    if let Some(item) = item {
-        tx.put(&entry, "item", item.as_str())?;
-    }
-    tx.put(&entry, "text", text)?;
+    tx.insert(timeline, len, json)?;
     Ok(())
 }
 

@@ -28,8 +28,8 @@ impl Item {
     }
 }
 
-/// One line of the timeline.
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// One line of the timeline, stored as one JSON string in the document.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct TimelineEntry {
     /// ms since the Unix epoch.
     pub at: i64,
@@ -230,20 +230,11 @@ pub(crate) fn read(doc: &Automerge) -> Result<IncidentView, RuleError> {
     if let Some((Value::Object(ObjType::List), timeline)) = doc.get(ROOT, "timeline")? {
         v.timeline.reserve(doc.length(&timeline));
         for entry in doc.list_range(&timeline, ..) {
-            let Value::Object(ObjType::Map) = Value::from(entry.value.clone()) else {
-                continue;
-            };
-            let obj = entry.id();
-            let f = string_map(doc, &obj);
-            let field = |k: &str| f.get(k).cloned().unwrap_or_default();
-            v.timeline.push(TimelineEntry {
-                at: get_int(doc, &obj, "at"),
-                by: field("by"),
-                name: field("name"),
-                kind: field("kind"),
-                item: f.get("item").cloned(),
-                text: field("text"),
-            });
+            if let Value::Scalar(s) = Value::from(entry.value) {
+                if let Some(e) = s.as_str().and_then(|j| serde_json::from_str(j).ok()) {
+                    v.timeline.push(e);
+                }
+            }
         }
     }
     v.conflicts = conflicts(doc);

@@ -260,11 +260,29 @@ impl Notebook {
             ));
         }
         let mut doc = Automerge::new();
-        let signatures: HashMap<ChangeHash, ChangeSignature> = loaded
-            .changes
-            .iter()
-            .map(|c| (c.hash(), c.detached()))
-            .collect();
+        let mut signatures: HashMap<ChangeHash, ChangeSignature> = HashMap::new();
+        match self.data.read_snapshot(&id, &self.device.key.public()) {
+            Ok(Some(snap)) => {
+                doc = Automerge::load(&snap.doc)
+                    .map_err(|e| NotebookError::Document(format!("snapshot of {id}: {e}")))?;
+                verify_in_background(id.clone(), snap.signatures.clone());
+                signatures.extend(snap.signatures.into_iter().map(|s| (s.hash, s)));
+            }
+            Ok(None) => {}
+            Err(e) => {
+                // The segments hold the whole history the snapshot stood for.
+                let segments = self.data.read_segments(&id)?;
+                warnings.push(format!(
+                    "{e}; rebuilt from {} change(s) in the journal segments",
+                    segments.changes.len()
+                ));
+                warnings.extend(segments.damage.iter().map(|d| d.to_string()));
+                signatures.extend(segments.changes.iter().map(|c| (c.hash(), c.detached())));
+                doc.apply_changes(segments.changes.into_iter().map(|c| c.change))
+                    .map_err(|e| NotebookError::Document(e.to_string()))?;
+            }
+        }
+        signatures.extend(loaded.changes.iter().map(|c| (c.hash(), c.detached())));
         doc.apply_changes(loaded.changes.into_iter().map(|c| c.change))
             .map_err(|e| NotebookError::Document(format!("{}: {e}", journal.path().display())))?;
         let missing = doc.get_missing_deps(&[]);
@@ -338,6 +356,7 @@ impl Notebook {
         match open.journal.append(std::slice::from_ref(&signed)) {
             Ok(()) => {
                 open.signatures.insert(signed.hash(), signed.detached());
+                self.compact_if(COMPACT_EVERY)?;
                 Ok(applied)
             }
             Err(e) => {
@@ -349,6 +368,25 @@ impl Notebook {
                 Err(e.into())
             }
         }
+    }
+
+    /// Folds the journal into a sealed snapshot once it holds at least
+    /// `records` changes, so the next open loads one document.
+    pub fn compact_if(&mut self, records: usize) -> Result<(), NotebookError> {
+        let Some(open) = self.open.as_mut() else {
+            return Ok(());
+        };
+        if open.journal.records() < records.max(1) {
+            return Ok(());
+        }
+        let id = open.incident.id()?.to_string();
+        let snap = dontpanic_store::Snapshot {
+            doc: open.incident.doc().save(),
+            signatures: open.signatures.values().copied().collect(),
+        };
+        self.data
+            .compact(&id, &self.device.key, &snap, &mut open.journal)?;
+        Ok(())
     }
 
     /// Every change of the open incident with its signer and verification.
@@ -381,6 +419,15 @@ impl Notebook {
     /// stores them. Each must be signed by a roster member, where members
     /// added by other changes in the same batch count.
     pub fn accept(&mut self, changes: Vec<SignedChange>) -> Result<Vec<RemoteEdit>, NotebookError> {
+        let edits = self.accept_verified(changes)?;
+        self.compact_if(COMPACT_EVERY)?;
+        Ok(edits)
+    }
+
+    fn accept_verified(
+        &mut self,
+        changes: Vec<SignedChange>,
+    ) -> Result<Vec<RemoteEdit>, NotebookError> {
         let open = self.current_mut()?;
         let fresh: Vec<SignedChange> = {
             let mut seen = HashSet::new();
@@ -515,6 +562,23 @@ impl Notebook {
             })
             .collect())
     }
+}
+
+/// Journal records that trigger a snapshot during a session.
+pub const COMPACT_EVERY: usize = 10_000;
+
+/// Re-checks every signature of a snapshot off the prompt's path: the
+/// snapshot's seal already vouches for its content, this catches a signature
+/// table that was wrong when it was sealed.
+fn verify_in_background(id: String, signatures: Vec<ChangeSignature>) {
+    std::thread::spawn(move || {
+        let bad = signatures.iter().filter(|s| s.verify().is_err()).count();
+        if bad > 0 {
+            tracing::error!(
+                "incident {id}: {bad} change signature(s) in the snapshot do not verify"
+            );
+        }
+    });
 }
 
 fn summary_of(i: &Incident, id: &str) -> IncidentSummary {

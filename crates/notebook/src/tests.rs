@@ -1,1 +1,107 @@
 use super::*;
+use dontpanic_incident::Edit;
+
+fn notebook(dir: &Path) -> Notebook {
+    Notebook::open(dir, Some("alice")).unwrap()
+}
+
+fn note(nb: &mut Notebook, text: &str) {
+    nb.edit(Edit::AddNote { text: text.into() }).unwrap();
+}
+
+#[test]
+fn snapshot_then_journal_reopen_with_everything() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut nb = notebook(tmp.path());
+    let id = nb
+        .create("snap", Severity::Sev2)
+        .unwrap()
+        .id
+        .unwrap()
+        .to_string();
+    (0..20).for_each(|i| note(&mut nb, &format!("before {i}")));
+    nb.compact_if(1).unwrap();
+    assert_eq!(nb.current().unwrap().journal.records(), 0);
+    nb.compact_if(1).unwrap(); // nothing new: no empty segment is made
+    (0..5).for_each(|i| note(&mut nb, &format!("after {i}")));
+    drop(nb);
+    let mut nb = notebook(tmp.path());
+    assert!(nb.open_incident(&id).unwrap().is_empty());
+    let view = nb.incident().unwrap().view().unwrap();
+    assert_eq!(view.timeline.len(), 26);
+    assert!(nb.log().unwrap().iter().all(|e| e.verified));
+    // Sync still has every signature.
+    assert_eq!(nb.signed_changes().unwrap().len(), 26);
+}
+
+#[test]
+fn tampered_snapshot_is_refused_named_and_kept_aside() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut nb = notebook(tmp.path());
+    let id = nb
+        .create("snap", Severity::Sev2)
+        .unwrap()
+        .id
+        .unwrap()
+        .to_string();
+    (0..10).for_each(|i| note(&mut nb, &format!("n{i}")));
+    nb.compact_if(1).unwrap();
+    drop(nb);
+    let path = tmp.path().join("incidents").join(&id).join("snapshot");
+    let mut bytes = std::fs::read(&path).unwrap();
+    let mid = bytes.len() / 2;
+    bytes[mid] ^= 1;
+    std::fs::write(&path, &bytes).unwrap();
+    let mut nb = notebook(tmp.path());
+    let warnings = nb.open_incident(&id).unwrap_or_default();
+    assert!(
+        warnings
+            .iter()
+            .any(|w| w.contains("snapshot") && w.contains("kept aside")),
+        "{warnings:?}"
+    );
+    let aside: Vec<_> = std::fs::read_dir(path.parent().unwrap())
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .filter(|e| {
+            e.file_name()
+                .to_string_lossy()
+                .starts_with("snapshot.damaged-")
+        })
+        .collect();
+    assert_eq!(aside.len(), 1);
+    assert_eq!(std::fs::read(aside[0].path()).unwrap(), bytes, "kept whole");
+    assert_eq!(
+        nb.incident().unwrap().view().unwrap().timeline.len(),
+        11,
+        "rebuilt from the segments"
+    );
+}
+
+#[test]
+fn accept_refuses_non_members_and_applies_nothing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut nb = notebook(tmp.path());
+    nb.create("x", Severity::Sev3).unwrap();
+    let stranger = dontpanic_identity::SecretKey::generate();
+    let mut doc = nb
+        .incident()
+        .unwrap()
+        .doc()
+        .fork()
+        .with_actor(automerge::ActorId::random());
+    doc.set_author(Some(automerge::Author::from(
+        stranger.public().to_bytes().to_vec(),
+    )));
+    let mut tx = doc.transaction();
+    automerge::transaction::Transactable::put(&mut tx, automerge::ROOT, "title", "pwned").unwrap();
+    tx.commit();
+    let change = doc.get_last_local_change().unwrap();
+    let before = nb.signed_changes().unwrap().len();
+    let err = nb
+        .accept(vec![SignedChange::sign(&stranger, change)])
+        .unwrap_err();
+    assert!(err.to_string().contains("not a member"), "{err}");
+    assert_eq!(nb.signed_changes().unwrap().len(), before);
+    assert_eq!(nb.incident().unwrap().view().unwrap().title, "x");
+}

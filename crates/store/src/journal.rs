@@ -21,6 +21,8 @@ use crate::{io_err, write_atomic, StoreError};
 
 /// The journal's file name inside an incident directory.
 pub(crate) const FILE: &str = "journal";
+/// Extension of journal segments folded into a snapshot.
+pub(crate) const SEGMENT: &str = "seg";
 const HEADER: &[u8; 8] = b"DPJOURN1";
 const MAGIC: &[u8; 4] = b"DPc1";
 const RECORD_HEAD: usize = 12;
@@ -70,6 +72,7 @@ pub struct Journal {
     path: PathBuf,
     file: File,
     len: u64,
+    records: usize,
 }
 
 fn encode(change: &SignedChange, out: &mut Vec<u8>) {
@@ -160,6 +163,7 @@ impl Journal {
             path: path.to_path_buf(),
             file,
             len: HEADER.len() as u64,
+            records: 0,
         })
     }
 
@@ -245,11 +249,13 @@ impl Journal {
             .open(path)
             .map_err(io_err(path))?;
         let len = file.seek(SeekFrom::End(0)).map_err(io_err(path))?;
+        let records = loaded.changes.len();
         Ok((
             Journal {
                 path: path.to_path_buf(),
                 file,
                 len,
+                records,
             },
             loaded,
         ))
@@ -263,6 +269,27 @@ impl Journal {
     /// Size on disk in bytes.
     pub fn len(&self) -> u64 {
         self.len
+    }
+
+    /// Records in the journal.
+    pub fn records(&self) -> usize {
+        self.records
+    }
+
+    /// Starts a new, empty journal after a snapshot; the old one is kept as
+    /// a segment (`journal-<ms>.seg`), so the full history survives a
+    /// damaged snapshot.
+    pub(crate) fn rotate(&mut self) -> Result<(), StoreError> {
+        let stamp = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_millis())
+            .unwrap_or(0);
+        let segment = self
+            .path
+            .with_file_name(format!("{FILE}-{stamp}.{SEGMENT}"));
+        fs::rename(&self.path, &segment).map_err(io_err(&segment))?;
+        *self = Journal::create(&self.path)?;
+        Ok(())
     }
 
     /// True when the journal holds no record.
@@ -287,6 +314,7 @@ impl Journal {
         match result {
             Ok(()) => {
                 self.len += buf.len() as u64;
+                self.records += changes.len();
                 Ok(())
             }
             Err(e) => {

@@ -17,6 +17,7 @@
 #![deny(missing_docs)]
 
 mod journal;
+mod snapshot;
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
@@ -27,6 +28,7 @@ use dontpanic_identity::SecretKey;
 use serde::{Deserialize, Serialize};
 
 pub use journal::{Damage, Journal, Loaded};
+pub use snapshot::Snapshot;
 
 /// Storage errors; each names the file it concerns.
 #[derive(Debug, thiserror::Error)]
@@ -237,6 +239,66 @@ impl DataDir {
             return Err(StoreError::UnknownIncident(id.to_string()));
         }
         Journal::open(&path)
+    }
+
+    /// Reads the incident's snapshot, if any. A damaged or foreign one is
+    /// moved aside whole (never deleted) and reported as the error.
+    pub fn read_snapshot(
+        &self,
+        id: &str,
+        sealer: &dontpanic_identity::PublicKey,
+    ) -> Result<Option<Snapshot>, StoreError> {
+        let path = self.incident_dir(id).join(snapshot::FILE);
+        let bytes = match fs::read(&path) {
+            Ok(b) => b,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(io_err(&path)(e)),
+        };
+        snapshot::read(&path, &bytes, sealer)
+            .map(Some)
+            .map_err(|e| {
+                let aside = path.with_file_name(format!("snapshot.damaged-{}", std::process::id()));
+                let _ = fs::rename(&path, &aside);
+                StoreError::Corrupt {
+                    path: path.clone(),
+                    reason: format!("{e}; kept aside as {}", aside.display()),
+                }
+            })
+    }
+
+    /// Replaces the snapshot (sealed with `key`) and starts a new journal:
+    /// the snapshot is durable before the journal is rotated, so a crash in
+    /// between only leaves changes stored twice; the old journal is kept as
+    /// a segment.
+    pub fn compact(
+        &self,
+        id: &str,
+        key: &SecretKey,
+        snap: &Snapshot,
+        journal: &mut Journal,
+    ) -> Result<(), StoreError> {
+        snapshot::write(&self.incident_dir(id).join(snapshot::FILE), key, snap)?;
+        journal.rotate()?;
+        sync_dir(&self.incident_dir(id))
+    }
+
+    /// Every change in the journal segments already folded into snapshots:
+    /// the way back to the whole history when a snapshot is damaged.
+    pub fn read_segments(&self, id: &str) -> Result<Loaded, StoreError> {
+        let dir = self.incident_dir(id);
+        let mut segments: Vec<PathBuf> = fs::read_dir(&dir)
+            .map_err(io_err(&dir))?
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.extension().is_some_and(|x| x == journal::SEGMENT))
+            .collect();
+        segments.sort();
+        let mut all = Loaded::default();
+        for s in segments {
+            let (_, loaded) = Journal::open(&s)?;
+            all.changes.extend(loaded.changes);
+            all.damage.extend(loaded.damage);
+        }
+        Ok(all)
     }
 
     /// Reads a small per-incident file (such as a peer's sync state).

@@ -1,0 +1,107 @@
+//! Snapshots: the whole document saved at once, with the signature of every
+//! change in it, sealed by the device key. A journal holds only what came
+//! after the latest snapshot, so opening a large incident loads one compact
+//! document instead of replaying every change.
+//!
+//! ```text
+//! "DPSNAP01" | u32 LE doc length | Automerge saved document
+//! | u32 LE count | count × (change hash 32 | signer 32 | signature 64)
+//! | sealer public key 32 | seal signature 64 | u32 LE crc32(everything before)
+//! seal = sign("dontpanic/snapshot/v1:" ‖ sha256(everything before the sealer key))
+//! ```
+
+use std::path::Path;
+
+use automerge::ChangeHash;
+use dontpanic_identity::{ChangeSignature, PublicKey, SecretKey, Signature};
+use sha2::{Digest, Sha256};
+
+use crate::{write_atomic, StoreError};
+
+/// The snapshot's file name inside an incident directory.
+pub(crate) const FILE: &str = "snapshot";
+const MAGIC: &[u8; 8] = b"DPSNAP01";
+const SEAL_CONTEXT: &[u8] = b"dontpanic/snapshot/v1:";
+
+/// A saved document and the signatures of all its changes.
+#[derive(Debug)]
+pub struct Snapshot {
+    /// `Automerge::save()` output.
+    pub doc: Vec<u8>,
+    /// One signature per change in `doc`.
+    pub signatures: Vec<ChangeSignature>,
+}
+
+fn seal_message(body: &[u8]) -> Vec<u8> {
+    let mut m = SEAL_CONTEXT.to_vec();
+    m.extend_from_slice(&Sha256::digest(body));
+    m
+}
+
+/// Writes a sealed snapshot atomically.
+pub(crate) fn write(path: &Path, key: &SecretKey, snap: &Snapshot) -> Result<(), StoreError> {
+    let mut out = MAGIC.to_vec();
+    out.extend_from_slice(&(snap.doc.len() as u32).to_le_bytes());
+    out.extend_from_slice(&snap.doc);
+    out.extend_from_slice(&(snap.signatures.len() as u32).to_le_bytes());
+    for s in &snap.signatures {
+        out.extend_from_slice(s.hash.as_ref());
+        out.extend_from_slice(&s.signer.to_bytes());
+        out.extend_from_slice(&s.signature.to_bytes());
+    }
+    let seal = key.sign(&seal_message(&out));
+    out.extend_from_slice(&key.public().to_bytes());
+    out.extend_from_slice(&seal.to_bytes());
+    let crc = crc32fast::hash(&out);
+    out.extend_from_slice(&crc.to_le_bytes());
+    write_atomic(path, &out)
+}
+
+/// Reads and checks a snapshot: checksum, then the seal, which must be by
+/// `sealer` (this device: only it writes its snapshots).
+pub(crate) fn read(path: &Path, bytes: &[u8], sealer: &PublicKey) -> Result<Snapshot, StoreError> {
+    let bad = |reason: &str| StoreError::Corrupt {
+        path: path.to_path_buf(),
+        reason: format!("snapshot: {reason}"),
+    };
+    if bytes.len() < 8 + 4 + 4 + 96 + 4 || &bytes[..8] != MAGIC {
+        return Err(bad("not a dontpanic snapshot, or cut short"));
+    }
+    let (body, crc) = bytes.split_at(bytes.len() - 4);
+    if crc32fast::hash(body) != u32::from_le_bytes(crc.try_into().expect("4")) {
+        return Err(bad("checksum mismatch"));
+    }
+    let (content, seal) = body.split_at(body.len() - 96);
+    let key = PublicKey::from_bytes(&seal[..32]).map_err(|e| bad(&e.to_string()))?;
+    let sig = Signature::from_bytes(&seal[32..]).map_err(|e| bad(&e.to_string()))?;
+    if key != *sealer || !key.verify(&seal_message(content), &sig) {
+        return Err(bad("seal is not this device's signature"));
+    }
+    let n = u32::from_le_bytes(content[8..12].try_into().expect("4")) as usize;
+    let doc = content
+        .get(12..12 + n)
+        .ok_or_else(|| bad("document cut short"))?
+        .to_vec();
+    let rest = &content[12 + n..];
+    let count = u32::from_le_bytes(
+        rest.get(..4)
+            .ok_or_else(|| bad("count"))?
+            .try_into()
+            .expect("4"),
+    ) as usize;
+    let table = &rest[4..];
+    if table.len() != count * 128 {
+        return Err(bad("signature table has the wrong length"));
+    }
+    let signatures = table
+        .chunks(128)
+        .map(|c| {
+            Ok(ChangeSignature {
+                hash: ChangeHash::try_from(&c[..32]).map_err(|e| bad(&e.to_string()))?,
+                signer: PublicKey::from_bytes(&c[32..64]).map_err(|e| bad(&e.to_string()))?,
+                signature: Signature::from_bytes(&c[64..]).map_err(|e| bad(&e.to_string()))?,
+            })
+        })
+        .collect::<Result<_, StoreError>>()?;
+    Ok(Snapshot { doc, signatures })
+}
