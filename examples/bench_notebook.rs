@@ -89,7 +89,10 @@ fn main() {
         per_edit.push(t.elapsed());
     }
     let build = start.elapsed();
-    let journal_bytes = nb.current().unwrap().journal_len();
+    let journal_bytes: u64 = std::fs::read_dir(dir.join("incidents").join(&id))
+        .unwrap()
+        .map(|e| e.unwrap().metadata().unwrap().len())
+        .sum();
     drop(nb);
     per_edit.sort();
     let mean = build / (entries as u32 - 1);

@@ -93,12 +93,22 @@ pub(crate) fn read(path: &Path, bytes: &[u8], sealer: &PublicKey) -> Result<Snap
     if table.len() != count * 128 {
         return Err(bad("signature table has the wrong length"));
     }
+    // A handful of members sign everything: decompress each key once.
+    let mut keys: std::collections::HashMap<&[u8], PublicKey> = std::collections::HashMap::new();
     let signatures = table
         .chunks(128)
         .map(|c| {
+            let signer = match keys.get(&c[32..64]) {
+                Some(k) => *k,
+                None => {
+                    let k = PublicKey::from_bytes(&c[32..64]).map_err(|e| bad(&e.to_string()))?;
+                    keys.insert(&c[32..64], k);
+                    k
+                }
+            };
             Ok(ChangeSignature {
                 hash: ChangeHash::try_from(&c[..32]).map_err(|e| bad(&e.to_string()))?,
-                signer: PublicKey::from_bytes(&c[32..64]).map_err(|e| bad(&e.to_string()))?,
+                signer,
                 signature: Signature::from_bytes(&c[64..]).map_err(|e| bad(&e.to_string()))?,
             })
         })
