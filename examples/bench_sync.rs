@@ -510,6 +510,7 @@ fn main() {
         rss_after.saturating_sub(rss_before) / PAIRS as u64
     ));
     let _ = relay.kill();
+    let _ = relay.wait();
 
     println!(
         "sync benchmark (loopback, {} cores)",
