@@ -237,15 +237,7 @@ fn run(cli: Cli) -> Result<bool> {
     let session = Session::new(notebook.clone(), network);
     let ok = match &cli.mode {
         Some(Mode::Whoami) => {
-            let reply = session.run(dontpanic_repl::Command::Whoami);
-            println!(
-                "{}",
-                if cli.json {
-                    reply.json.to_string()
-                } else {
-                    reply.text
-                }
-            );
+            print_reply(&cli, session.run(dontpanic_repl::Command::Whoami));
             true
         }
         Some(Mode::Join { invite }) => {
@@ -253,14 +245,7 @@ fn run(cli: Cli) -> Result<bool> {
             if !reply.ok {
                 bail!("{}", reply.text);
             }
-            println!(
-                "{}",
-                if cli.json {
-                    reply.json.to_string()
-                } else {
-                    reply.text
-                }
-            );
+            print_reply(&cli, reply);
             repl(&cli, &session, &history, notices)?
         }
         _ => repl(&cli, &session, &history, notices)?,
@@ -276,6 +261,17 @@ fn run(cli: Cli) -> Result<bool> {
         }
     }
     Ok(ok)
+}
+
+fn print_reply(cli: &Cli, reply: dontpanic_repl::Reply) {
+    println!(
+        "{}",
+        if cli.json {
+            reply.json.to_string()
+        } else {
+            reply.text
+        }
+    );
 }
 
 fn repl(

@@ -121,14 +121,7 @@ impl Session {
         let nb = self.lock();
         let mut out: Vec<String> = nb.data().incidents().unwrap_or_default();
         if let Ok(inc) = nb.incident() {
-            for kind in [
-                Kind::Symptom,
-                Kind::Hypothesis,
-                Kind::Test,
-                Kind::Result,
-                Kind::Fix,
-                Kind::FollowUp,
-            ] {
+            for kind in Kind::ITEMS {
                 let mut ids = inc.ids(kind);
                 ids.sort();
                 out.extend(dontpanic_incident::short_forms(&ids));
