@@ -120,14 +120,27 @@ fn mesh(rt: &tokio::runtime::Runtime, n: usize) -> Vec<Peer> {
     peers
 }
 
+/// Joins through the relay that had to be retried.
+static JOIN_RETRIES: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+/// Time the writer spent in its own durable edit, per probe (ms).
+static WRITER_MS: Mutex<Vec<f64>> = Mutex::new(Vec::new());
+
 /// Edit-to-visible latencies (ms): per peer, and until visible on all peers.
 fn latency(peers: &[Peer], edits: usize) -> (Vec<f64>, Vec<f64>) {
     let (mut each, mut all) = (Vec::new(), Vec::new());
+    WRITER_MS.lock().unwrap().clear();
     for k in 0..edits + 10 {
         let w = &peers[k % peers.len()];
         let marker = format!("m{k}x");
         let t0 = Instant::now();
         edit(w, &format!("latency probe {marker}"));
+        if k >= 10 {
+            WRITER_MS
+                .lock()
+                .unwrap()
+                .push(t0.elapsed().as_secs_f64() * 1e3);
+        }
         let mut worst: f64 = 0.0;
         for p in peers.iter().filter(|p| !std::ptr::eq(*p, w)) {
             let t = wait_visible(p, &marker, Duration::from_secs(10)).expect("edit visible");
@@ -378,6 +391,12 @@ fn main() {
     if args.get(1).map(String::as_str) == Some("--relay-child") {
         return relay_child();
     }
+    if std::env::var_os("RUST_LOG").is_some() {
+        tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+            .with_writer(std::io::stderr)
+            .init();
+    }
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -405,6 +424,12 @@ fn main() {
     let (mut l2, _) = latency(&two, 300);
     let (p50, p99, max2) = (pct(&mut l2, 0.5), pct(&mut l2, 0.99), pct(&mut l2, 1.0));
     rows.push(format!("| edit-to-visible, 2 nodes, p50 / p99 / max | {p50:.2} / {p99:.2} / {max2:.2} ms | {b50:.2} / {b99:.2} ms | {:.1}× (p99) | p99 ≤ 10 ms and ≤ 2× baseline: {} |", p99 / b99, if p99 <= 10.0 && p99 <= 2.0 * b99 { "PASS" } else { "MISS" }));
+    let mut w = WRITER_MS.lock().unwrap().clone();
+    rows.push(format!(
+        "| of which the writer's own edit (rules, sign, fdatasync), p50 / p99 | {:.2} / {:.2} ms | | | |",
+        pct(&mut w, 0.5),
+        pct(&mut w, 0.99)
+    ));
     drop(two);
     let ten = mesh(&rt, 10);
     let (mut each, mut all) = latency(&ten, 100);
@@ -488,7 +513,14 @@ fn main() {
         };
         let mut inv = a.r.invite().unwrap();
         inv.addresses = vec![circuit];
-        b.r.join(&inv.to_string()).unwrap();
+        // A join through a relay sometimes fails in this many-nodes-in-one-
+        // process setup (see docs/benchmarks.md); count and retry.
+        let mut tries = 1;
+        while let Err(e) = b.r.join(&inv.to_string()) {
+            assert!(tries < 3, "join through the relay failed 3 times: {e}");
+            tries += 1;
+        }
+        JOIN_RETRIES.fetch_add(tries - 1, std::sync::atomic::Ordering::Relaxed);
         pairs.push((a, b));
     }
     std::thread::sleep(Duration::from_secs(2));
@@ -504,9 +536,10 @@ fn main() {
     let (r50, r99) = (pct(&mut lr, 0.5), pct(&mut lr, 0.99));
     rows.push(format!("| edit-to-visible through a relay (loopback), p50 / p99 | {r50:.2} / {r99:.2} ms | direct: {p50:.2} / {p99:.2} ms | {:.1}× direct p99 | connection relayed: {relayed} |", r99 / p99));
     rows.push(format!(
-        "| relay memory per active circuit ({PAIRS} circuits, relay process RSS {} → {} KiB) | {} KiB | | | |",
+        "| relay memory per active circuit ({PAIRS} circuits, relay process RSS {} → {} KiB; {} join(s) retried) | {} KiB | | | |",
         rss_before,
         rss_after,
+        JOIN_RETRIES.load(std::sync::atomic::Ordering::Relaxed),
         rss_after.saturating_sub(rss_before) / PAIRS as u64
     ));
     let _ = relay.kill();

@@ -343,7 +343,17 @@ impl Replicator {
             // or peers already connected): keep trying while peers turn up.
             let deadline = tokio::time::Instant::now() + JOIN_PATIENCE;
             let mut errors = Vec::new();
+            let relays = relays_in(&inv.addresses);
             loop {
+                // Reach the invite's relays first: a circuit dial made while
+                // the relay itself is still being dialed is dropped by libp2p.
+                for r in &relays {
+                    let _ = tokio::time::timeout(
+                        Duration::from_secs(5),
+                        node.dial(r.clone(), FoundBy::Relay),
+                    )
+                    .await;
+                }
                 let mut candidates = vec![inv.inviter];
                 for p in node.peers().await {
                     if p.connected && p.peer != inv.inviter {
