@@ -72,6 +72,25 @@ fn crafted(member_dir: &std::path::Path, member: &SecretKey, attack: Attack) -> 
     body
 }
 
+/// A bare node with `seed` as identity, connected to `target`: it speaks the
+/// protocols directly, with no notebook to keep it honest.
+async fn raw_node(seed: [u8; 32], target: &dontpanic_net::Multiaddr) -> dontpanic_net::NodeHandle {
+    // The event stream is dropped: this node only sends.
+    let (node, _events) = dontpanic_net::node::start(NodeConfig {
+        seed,
+        listen: vec!["/ip4/127.0.0.1/tcp/0".parse().unwrap()],
+        mdns: false,
+        relays: vec![],
+        agent: "hostile".into(),
+    })
+    .await
+    .unwrap();
+    node.dial(target.clone(), dontpanic_net::FoundBy::Manual)
+        .await
+        .unwrap();
+    node
+}
+
 #[test]
 fn hostile_messages_are_rejected_whole_and_the_peer_marked() {
     let tmp = tempfile::tempdir().unwrap();
@@ -101,18 +120,7 @@ fn hostile_messages_are_rejected_whole_and_the_peer_marked() {
         let seed = seed_of(&dir);
         let body = crafted(&dir, &SecretKey::from_bytes(&seed), attack);
         let answer = rt.block_on(async {
-            let (node, _events) = dontpanic_net::node::start(NodeConfig {
-                seed,
-                listen: vec!["/ip4/127.0.0.1/tcp/0".parse().unwrap()],
-                mdns: false,
-                relays: vec![],
-                agent: "mallory".into(),
-            })
-            .await
-            .unwrap();
-            node.dial(alice_addr.clone(), dontpanic_net::FoundBy::Manual)
-                .await
-                .unwrap();
+            let node = raw_node(seed, &alice_addr).await;
             let answer = node
                 .request(Proto::Sync, alice_peer, Frame::new(0, &incident, body))
                 .await;
@@ -155,18 +163,7 @@ fn hostile_messages_are_rejected_whole_and_the_peer_marked() {
     // A stranger (never invited) asking for the document learns nothing.
     let stranger = SecretKey::generate();
     let answer = rt.block_on(async {
-        let (node, _events) = dontpanic_net::node::start(NodeConfig {
-            seed: stranger.to_bytes(),
-            listen: vec!["/ip4/127.0.0.1/tcp/0".parse().unwrap()],
-            mdns: false,
-            relays: vec![],
-            agent: "stranger".into(),
-        })
-        .await
-        .unwrap();
-        node.dial(alice_addr.clone(), dontpanic_net::FoundBy::Manual)
-            .await
-            .unwrap();
+        let node = raw_node(stranger.to_bytes(), &alice_addr).await;
         let empty = SignedSyncMessage {
             message: Message {
                 heads: vec![],
