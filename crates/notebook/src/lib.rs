@@ -20,6 +20,8 @@ pub mod sync;
 
 use std::collections::{HashMap, HashSet};
 use std::path::Path;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 
 use automerge::{Automerge, ChangeHash, ReadDoc};
 use dontpanic_identity::{verify_all, ChangeSignature, IdentityError, PublicKey, SignedChange};
@@ -108,9 +110,17 @@ pub struct OpenIncident {
     journal: Journal,
     signatures: HashMap<ChangeHash, ChangeSignature>,
     sync: sync::SyncStates,
+    /// Snapshot signatures found bad by the background re-verification.
+    bad_signatures: Arc<AtomicUsize>,
 }
 
 impl OpenIncident {
+    /// Change signatures of the loaded snapshot that failed re-verification
+    /// (counted on a background thread after open).
+    pub fn bad_signatures(&self) -> usize {
+        self.bad_signatures.load(Ordering::Relaxed)
+    }
+
     /// The incident.
     pub fn incident(&self) -> &Incident {
         &self.incident
@@ -212,7 +222,7 @@ impl Notebook {
         let mut journal = self.data.create_journal(&id)?;
         journal.append(std::slice::from_ref(&signed))?;
         let signatures = HashMap::from([(signed.hash(), signed.detached())]);
-        self.install(incident, journal, signatures, &id)?;
+        self.install(incident, journal, signatures, &id, Arc::default())?;
         Ok(applied)
     }
 
@@ -261,11 +271,12 @@ impl Notebook {
         }
         let mut doc = Automerge::new();
         let mut signatures: HashMap<ChangeHash, ChangeSignature> = HashMap::new();
+        let bad = Arc::new(AtomicUsize::new(0));
         match self.data.read_snapshot(&id, &self.device.key.public()) {
             Ok(Some(snap)) => {
                 doc = Automerge::load(&snap.doc)
                     .map_err(|e| NotebookError::Document(format!("snapshot of {id}: {e}")))?;
-                verify_in_background(id.clone(), snap.signatures.clone());
+                verify_in_background(id.clone(), snap.signatures.clone(), bad.clone());
                 signatures.extend(snap.signatures.into_iter().map(|s| (s.hash, s)));
             }
             Ok(None) => {}
@@ -293,7 +304,7 @@ impl Notebook {
                 missing.len()
             ));
         }
-        self.install(Incident::from_doc(doc)?, journal, signatures, &id)?;
+        self.install(Incident::from_doc(doc)?, journal, signatures, &id, bad)?;
         Ok(warnings)
     }
 
@@ -304,6 +315,7 @@ impl Notebook {
         journal: Journal,
         signatures: HashMap<ChangeHash, ChangeSignature>,
         id: &str,
+        bad_signatures: Arc<AtomicUsize>,
     ) -> Result<(), NotebookError> {
         incident.set_author(&self.device.key.public().to_bytes());
         self.open = Some(OpenIncident {
@@ -311,6 +323,7 @@ impl Notebook {
             journal,
             signatures,
             sync: sync::SyncStates::default(),
+            bad_signatures,
         });
         self.remember_current(id)
     }
@@ -570,13 +583,12 @@ pub const COMPACT_EVERY: usize = 10_000;
 /// Re-checks every signature of a snapshot off the prompt's path: the
 /// snapshot's seal already vouches for its content, this catches a signature
 /// table that was wrong when it was sealed.
-fn verify_in_background(id: String, signatures: Vec<ChangeSignature>) {
+fn verify_in_background(id: String, signatures: Vec<ChangeSignature>, bad: Arc<AtomicUsize>) {
     std::thread::spawn(move || {
-        let bad = signatures.iter().filter(|s| s.verify().is_err()).count();
-        if bad > 0 {
-            tracing::error!(
-                "incident {id}: {bad} change signature(s) in the snapshot do not verify"
-            );
+        let n = signatures.iter().filter(|s| s.verify().is_err()).count();
+        if n > 0 {
+            tracing::error!("incident {id}: {n} change signature(s) in the snapshot do not verify");
+            bad.store(n, Ordering::Relaxed);
         }
     });
 }

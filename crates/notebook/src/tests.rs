@@ -105,3 +105,36 @@ fn accept_refuses_non_members_and_applies_nothing() {
     assert_eq!(nb.signed_changes().unwrap().len(), before);
     assert_eq!(nb.incident().unwrap().view().unwrap().title, "x");
 }
+
+#[test]
+fn a_bad_signature_sealed_into_a_snapshot_is_found_after_open() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut nb = notebook(tmp.path());
+    let id = nb
+        .create("snap", Severity::Sev2)
+        .unwrap()
+        .id
+        .unwrap()
+        .to_string();
+    (0..5).for_each(|i| note(&mut nb, &format!("n{i}")));
+    let key = nb.device().key.clone();
+    let open = nb.open.as_mut().unwrap();
+    let mut sigs: Vec<ChangeSignature> = open.signatures.values().copied().collect();
+    sigs[0].signature = sigs[1].signature;
+    let snap = dontpanic_store::Snapshot {
+        doc: open.incident.doc().save(),
+        signatures: sigs,
+    };
+    nb.data
+        .compact(&id, &key, &snap, &mut open.journal)
+        .unwrap();
+    drop(nb);
+    let mut nb = notebook(tmp.path());
+    nb.open_incident(&id).unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while nb.current().unwrap().bad_signatures() == 0 && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    assert_eq!(nb.current().unwrap().bad_signatures(), 1);
+    assert!(nb.log().unwrap().iter().any(|e| !e.verified));
+}

@@ -285,7 +285,15 @@ impl Session {
             Command::Resolve { field, value } => self.edit(Edit::Resolve { field, value }),
             Command::Brief => {
                 let view = self.view()?;
-                let text = render::brief(&view);
+                let bad = self
+                    .lock()
+                    .current()
+                    .map(|o| o.bad_signatures())
+                    .unwrap_or(0);
+                let mut text = render::brief(&view);
+                if bad > 0 {
+                    text.insert_str(0, &format!("! {bad} stored change signature(s) failed re-verification: see `log`\n"));
+                }
                 Ok(Reply::done(
                     text.trim_end().to_string(),
                     json!({ "text": text, "conflicts": view.conflicts.len() }),
