@@ -230,11 +230,6 @@ impl Node {
         }
     }
 
-    /// All events seen so far.
-    pub fn drain_events(&mut self) -> Vec<Value> {
-        self.events.try_iter().collect()
-    }
-
     /// The node's first address ending in /p2p/<id>.
     pub fn address(&mut self) -> String {
         let v = self.ok("whoami");

@@ -126,11 +126,6 @@ impl OpenIncident {
         &self.incident
     }
 
-    /// The journal size in bytes.
-    pub fn journal_len(&self) -> u64 {
-        self.journal.len()
-    }
-
     /// The signature of a stored change.
     pub fn signature(&self, hash: &ChangeHash) -> Option<&ChangeSignature> {
         self.signatures.get(hash)
