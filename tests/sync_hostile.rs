@@ -18,6 +18,8 @@ use support::Node;
 /// What the hostile peer sends.
 #[derive(Clone, Copy, Debug)]
 enum Attack {
+    /// Not an attack: the control that shows a correct change gets in.
+    Honest,
     NonMemberSigner,
     ForgedSignature,
     Truncated,
@@ -46,6 +48,7 @@ fn crafted(member_dir: &std::path::Path, member: &SecretKey, attack: Attack) -> 
     tx.commit();
     let change = doc.get_last_local_change().unwrap();
     let signature = match attack {
+        Attack::Honest => ChangeSignature::sign(member, change.hash()),
         Attack::NonMemberSigner => ChangeSignature::sign(&SecretKey::generate(), change.hash()),
         Attack::ForgedSignature | Attack::Truncated => {
             let mut s = ChangeSignature::sign(member, ChangeHash([7; 32]));
@@ -159,6 +162,58 @@ fn hostile_messages_are_rejected_whole_and_the_peer_marked() {
         assert_eq!(row["state"], "rejected", "{attack:?}: {peers}");
         assert!(row["problem"].as_str().is_some(), "{attack:?}: {row}");
     }
+
+    // The control: a member's correctly signed change, the same way, gets in.
+    let dir = tmp.path().join("honest");
+    Node::join(&dir, "honest", &invite).quit();
+    let before_log = alice.ok("log")["changes"].as_array().unwrap().len();
+    let seed = seed_of(&dir);
+    let body = crafted(&dir, &SecretKey::from_bytes(&seed), Attack::Honest);
+    let answer = rt.block_on(async {
+        let node = raw_node(seed, &alice_addr).await;
+        node.request(Proto::Sync, alice_peer, Frame::new(0, &incident, body))
+            .await
+    });
+    assert_eq!(
+        answer.expect("an answer").kind,
+        0,
+        "a correct change is accepted"
+    );
+    assert_eq!(
+        alice.ok("log")["changes"].as_array().unwrap().len(),
+        before_log + 1
+    );
+    assert!(alice.ok("brief")["text"]
+        .as_str()
+        .unwrap()
+        .contains("pwned"));
+
+    // A frame over the cap is refused before it is read, and its sender marked.
+    let dir = tmp.path().join("flooder");
+    Node::join(&dir, "flooder", &invite).quit();
+    let seed = seed_of(&dir);
+    let before_log = alice.ok("log")["changes"].as_array().unwrap().len();
+    let answer = rt.block_on(async {
+        let node = raw_node(seed, &alice_addr).await;
+        let huge = vec![0u8; dontpanic_net::node::MAX_SYNC_FRAME + 1];
+        node.request(Proto::Sync, alice_peer, Frame::new(0, &incident, huge))
+            .await
+    });
+    assert!(
+        answer.is_err(),
+        "an oversized frame gets no answer: {answer:?}"
+    );
+    let event = alice.event("rejected", Duration::from_secs(20), |e| {
+        e["event"] == "rejected"
+    });
+    assert!(
+        event["reason"].as_str().unwrap().contains("exceeds"),
+        "{event}"
+    );
+    assert_eq!(
+        alice.ok("log")["changes"].as_array().unwrap().len(),
+        before_log
+    );
 
     // A stranger (never invited) asking for the document learns nothing.
     let stranger = SecretKey::generate();

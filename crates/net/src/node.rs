@@ -21,6 +21,67 @@ use tokio::sync::{mpsc, oneshot};
 use crate::frame::{Frame, FrameCodec, JOIN_PROTOCOL, SYNC_PROTOCOL};
 use crate::NetError;
 
+/// Frame kind [`GuardedCodec`] gives a request it could not read. No
+/// protocol uses it, so a frame that arrives with this kind is unreadable too.
+const UNREADABLE: u8 = 0xff;
+
+/// [`FrameCodec`] for inbound requests, turning an unreadable request
+/// (oversize, malformed) into an [`UNREADABLE`] frame with the reason:
+/// request-response reports a failed read without the peer's id (only a
+/// debug log), so the node could not otherwise tell who sent it.
+#[derive(Clone)]
+struct GuardedCodec(FrameCodec);
+
+fn unreadable(reason: String) -> Frame {
+    Frame::new(UNREADABLE, "", reason.into_bytes())
+}
+
+impl request_response::Codec for GuardedCodec {
+    type Protocol = libp2p::StreamProtocol;
+    type Request = Frame;
+    type Response = Frame;
+
+    async fn read_request<T: futures::AsyncRead + Unpin + Send>(
+        &mut self,
+        p: &libp2p::StreamProtocol,
+        io: &mut T,
+    ) -> std::io::Result<Frame> {
+        match self.0.read_request(p, io).await {
+            Ok(f) if f.kind == UNREADABLE => {
+                Ok(unreadable(format!("frame kind {UNREADABLE} is not used")))
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::InvalidData => Ok(unreadable(e.to_string())),
+            other => other,
+        }
+    }
+
+    async fn read_response<T: futures::AsyncRead + Unpin + Send>(
+        &mut self,
+        p: &libp2p::StreamProtocol,
+        io: &mut T,
+    ) -> std::io::Result<Frame> {
+        self.0.read_response(p, io).await
+    }
+
+    async fn write_request<T: futures::AsyncWrite + Unpin + Send>(
+        &mut self,
+        p: &libp2p::StreamProtocol,
+        io: &mut T,
+        req: Frame,
+    ) -> std::io::Result<()> {
+        self.0.write_request(p, io, req).await
+    }
+
+    async fn write_response<T: futures::AsyncWrite + Unpin + Send>(
+        &mut self,
+        p: &libp2p::StreamProtocol,
+        io: &mut T,
+        res: Frame,
+    ) -> std::io::Result<()> {
+        self.0.write_response(p, io, res).await
+    }
+}
+
 /// Largest sync frame: a whole incident of 100,000 entries fits.
 pub const MAX_SYNC_FRAME: usize = 64 << 20;
 /// Largest join frame (it carries the whole signed history).
@@ -271,8 +332,8 @@ struct Behaviour {
     identify: identify::Behaviour,
     ping: ping::Behaviour,
     mdns: Toggle<mdns::tokio::Behaviour>,
-    sync: request_response::Behaviour<FrameCodec>,
-    join: request_response::Behaviour<FrameCodec>,
+    sync: request_response::Behaviour<GuardedCodec>,
+    join: request_response::Behaviour<GuardedCodec>,
 }
 
 /// Starts the node on the current tokio runtime.
@@ -299,7 +360,7 @@ pub async fn start(
         .with_behaviour(|key, relay_client| {
             let rr = |proto, max| {
                 request_response::Behaviour::with_codec(
-                    FrameCodec { max },
+                    GuardedCodec(FrameCodec { max }),
                     [(proto, ProtocolSupport::Full)],
                     request_response::Config::default()
                         .with_request_timeout(REQUEST_TIMEOUT)
@@ -645,6 +706,13 @@ impl SwarmTask {
                     },
                 ..
             } => {
+                if request.kind == UNREADABLE {
+                    let _ = self.events.send(NodeEvent::BadInput {
+                        peer,
+                        reason: String::from_utf8_lossy(&request.body).into_owned(),
+                    });
+                    return; // dropping the channel refuses the request
+                }
                 if !self.rate_ok(peer) {
                     let _ = self.events.send(NodeEvent::BadInput {
                         peer,
