@@ -227,6 +227,31 @@ pub enum Edit {
     },
 }
 
+/// The keys a change claims as its author inside the record: the `by` of
+/// timeline entries and items and the `added_by` of roster entries it writes.
+/// Whoever receives the change checks these against the key that signed it,
+/// so no member can write in another member's name.
+pub fn claimed_authors(change: &Change) -> Vec<String> {
+    let mut out = Vec::new();
+    for op in change.decode().operations {
+        let automerge::legacy::OpType::Put(ScalarValue::Str(s)) = &op.action else {
+            continue;
+        };
+        match &op.key {
+            automerge::legacy::Key::Map(k) if k == "by" || k == "added_by" => {
+                out.push(s.to_string())
+            }
+            automerge::legacy::Key::Seq(_) => {
+                if let Ok(entry) = serde_json::from_str::<TimelineEntry>(s) {
+                    out.push(entry.by);
+                }
+            }
+            _ => {}
+        }
+    }
+    out
+}
+
 /// What an applied edit produced.
 #[derive(Debug)]
 pub struct Applied {

@@ -452,6 +452,7 @@ impl Notebook {
         if let Some((_, e)) = verify_all(&fresh).into_iter().next() {
             return Err(reject(e.to_string()));
         }
+        check_claimed_authors(&fresh).map_err(reject)?;
         // Membership: a change is allowed once its signer is on the roster
         // of the document including the allowed changes before it. The
         // common case, all signers already members, needs no trial copy.
@@ -526,6 +527,8 @@ impl Notebook {
                 reason: e.to_string(),
             });
         }
+        check_claimed_authors(&changes)
+            .map_err(|reason| NotebookError::Rejected { count, reason })?;
         let mut doc = Automerge::new();
         doc.apply_changes(changes.iter().map(|c| c.change.clone()))
             .map_err(|e| NotebookError::Document(e.to_string()))?;
@@ -570,6 +573,24 @@ impl Notebook {
             })
             .collect())
     }
+}
+
+/// Entries name their author; it must be the key that signed them, so no
+/// member can write in another member's name.
+fn check_claimed_authors(changes: &[SignedChange]) -> Result<(), String> {
+    for c in changes {
+        let signer = c.signer.to_string();
+        let claims = dontpanic_incident::claimed_authors(&c.change);
+        if let Some(claimed) = claims.into_iter().find(|k| *k != signer) {
+            return Err(format!(
+                "change {} writes entries in the name of {} but is signed by {}",
+                c.hash(),
+                &claimed[..claimed.len().min(16)],
+                c.signer.fingerprint()
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// Journal records that trigger a snapshot during a session.

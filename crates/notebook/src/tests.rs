@@ -138,3 +138,42 @@ fn a_bad_signature_sealed_into_a_snapshot_is_found_after_open() {
     assert_eq!(nb.current().unwrap().bad_signatures(), 1);
     assert!(nb.log().unwrap().iter().any(|e| !e.verified));
 }
+
+#[test]
+fn a_member_cannot_write_in_another_members_name() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut nb = notebook(tmp.path());
+    nb.create("x", Severity::Sev3).unwrap();
+    let mallory = dontpanic_identity::SecretKey::generate();
+    let own = dontpanic_incident::Editor {
+        key: mallory.public().to_string(),
+        name: "mallory".into(),
+    };
+    nb.edit(Edit::AddMember {
+        key: own.key.clone(),
+        name: own.name.clone(),
+    })
+    .unwrap();
+    let alice = nb.editor();
+    let note_by = |nb: &Notebook, editor: &dontpanic_incident::Editor| {
+        let doc = nb.incident().unwrap().doc().fork();
+        let mut forged = dontpanic_incident::Incident::from_doc(doc).unwrap();
+        forged.set_author(&mallory.public().to_bytes());
+        let edit = Edit::AddNote {
+            text: "drop the prod database".into(),
+        };
+        SignedChange::sign(&mallory, forged.apply(edit, editor, 1).unwrap().change)
+    };
+    let visible = |nb: &Notebook| {
+        let view = nb.incident().unwrap().view().unwrap();
+        view.timeline
+            .iter()
+            .any(|e| e.text.contains("prod database"))
+    };
+    let err = nb.accept(vec![note_by(&nb, &alice)]).unwrap_err();
+    assert!(err.to_string().contains("in the name of"), "{err}");
+    assert!(!visible(&nb));
+    // The same note in her own name is accepted: the rule, not the content, refused it.
+    nb.accept(vec![note_by(&nb, &own)]).unwrap();
+    assert!(visible(&nb));
+}

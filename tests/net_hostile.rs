@@ -1,0 +1,491 @@
+//! A hostile peer against a real `dontpanic` node ("alice").
+//!
+//! Mallory joins honestly with an invite, so her key is on the roster, then
+//! quits; the test process starts a raw libp2p node with her device key
+//! (`dontpanic_net::node::start`), dials alice and sends hand-made
+//! `/dontpanic/sync/1` requests.
+//!
+//! Behaviour documented here (and asserted): alice answers a message that
+//! fails verification with a frame of kind 2 (REJECTED, body = reason), prints
+//! a `rejected` event, lists the peer in `peers` with state `rejected` and a
+//! `problem`, and closes the connection about half a second later. From then
+//! on the peer is blocked for the rest of alice's session: its requests get
+//! kind 1 (DENIED, "not trusted") even when they are valid, or fail because
+//! the connection is closed. Each attack therefore uses a fresh member.
+
+mod net_support;
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use automerge::sync::{ChunkList, Message, MessageVersion};
+use automerge::ChangeHash;
+use dontpanic_identity::{ChangeSignature, SecretKey};
+use dontpanic_net::{FoundBy, Frame, Multiaddr, NetError, NodeConfig, NodeHandle, PeerId, Proto};
+use dontpanic_notebook::incident::{Edit, Editor, Incident};
+use dontpanic_notebook::sync::SignedSyncMessage;
+use dontpanic_notebook::Notebook;
+use net_support::{device_seed, wait_until, Node, EVENT_TIMEOUT};
+
+const SYNC: u8 = 0;
+const DENIED: u8 = 1;
+const REJECTED: u8 = 2;
+
+/// What the hostile peer sends.
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Attack {
+    /// A well-formed change signed correctly, by the member: the control
+    /// that shows the crafted messages are otherwise acceptable.
+    Honest,
+    /// A change signed (validly) by a key that is not on the roster.
+    NonMemberSigner,
+    /// A change naming the member as signer, with a signature that is not
+    /// over its hash.
+    ForgedSignature,
+    /// A change with no signature at all (the signature sent is for another
+    /// change).
+    Unsigned,
+    /// Automerge's whole-document path: a saved document holding every
+    /// known change plus one signed by a non-member.
+    WholeDocumentNonMember,
+    /// A change that names another member (alice) as its Automerge author
+    /// but is signed, validly, by the sender.
+    AuthorMismatch,
+    /// The honest message cut in half.
+    Truncated,
+    /// A well-formed envelope around bytes that are no Automerge message.
+    Garbage,
+}
+
+/// Alice and what the attacks need from her.
+struct Target {
+    node: Node,
+    key: [u8; 32],
+    incident: String,
+    invite: String,
+    addr: Multiaddr,
+    peer: PeerId,
+}
+
+fn target(dir: &Path) -> Target {
+    let mut node = Node::loopback(&dir.join("alice"), "alice");
+    let incident = node.ok("new \"do not touch\" --sev 1")["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    node.ok("hypo \"somebody is poking at us\"");
+    let invite = node.invite();
+    let key = device_seed(&dir.join("alice"));
+    let key = SecretKey::from_bytes(&key).public().to_bytes();
+    let addr: Multiaddr = node.address().parse().unwrap();
+    let peer = dontpanic_net::node::relay_peer(&addr).unwrap();
+    Target {
+        node,
+        key,
+        incident,
+        invite,
+        addr,
+        peer,
+    }
+}
+
+/// A member who joined honestly and left; returns its data dir and key.
+fn member(t: &mut Target, dir: &Path, name: &str) -> (std::path::PathBuf, SecretKey) {
+    let d = dir.join(name);
+    let n = Node::loopback_join(&d, name, &t.invite);
+    assert!(n.quit().success());
+    let key = SecretKey::from_bytes(&device_seed(&d));
+    (d, key)
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The signed sync message carrying one new note written on top of the
+/// member's copy of the incident, signed as `attack` says.
+fn crafted(member_dir: &Path, member: &SecretKey, attack: Attack, text: &str) -> Vec<u8> {
+    crafted_as(member_dir, member, attack, text, None)
+}
+
+/// [`crafted`], with the timeline entry (and, for
+/// [`Attack::AuthorMismatch`], the Automerge author) naming `claim` (key,
+/// name) instead of the signer.
+fn crafted_as(
+    member_dir: &Path,
+    member: &SecretKey,
+    attack: Attack,
+    text: &str,
+    claim: Option<(&[u8; 32], &str)>,
+) -> Vec<u8> {
+    let mut nb = Notebook::open(member_dir, None).unwrap();
+    let current = nb.data().config().unwrap().current.unwrap();
+    nb.open_incident(&current).unwrap();
+    let stranger = SecretKey::generate();
+    let signer = match attack {
+        Attack::NonMemberSigner | Attack::WholeDocumentNonMember => &stranger,
+        _ => member,
+    };
+    let mut incident = Incident::from_doc(nb.incident().unwrap().doc().fork()).unwrap();
+    let (key, name) = match claim {
+        Some((k, n)) => (*k, n.to_string()),
+        None => (signer.public().to_bytes(), "mallory".to_string()),
+    };
+    // The Automerge author field names the signer, except in the attack
+    // on it; the timeline entry names whoever is claimed.
+    incident.set_author(&if attack == Attack::AuthorMismatch {
+        key
+    } else {
+        signer.public().to_bytes()
+    });
+    let editor = Editor {
+        key: hex(&key),
+        name,
+    };
+    let applied = incident
+        .apply(
+            Edit::AddNote { text: text.into() },
+            &editor,
+            dontpanic_notebook::now_ms(),
+        )
+        .unwrap();
+    let change = applied.change;
+    let hash = change.hash();
+    let signature = match attack {
+        Attack::ForgedSignature => {
+            // Her own valid signature, over some other hash.
+            let mut s = ChangeSignature::sign(member, ChangeHash([7; 32]));
+            s.hash = hash;
+            s
+        }
+        Attack::Unsigned => ChangeSignature::sign(member, ChangeHash([7; 32])),
+        _ => ChangeSignature::sign(signer, hash),
+    };
+    let chunks = if attack == Attack::WholeDocumentNonMember {
+        incident.doc().save()
+    } else {
+        change.raw_bytes().to_vec()
+    };
+    let mut message = Message {
+        heads: vec![hash],
+        need: vec![],
+        have: vec![],
+        changes: ChunkList::from(chunks),
+        flags: None,
+        version: MessageVersion::V1,
+    }
+    .encode();
+    if attack == Attack::Garbage {
+        message = b"\x42 this is not an automerge sync message at all".to_vec();
+    }
+    let mut body = SignedSyncMessage {
+        message,
+        signatures: vec![signature],
+    }
+    .encode();
+    if attack == Attack::Truncated {
+        body.truncate(body.len() / 2);
+    }
+    body
+}
+
+/// A raw node with the given key, connected to alice.
+async fn raw_node(seed: [u8; 32], alice: &Multiaddr) -> NodeHandle {
+    let (node, mut events) = dontpanic_net::node::start(NodeConfig {
+        seed,
+        listen: vec!["/ip4/127.0.0.1/tcp/0".parse().unwrap()],
+        mdns: false,
+        relays: vec![],
+        agent: "mallory/0".into(),
+    })
+    .await
+    .unwrap();
+    // Alice syncs with members that connect: tell her nothing.
+    let answer = node.clone();
+    tokio::spawn(async move {
+        while let Some(e) = events.recv().await {
+            if let dontpanic_net::NodeEvent::Request { frame, token, .. } = e {
+                answer.respond(token, Frame::new(DENIED, &frame.incident, Vec::new()));
+            }
+        }
+    });
+    node.dial(alice.clone(), FoundBy::Manual).await.unwrap();
+    node
+}
+
+/// Sends one sync request as the holder of `seed`.
+fn send(
+    rt: &tokio::runtime::Runtime,
+    t: &Target,
+    seed: [u8; 32],
+    body: Vec<u8>,
+) -> Result<Frame, NetError> {
+    rt.block_on(async {
+        let node = raw_node(seed, &t.addr).await;
+        let answer = tokio::time::timeout(
+            Duration::from_secs(30),
+            node.request(Proto::Sync, t.peer, Frame::new(SYNC, &t.incident, body)),
+        )
+        .await
+        .unwrap_or_else(|_| Err(NetError::Request("no answer in 30 s".into())));
+        node.shutdown().await;
+        answer
+    })
+}
+
+fn peer_of(key: &SecretKey) -> String {
+    dontpanic_net::node::key_peer(&key.public().to_bytes())
+        .unwrap()
+        .to_string()
+}
+
+/// What alice holds, to compare before and after.
+fn state(alice: &mut Node) -> (u64, usize, String) {
+    (alice.total(), alice.log_len(), alice.report())
+}
+
+/// Each attack is refused whole: REJECTED (or a failed request), nothing
+/// applied or stored, a `rejected` event, the peer marked in `peers`; and a
+/// blocked peer stays blocked even when it then sends a valid message.
+#[test]
+fn forged_foreign_and_garbled_changes_are_refused_and_the_peer_marked() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut t = target(tmp.path());
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    for (i, attack) in [
+        Attack::NonMemberSigner,
+        Attack::ForgedSignature,
+        Attack::Unsigned,
+        Attack::WholeDocumentNonMember,
+        Attack::AuthorMismatch,
+        Attack::Truncated,
+        Attack::Garbage,
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let (dir, key) = member(&mut t, tmp.path(), &format!("mallory{i}"));
+        let me = peer_of(&key);
+        let text = format!("pwned by {attack:?}");
+        let body = crafted_as(&dir, &key, attack, &text, Some((&t.key, "alice")));
+        let before = state(&mut t.node);
+        match send(&rt, &t, key.to_bytes(), body) {
+            Ok(f) => {
+                assert_eq!(f.kind, REJECTED, "{attack:?}: answer {f:?}");
+                assert!(!f.body.is_empty(), "{attack:?}: REJECTED says why");
+            }
+            // Also acceptable: the request failed (connection closed).
+            Err(e) => eprintln!("{attack:?}: request failed: {e}"),
+        }
+        let ev = t
+            .node
+            .wait_event(&format!("rejected ({attack:?})"), EVENT_TIMEOUT, |e| {
+                e["event"] == "rejected" && e["peer"] == me.as_str()
+            });
+        assert!(
+            ev["reason"].as_str().is_some_and(|r| r.len() > 10),
+            "{attack:?}: {ev}"
+        );
+        eprintln!("{attack:?}: {}", ev["reason"]);
+        let after = state(&mut t.node);
+        assert_eq!(after.0, before.0, "{attack:?}: timeline total changed");
+        assert_eq!(after.1, before.1, "{attack:?}: a change was stored");
+        assert_eq!(after.2, before.2, "{attack:?}: the report changed");
+        assert!(!after.2.contains("pwned"));
+        let row = t
+            .node
+            .peer_row(&me)
+            .unwrap_or_else(|| panic!("{attack:?}: peer missing from `peers`"));
+        assert_eq!(row["state"], "rejected", "{attack:?}: {row}");
+        assert!(
+            row["problem"].as_str().is_some_and(|p| !p.is_empty()),
+            "{attack:?}: {row}"
+        );
+
+        if i == 0 {
+            // Once rejected, always refused in this session: even an
+            // honest, correctly signed change from the same peer.
+            let honest = crafted(&dir, &key, Attack::Honest, "honest after all");
+            match send(&rt, &t, key.to_bytes(), honest) {
+                Ok(f) => assert_eq!(f.kind, DENIED, "blocked peer: {f:?}"),
+                Err(e) => eprintln!("blocked peer: request failed: {e}"),
+            }
+            assert_eq!(state(&mut t.node), after, "nothing from a blocked peer");
+            assert_eq!(t.node.peer_row(&me).unwrap()["state"], "rejected");
+        }
+    }
+    // Alice is still fine with honest members.
+    let mut bob = Node::loopback_join(&tmp.path().join("bob"), "bob", &t.invite);
+    bob.ok("note \"bob is honest\"");
+    net_support::converge(
+        "alice and bob",
+        &mut [&mut t.node, &mut bob],
+        &["bob is honest"],
+    );
+}
+
+/// The control: the same crafted path with an honest signature is accepted,
+/// so the refusals above are due to the signatures, not the crafting.
+#[test]
+fn a_correctly_signed_change_from_a_member_is_accepted() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut t = target(tmp.path());
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let (dir, key) = member(&mut t, tmp.path(), "mallory");
+    let before = state(&mut t.node);
+    let body = crafted(&dir, &key, Attack::Honest, "mallory was here, honestly");
+    let f = send(&rt, &t, key.to_bytes(), body).expect("an answer");
+    assert_eq!(f.kind, SYNC, "{f:?}: {}", String::from_utf8_lossy(&f.body));
+    t.node.wait_event("remote_edit", EVENT_TIMEOUT, |e| {
+        e["event"] == "remote_edit" && e["author"] == "mallory"
+    });
+    let (total, log, report) = state(&mut t.node);
+    assert_eq!(total, before.0 + 1);
+    assert_eq!(log, before.1 + 1);
+    assert!(report.contains("mallory was here, honestly"));
+    assert!(t.node.events().iter().all(|e| e["event"] != "rejected"));
+}
+
+/// A stranger (never invited) is told nothing: DENIED with an empty body,
+/// whatever it asks, its changes are not applied, and it cannot join
+/// without the invite's secret.
+#[test]
+fn a_stranger_learns_nothing_and_changes_nothing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut t = target(tmp.path());
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    // A member's copy to write on, but a stranger's key on the wire.
+    let (dir, key) = member(&mut t, tmp.path(), "insider");
+    let before = state(&mut t.node);
+    let stranger = SecretKey::generate();
+    let empty = SignedSyncMessage {
+        message: Message {
+            heads: vec![],
+            need: vec![],
+            have: vec![],
+            changes: ChunkList::empty(),
+            flags: None,
+            version: MessageVersion::V1,
+        }
+        .encode(),
+        signatures: vec![],
+    }
+    .encode();
+    let f = send(&rt, &t, stranger.to_bytes(), empty).expect("an answer");
+    assert_eq!((f.kind, f.body.len()), (DENIED, 0), "{f:?}");
+    // Even carrying a change validly signed by a member.
+    let body = crafted(&dir, &key, Attack::Honest, "smuggled by a stranger");
+    let f = send(&rt, &t, stranger.to_bytes(), body).expect("an answer");
+    assert_eq!((f.kind, f.body.len()), (DENIED, 0), "{f:?}");
+    // Nor does asking about another incident id reveal anything.
+    let f = rt
+        .block_on(async {
+            let node = raw_node(stranger.to_bytes(), &t.addr).await;
+            node.request(Proto::Sync, t.peer, Frame::new(SYNC, "nosuchid", vec![]))
+                .await
+        })
+        .expect("an answer");
+    assert_eq!((f.kind, f.body.len()), (DENIED, 0), "{f:?}");
+    // Nor can it join without the invite's secret.
+    let f = rt
+        .block_on(async {
+            let node = raw_node(stranger.to_bytes(), &t.addr).await;
+            let mut proof = vec![0x5a; 32];
+            proof.extend_from_slice(b"eve");
+            node.request(Proto::Join, t.peer, Frame::new(0, &t.incident, proof))
+                .await
+        })
+        .expect("an answer");
+    assert_eq!(f.kind, DENIED, "{f:?}");
+    assert_eq!(f.body, b"wrong invite", "{f:?}");
+    assert_eq!(state(&mut t.node), before);
+    assert!(
+        t.node
+            .events()
+            .iter()
+            .all(|e| e["event"] != "member_joined" || e["name"] != "eve"),
+        "eve was admitted"
+    );
+}
+
+/// A frame over the 64 MiB cap is refused before it is read: the request
+/// fails, nothing changes, and alice marks the peer as she does for any
+/// unreadable message.
+#[test]
+fn an_oversized_frame_is_refused_and_the_peer_marked() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut t = target(tmp.path());
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let (_dir, key) = member(&mut t, tmp.path(), "mallory");
+    let me = peer_of(&key);
+    let before = state(&mut t.node);
+    let body = vec![0u8; dontpanic_net::node::MAX_SYNC_FRAME + 1];
+    let started = Instant::now();
+    let answer = send(&rt, &t, key.to_bytes(), body);
+    eprintln!(
+        "oversized frame: {:?} after {:?}",
+        answer.as_ref().map(|f| f.kind),
+        started.elapsed()
+    );
+    assert!(
+        answer.is_err(),
+        "an oversized frame gets no answer: {answer:?}"
+    );
+    assert_eq!(state(&mut t.node), before);
+    let ev = t
+        .node
+        .wait_event("rejected (oversized)", EVENT_TIMEOUT, |e| {
+            e["event"] == "rejected" && e["peer"] == me.as_str()
+        });
+    assert!(
+        ev["reason"].as_str().unwrap_or("").contains("exceeds"),
+        "{ev}"
+    );
+    wait_until("peer marked rejected", EVENT_TIMEOUT, || {
+        t.node
+            .peer_row(&me)
+            .is_some_and(|r| r["state"] == "rejected" && r["problem"].is_string())
+    });
+}
+
+/// A member may write only as herself: a change correctly signed by mallory
+/// whose timeline entry names alice (key and name) must not end up in
+/// alice's timeline and report as written by alice.
+///
+/// Ignored: product bug. `Notebook::accept` checks the signature and the
+/// Automerge author field, but not the `by`/`name` that the change writes
+/// into its timeline entry, and the view shows those as they are; so the
+/// entry below is listed as alice's in `timeline` and in the report, while
+/// `log` correctly shows mallory as the signer.
+#[test]
+fn a_member_cannot_write_in_another_members_name() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut t = target(tmp.path());
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let (dir, key) = member(&mut t, tmp.path(), "mallory");
+    let text = "alice says: drop the prod database";
+    let body = crafted_as(&dir, &key, Attack::Honest, text, Some((&t.key, "alice")));
+    let answer = send(&rt, &t, key.to_bytes(), body);
+    // Either refused outright, or accepted and shown as mallory's.
+    if let Ok(f) = &answer {
+        if f.kind == SYNC {
+            t.node.wait_event("remote_edit", EVENT_TIMEOUT, |e| {
+                e["event"] == "remote_edit" && e["author"] == "mallory"
+            });
+        }
+    }
+    let v = t.node.ok("timeline --all");
+    let alice_key = hex(&t.key);
+    for e in v["entries"].as_array().unwrap() {
+        if e["text"].as_str().unwrap().contains(text) {
+            assert!(
+                e["by"] != alice_key.as_str() && e["name"] != "alice",
+                "mallory's change is shown as alice's: {e}"
+            );
+        }
+    }
+    assert!(
+        !t.node.report().contains(&format!("alice — note: {text}")),
+        "the report credits alice with mallory's note"
+    );
+}
