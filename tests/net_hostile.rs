@@ -452,11 +452,8 @@ fn an_oversized_frame_is_refused_and_the_peer_marked() {
 /// whose timeline entry names alice (key and name) must not end up in
 /// alice's timeline and report as written by alice.
 ///
-/// Ignored: product bug. `Notebook::accept` checks the signature and the
-/// Automerge author field, but not the `by`/`name` that the change writes
-/// into its timeline entry, and the view shows those as they are; so the
-/// entry below is listed as alice's in `timeline` and in the report, while
-/// `log` correctly shows mallory as the signer.
+/// A timeline entry naming alice but signed by mallory is refused: entries
+/// must name the key that signed them (`dontpanic_incident::claimed_authors`).
 #[test]
 fn a_member_cannot_write_in_another_members_name() {
     let tmp = tempfile::tempdir().unwrap();
