@@ -518,10 +518,18 @@ impl SwarmTask {
                 }
             }
             Command::Request(proto, peer, frame, reply) => {
+                // request-response forgets an address as soon as one dial to
+                // it fails, so a join retried once our relay is connected
+                // would find nothing left to dial: offer what we remember.
+                let addrs = if self.swarm.is_connected(&peer) {
+                    Vec::new()
+                } else {
+                    self.dialable(peer)
+                };
                 let b = self.swarm.behaviour_mut();
                 let id = match proto {
-                    Proto::Sync => b.sync.send_request(&peer, frame),
-                    Proto::Join => b.join.send_request(&peer, frame),
+                    Proto::Sync => b.sync.send_request_with_addresses(&peer, frame, addrs),
+                    Proto::Join => b.join.send_request_with_addresses(&peer, frame, addrs),
                 };
                 self.pending.insert(id, reply);
             }
