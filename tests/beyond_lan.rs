@@ -1,91 +1,18 @@
-//! Beyond the LAN: namespaces `a`, `b` and `r`, where `a` and `b` each reach
-//! only `r` (no route between them, so no mDNS and no direct dial). The relay
-//! runs in `r`; `b` joins `a`'s incident with the invite alone; edits flow
+//! Beyond the LAN: hosts `a` and `b` of a routed [`support::Lan`] each reach
+//! only its hub `r` (no route between them, so no mDNS and no direct dial).
+//! The relay runs in `r`; `b` joins `a`'s incident with the invite alone; edits flow
 //! both ways; the relay is killed and restarted and edits made during the
 //! outage converge.
 
 mod support;
 
 use std::io::{BufRead, BufReader};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc::{channel, Receiver};
 use std::time::Duration;
 
-use support::{can_use_netns, eventually, sh, sh_quiet, Node};
-
-struct Topology {
-    a: String,
-    b: String,
-    r: String,
-}
-
-impl Topology {
-    fn new() -> Topology {
-        let tag = format!("dr{}", std::process::id() % 100_000);
-        let t = Topology {
-            a: format!("{tag}a"),
-            b: format!("{tag}b"),
-            r: format!("{tag}r"),
-        };
-        t.teardown();
-        for ns in [&t.a, &t.b, &t.r] {
-            sh(&["ip", "netns", "add", ns]);
-            sh(&["ip", "-n", ns, "link", "set", "lo", "up"]);
-        }
-        for (ns, side, net) in [(&t.a, "a", "10.88.1"), (&t.b, "b", "10.88.2")] {
-            let (inner, outer) = (format!("{tag}{side}0"), format!("{tag}{side}1"));
-            sh(&[
-                "ip", "link", "add", &inner, "netns", ns, "type", "veth", "peer", "name", &outer,
-                "netns", &t.r,
-            ]);
-            sh(&[
-                "ip",
-                "-n",
-                ns,
-                "addr",
-                "add",
-                &format!("{net}.2/24"),
-                "dev",
-                &inner,
-            ]);
-            sh(&[
-                "ip",
-                "-n",
-                &t.r,
-                "addr",
-                "add",
-                &format!("{net}.1/24"),
-                "dev",
-                &outer,
-            ]);
-            sh(&["ip", "-n", ns, "link", "set", &inner, "up"]);
-            sh(&["ip", "-n", &t.r, "link", "set", &outer, "up"]);
-        }
-        // r must not route between a and b.
-        sh(&[
-            "ip",
-            "netns",
-            "exec",
-            &t.r,
-            "sysctl",
-            "-qw",
-            "net.ipv4.ip_forward=0",
-        ]);
-        t
-    }
-
-    fn teardown(&self) {
-        for ns in [&self.a, &self.b, &self.r] {
-            sh_quiet(&["ip", "netns", "del", ns]);
-        }
-    }
-}
-
-impl Drop for Topology {
-    fn drop(&mut self) {
-        self.teardown();
-    }
-}
+use support::{can_use_netns, same_texts, wait_for, wait_until, Lan, Node};
 
 /// A relay process and the lines it prints.
 struct Relay {
@@ -94,7 +21,7 @@ struct Relay {
 }
 
 impl Relay {
-    fn start(ns: &str, dir: &std::path::Path) -> Relay {
+    fn start(ns: &str, dir: &Path) -> Relay {
         let mut child = Command::new("ip")
             .args([
                 "netns",
@@ -120,15 +47,16 @@ impl Relay {
         Relay { child, lines }
     }
 
-    /// The relay's address on `net` (e.g. "10.88.1"), once it listens there.
-    fn address_on(&self, net: &str) -> String {
+    /// The relay's address on the link to host `host`, once it listens there.
+    fn address_on(&self, lan: &Lan, host: usize) -> String {
+        let net = format!("/ip4/{}", lan.hub_ip(host));
         loop {
             let l = self
                 .lines
                 .recv_timeout(Duration::from_secs(20))
                 .expect("relay prints its addresses");
             if let Some(a) = l.strip_prefix("listening ") {
-                if a.starts_with(&format!("/ip4/{net}.")) {
+                if a.starts_with(&format!("{net}/")) {
                     return a.to_string();
                 }
             }
@@ -143,14 +71,11 @@ impl Drop for Relay {
     }
 }
 
-fn in_ns(ns: &str, dir: &std::path::Path, name: &str, extra: &[&str]) -> Node {
+/// A node in host `i`'s namespace, mDNS off.
+fn in_ns(lan: &Lan, i: usize, dir: &Path, name: &str, extra: &[&str]) -> Node {
     let mut args = vec!["--no-mdns"];
     args.extend_from_slice(extra);
-    Node::start(&["ip", "netns", "exec", ns], dir, name, &args)
-}
-
-fn converged(a: &mut Node, b: &mut Node) -> bool {
-    a.texts() == b.texts()
+    lan.spawn(i, dir, name, &args)
 }
 
 #[test]
@@ -158,21 +83,24 @@ fn members_on_two_networks_share_an_incident_through_a_relay() {
     if !can_use_netns("beyond_lan") {
         return;
     }
-    let net = Topology::new();
+    // a is host 0, b is host 1; the relay runs in the hub, which does not
+    // forward between them.
+    let net = Lan::routed(2);
     let tmp = tempfile::tempdir().unwrap();
     let relay_dir = tmp.path().join("relay");
-    let relay = Relay::start(&net.r, &relay_dir);
-    let relay_a = relay.address_on("10.88.1");
-    let relay_b = relay.address_on("10.88.2");
+    let relay = Relay::start(&net.hub, &relay_dir);
+    let relay_a = relay.address_on(&net, 0);
+    let relay_b = relay.address_on(&net, 1);
 
     let mut a = in_ns(
-        &net.a,
+        &net,
+        0,
         &tmp.path().join("a"),
         "alice",
         &["--relay", &relay_a],
     );
     a.ok("new \"region split\" --sev 2");
-    eventually("alice holds a reservation", Duration::from_secs(20), || {
+    wait_until("alice holds a reservation", Duration::from_secs(20), || {
         a.ok("whoami")["addresses"]
             .as_array()
             .unwrap()
@@ -182,11 +110,12 @@ fn members_on_two_networks_share_an_incident_through_a_relay() {
     // Keep only what bob cannot reach directly: alice's own address and her
     // circuit through the relay's a-side address. The join must go through
     // the relay connection bob already has (same relay peer id).
-    let full: dontpanic_net::Invite = a.ok("invite")["invite"].as_str().unwrap().parse().unwrap();
+    let full: dontpanic_net::Invite = a.invite().parse().unwrap();
+    let a_side = [net.ip(0), net.hub_ip(0)].map(|ip| format!("/ip4/{ip}/"));
     let addresses: Vec<_> = full
         .addresses
         .iter()
-        .filter(|x| x.to_string().starts_with("/ip4/10.88.1."))
+        .filter(|x| a_side.iter().any(|p| x.to_string().starts_with(p)))
         .cloned()
         .collect();
     assert!(
@@ -198,28 +127,26 @@ fn members_on_two_networks_share_an_incident_through_a_relay() {
     let invite = dontpanic_net::Invite { addresses, ..full }.to_string();
 
     let mut b = in_ns(
-        &net.b,
+        &net,
+        1,
         &tmp.path().join("b"),
         "bob",
         &["--relay", &relay_b, "join", &invite],
     );
-    let joined = b.next_reply("join");
-    assert_eq!(joined["ok"], true, "{joined}");
+    b.joined();
     a.ok("hypo \"the inter-region link flaps\"");
     b.ok("note \"bob sees timeouts from eu\"");
-    eventually(
+    wait_for(
         "edits flow both ways through the relay",
         Duration::from_secs(30),
-        || converged(&mut a, &mut b),
+        || same_texts(&mut [&mut a, &mut b]),
     );
-    let peers = a.ok("peers");
+    let peers = a.peers();
     assert!(
-        peers["peers"]
-            .as_array()
-            .unwrap()
+        peers
             .iter()
             .any(|p| p["name"] == "bob" && p["state"] == "connected" && p["route"] == "relayed"),
-        "{peers}"
+        "{peers:?}"
     );
 
     // The relay dies; both keep working; it comes back with the same identity.
@@ -227,16 +154,12 @@ fn members_on_two_networks_share_an_incident_through_a_relay() {
     a.ok("note \"alice during the relay outage\"");
     b.ok("note \"bob during the relay outage\"");
     std::thread::sleep(Duration::from_secs(1));
-    let relay = Relay::start(&net.r, &relay_dir);
-    assert_eq!(
-        relay.address_on("10.88.1"),
-        relay_a,
-        "same key, same address"
-    );
-    eventually(
+    let relay = Relay::start(&net.hub, &relay_dir);
+    assert_eq!(relay.address_on(&net, 0), relay_a, "same key, same address");
+    wait_for(
         "edits made during the outage converge",
         Duration::from_secs(60),
-        || converged(&mut a, &mut b),
+        || same_texts(&mut [&mut a, &mut b]),
     );
     assert!(a
         .texts()

@@ -13,7 +13,7 @@
 //! kind 1 (DENIED, "not trusted") even when they are valid, or fail because
 //! the connection is closed. Each attack therefore uses a fresh member.
 
-mod net_support;
+mod support;
 
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -25,7 +25,7 @@ use dontpanic_net::{FoundBy, Frame, Multiaddr, NetError, NodeConfig, NodeHandle,
 use dontpanic_notebook::incident::{Edit, Editor, Incident};
 use dontpanic_notebook::sync::SignedSyncMessage;
 use dontpanic_notebook::Notebook;
-use net_support::{device_seed, wait_until, Node, EVENT_TIMEOUT};
+use support::{device_seed, wait_until, Node, EVENT_TIMEOUT};
 
 const SYNC: u8 = 0;
 const DENIED: u8 = 1;
@@ -68,7 +68,7 @@ struct Target {
 }
 
 fn target(dir: &Path) -> Target {
-    let mut node = Node::loopback(&dir.join("alice"), "alice");
+    let mut node = Node::loopback(&dir.join("alice"), "alice", &[]);
     let incident = node.ok("new \"do not touch\" --sev 1")["id"]
         .as_str()
         .unwrap()
@@ -317,7 +317,7 @@ fn forged_foreign_and_garbled_changes_are_refused_and_the_peer_marked() {
     // Alice is still fine with honest members.
     let mut bob = Node::loopback_join(&tmp.path().join("bob"), "bob", &t.invite);
     bob.ok("note \"bob is honest\"");
-    net_support::converge(
+    support::converge(
         "alice and bob",
         &mut [&mut t.node, &mut bob],
         &["bob is honest"],

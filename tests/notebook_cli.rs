@@ -29,7 +29,7 @@ fn section<'a>(report: &'a str, heading: &str) -> &'a str {
 fn the_method_from_symptom_to_report() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("alice");
-    let mut n = Node::start(&[], &dir, "alice", &["--offline"]);
+    let mut n = Node::offline(&dir, "alice");
     n.ok("new \"checkout returns 500s\" --sev 2");
     n.ok("symptom \"HTTP 500 on /checkout\" --where eu-west --freq \"1 in 3 requests\" --impact \"customers cannot pay\"");
     let dns = id(&n.ok("hypo \"DNS resolution failing\""));
@@ -193,7 +193,7 @@ fn bad_input_is_refused_clearly_and_loses_nothing() {
 fn one_process_per_data_directory() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("d");
-    let mut first = Node::start(&[], &dir, "carol", &["--offline"]);
+    let mut first = Node::offline(&dir, "carol");
     first.ok("whoami");
     let (_, stderr, code) = script(&dir, "carol", &["whoami"]);
     assert_eq!(code, 2);
@@ -254,7 +254,7 @@ fn acknowledged_edits_survive_sigkill() {
     assert_eq!(code, 0);
     let mut acked: Vec<String> = Vec::new();
     for round in 0..4 {
-        let mut n = Node::start(&[], &dir, "erin", &["--offline"]);
+        let mut n = Node::offline(&dir, "erin");
         for i in 0..(5 + round * 7) {
             acked.push(id(&n.ok(&format!("hypo round{round}-{i}"))));
         }

@@ -5,49 +5,33 @@ mod support;
 
 use std::time::Duration;
 
-use support::{eventually, Node};
+use support::{same_texts, wait_for, wait_until, Node};
 
 const CONVERGE: Duration = Duration::from_secs(30);
-
-fn invite(n: &mut Node) -> String {
-    n.ok("invite")["invite"].as_str().unwrap().to_string()
-}
-
-fn converged(nodes: &mut [&mut Node]) -> bool {
-    let first = nodes[0].texts();
-    nodes[1..].iter_mut().all(|n| n.texts() == first)
-}
-
-/// The report with the timeline section cut (concurrent entries may be
-/// listed in a different order on different nodes only if their timestamps
-/// tie; everything else must be identical).
-fn report(n: &mut Node) -> String {
-    n.ok("report")["text"].as_str().unwrap().to_string()
-}
 
 #[test]
 fn three_nodes_join_edit_restart_and_converge() {
     let tmp = tempfile::tempdir().unwrap();
-    let mut a = Node::local(&tmp.path().join("a"), "alice", &[]);
+    let mut a = Node::loopback(&tmp.path().join("a"), "alice", &[]);
     a.ok("new \"payments down\" --sev 1");
-    let inv = invite(&mut a);
-    let mut b = Node::join(&tmp.path().join("b"), "bob", &inv);
-    let mut c = Node::join(&tmp.path().join("c"), "carol", &inv);
+    let inv = a.invite();
+    let mut b = Node::loopback_join(&tmp.path().join("b"), "bob", &inv);
+    let mut c = Node::loopback_join(&tmp.path().join("c"), "carol", &inv);
     // The join reply comes first; then each member edits.
     a.ok("hypo \"card processor timeout\"");
     b.ok("hypo \"expired TLS certificate\"");
     c.ok("symptom \"checkout spinner never ends\" --impact \"no payments\"");
     b.ok("note \"bob looking at cert expiry\"");
-    eventually("three nodes converge", CONVERGE, || {
-        converged(&mut [&mut a, &mut b, &mut c])
+    wait_for("three nodes converge", CONVERGE, || {
+        same_texts(&mut [&mut a, &mut b, &mut c])
     });
-    let ra = report(&mut a);
-    assert_eq!(ra, report(&mut b));
-    assert_eq!(ra, report(&mut c));
+    let ra = a.report();
+    assert_eq!(ra, b.report());
+    assert_eq!(ra, c.report());
     assert!(ra.contains("expired TLS certificate") && ra.contains("no payments"));
     // Live edits are announced on the others as they arrive.
     a.ok("note \"alice paged the processor\"");
-    b.event("remote_edit", CONVERGE, |e| {
+    b.wait_event("remote_edit", CONVERGE, |e| {
         e["event"] == "remote_edit" && e["summary"].as_str().unwrap().contains("alice paged")
     });
 
@@ -58,12 +42,12 @@ fn three_nodes_join_edit_restart_and_converge() {
     b.ok("note \"cert is valid until 2027\"");
     // Carol comes back, edits before she reconnects, then dials alice.
     let a_addr = a.address();
-    let mut c = Node::local(&c_dir, "carol", &[]);
+    let mut c = Node::loopback(&c_dir, "carol", &[]);
     c.ok("note \"carol offline: processor status page is green\"");
     c.ok("hypo \"DNS for the processor\"");
     c.ok(&format!("connect {a_addr}"));
-    eventually("restart converges", CONVERGE, || {
-        converged(&mut [&mut a, &mut b, &mut c])
+    wait_for("restart converges", CONVERGE, || {
+        same_texts(&mut [&mut a, &mut b, &mut c])
     });
     let texts = a.texts();
     assert!(
@@ -74,37 +58,37 @@ fn three_nodes_join_edit_restart_and_converge() {
         .texts()
         .iter()
         .any(|t| t.contains("cert is valid until 2027")));
-    let ra = report(&mut a);
-    assert_eq!(ra, report(&mut b));
-    assert_eq!(ra, report(&mut c));
+    let ra = a.report();
+    assert_eq!(ra, b.report());
+    assert_eq!(ra, c.report());
 }
 
 #[test]
 fn concurrent_edits_of_one_field_are_conflicts_until_resolved() {
     let tmp = tempfile::tempdir().unwrap();
-    let mut a = Node::local(&tmp.path().join("a"), "alice", &[]);
+    let mut a = Node::loopback(&tmp.path().join("a"), "alice", &[]);
     a.ok("new \"api latency\"");
-    let inv = invite(&mut a);
+    let inv = a.invite();
     let b_dir = tmp.path().join("b");
-    let mut b = Node::join(&b_dir, "bob", &inv);
-    eventually("join settles", CONVERGE, || {
-        converged(&mut [&mut a, &mut b])
+    let mut b = Node::loopback_join(&b_dir, "bob", &inv);
+    wait_for("join settles", CONVERGE, || {
+        same_texts(&mut [&mut a, &mut b])
     });
     b.quit();
     // Both retitle while apart.
     a.ok("title \"API latency in eu-west\"");
-    let mut b = Node::local(&b_dir, "bob", &[]);
+    let mut b = Node::loopback(&b_dir, "bob", &[]);
     b.ok("title \"API latency from the CDN\"");
     let a_addr = a.address();
     b.ok(&format!("connect {a_addr}"));
-    eventually("both see the conflict", CONVERGE, || {
+    wait_until("both see the conflict", CONVERGE, || {
         [&mut a, &mut b]
             .iter_mut()
-            .all(|n| n.ok("conflicts")["conflicts"].as_array().unwrap().len() == 1)
+            .all(|n| n.conflicts().len() == 1)
     });
     for n in [&mut a, &mut b] {
-        let c = n.ok("conflicts");
-        let conflict = &c["conflicts"][0];
+        let c = n.conflicts();
+        let conflict = &c[0];
         assert_eq!(conflict["field"], "title");
         let mut values: Vec<(String, String)> = conflict["values"]
             .as_array()
@@ -125,19 +109,13 @@ fn concurrent_edits_of_one_field_are_conflicts_until_resolved() {
                 ("API latency in eu-west".to_string(), "alice".to_string())
             ]
         );
-        assert!(n.ok("brief")["text"]
-            .as_str()
-            .unwrap()
-            .contains("conflicting edit"));
+        assert!(n.brief().contains("conflicting edit"));
     }
     b.ok("resolve title \"API latency in eu-west\"");
-    eventually("resolution reaches alice", CONVERGE, || {
-        a.ok("conflicts")["conflicts"]
-            .as_array()
-            .unwrap()
-            .is_empty()
+    wait_until("resolution reaches alice", CONVERGE, || {
+        a.conflicts().is_empty()
     });
-    let brief = a.ok("brief")["text"].as_str().unwrap().to_string();
+    let brief = a.brief();
     assert!(
         brief.contains("API latency in eu-west") && !brief.contains("conflicting edit"),
         "{brief}"
@@ -147,14 +125,13 @@ fn concurrent_edits_of_one_field_are_conflicts_until_resolved() {
 #[test]
 fn peers_lists_members_with_route_and_rtt() {
     let tmp = tempfile::tempdir().unwrap();
-    let mut a = Node::local(&tmp.path().join("a"), "alice", &[]);
+    let mut a = Node::loopback(&tmp.path().join("a"), "alice", &[]);
     a.ok("new \"peers table\"");
-    let inv = invite(&mut a);
-    let mut b = Node::join(&tmp.path().join("b"), "bob", &inv);
+    let inv = a.invite();
+    let mut b = Node::loopback_join(&tmp.path().join("b"), "bob", &inv);
     b.ok("note hello");
-    eventually("alice sees bob connected with an rtt", CONVERGE, || {
-        let p = a.ok("peers");
-        p["peers"].as_array().unwrap().iter().any(|r| {
+    wait_until("alice sees bob connected with an rtt", CONVERGE, || {
+        a.peers().iter().any(|r| {
             r["name"] == "bob"
                 && r["state"] == "connected"
                 && r["route"] == "direct"
