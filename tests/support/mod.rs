@@ -697,6 +697,19 @@ impl Lan {
         Node::spawn(&self.exec(i), dir, name, extra)
     }
 
+    /// Whether host `from` opens a TCP connection to `ip:port` within 1 s
+    /// (bash's /dev/tcp: no ping or netcat needed).
+    pub fn connects(&self, from: usize, ip: &str, port: &str) -> bool {
+        let probe = format!("exec 3<>/dev/tcp/{ip}/{port}");
+        let mut argv = self.exec(from);
+        argv.extend(["timeout", "1", "bash", "-c", &probe]);
+        Command::new(argv[0])
+            .args(&argv[1..])
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success())
+    }
+
     /// Brings host `i`'s link down (`false`) or up (`true`).
     pub fn link(&self, i: usize, up: bool) {
         let state = if up { "up" } else { "down" };
