@@ -440,15 +440,27 @@ impl Room {
 
     /// The TCP port node `i` listens on.
     fn listen_port(&mut self, i: usize) -> String {
+        // Listening is asynchronous: a node just started may answer
+        // `whoami` before it has an address.
         let ip = format!("/ip4/{}/tcp/", self.lan.ip(i));
-        let v = self.node(i).ok("whoami");
-        let addresses = v["addresses"].as_array().cloned().unwrap_or_default();
-        addresses
-            .iter()
-            .filter_map(|a| a.as_str()?.strip_prefix(&ip))
-            .map(|rest| rest.split('/').next().unwrap_or_default().to_string())
-            .next()
-            .unwrap_or_else(|| panic!("{}: no address on {ip}: {v}", NAMES[i]))
+        let deadline = Instant::now() + CONVERGE;
+        loop {
+            let v = self.node(i).ok("whoami");
+            let port = v["addresses"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|a| a.as_str()?.strip_prefix(&ip))
+                .map(|rest| rest.split('/').next().unwrap_or_default().to_string())
+                .next();
+            match port {
+                Some(port) => return port,
+                None if Instant::now() > deadline => {
+                    panic!("{}: no address on {ip} within {CONVERGE:?}: {v}", NAMES[i])
+                }
+                None => std::thread::sleep(Duration::from_millis(50)),
+            }
+        }
     }
 
     /// A unique note text: who (first), what, and a serial number.
