@@ -5,13 +5,13 @@
 use std::io::{BufRead, IsTerminal, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
 use dontpanic_net::{Multiaddr, NodeConfig};
-use dontpanic_notebook::Notebook;
+use dontpanic_notebook::{Notebook, NotebookHandle};
 use dontpanic_repl::{Network, Notice, PeerRow, Session};
 use dontpanic_sync::Replicator;
 
@@ -140,20 +140,23 @@ impl Network for War {
             .map(|p| format!("connected to {p}"))
             .map_err(|e| e.to_string())
     }
-    fn invite(&self, _: &Arc<Mutex<Notebook>>) -> Result<String, String> {
+    fn invite(&self) -> Result<String, String> {
         self.0
             .invite()
             .map(|i| i.to_string())
             .map_err(|e| e.to_string())
     }
-    fn join(&self, _: &Arc<Mutex<Notebook>>, invite: &str) -> Result<String, String> {
+    fn join(&self, invite: &str) -> Result<String, String> {
         self.0.join(invite).map_err(|e| e.to_string())
     }
-    fn incident_opened(&self, _: &Arc<Mutex<Notebook>>) {
+    fn incident_opened(&self) {
         self.0.incident_opened();
     }
-    fn local_edit(&self) {
-        self.0.local_edit();
+    fn local_edit(&self, incident: &str) {
+        self.0.local_edit(incident);
+    }
+    fn members_online(&self, incident: &str) -> usize {
+        self.0.members_online(incident)
     }
     fn addresses(&self) -> (String, Vec<String>) {
         let node = self.0.node().clone();
@@ -192,8 +195,8 @@ fn run(cli: Cli) -> Result<bool> {
         nb.data().save_config(&cfg)?;
     }
     let seed = nb.device().key.to_bytes();
-    let notebook = Arc::new(Mutex::new(nb));
-    let (notify, notices) = std::sync::mpsc::channel::<Notice>();
+    let notebook = NotebookHandle::spawn(nb);
+    let (notify, notices) = std::sync::mpsc::sync_channel::<Notice>(64);
     let replicator = if cli.offline {
         None
     } else {
@@ -209,7 +212,8 @@ fn run(cli: Cli) -> Result<bool> {
             agent: format!("dontpanic/{}", env!("CARGO_PKG_VERSION")),
         };
         let (node, events) = runtime.block_on(dontpanic_net::node::start(config))?;
-        let (tx, rx) = std::sync::mpsc::channel::<dontpanic_sync::Notice>();
+        let (replicator, rx) =
+            Replicator::start(notebook.clone(), node, events, runtime.handle().clone());
         std::thread::spawn(move || {
             for n in rx {
                 if notify
@@ -223,13 +227,7 @@ fn run(cli: Cli) -> Result<bool> {
                 }
             }
         });
-        Some(Replicator::start(
-            notebook.clone(),
-            node,
-            events,
-            tx,
-            runtime.handle().clone(),
-        ))
+        Some(replicator)
     };
     let network: Option<Arc<dyn Network>> = replicator
         .clone()
@@ -253,12 +251,13 @@ fn run(cli: Cli) -> Result<bool> {
     if let Some(r) = &replicator {
         r.flush(Duration::from_secs(3));
     }
-    if let Ok(mut nb) = notebook.lock() {
-        let _ = nb.save_sync_states();
-        // Leave a snapshot behind so the next start opens fast.
-        if let Err(e) = nb.compact_if(1_000) {
-            eprintln!("warning: could not write a snapshot: {e}");
-        }
+    // Sync states are saved and a snapshot is left behind so the next
+    // start opens fast.
+    if let Err(e) = notebook.blocking(notebook.shutdown()) {
+        eprintln!("warning: could not write a snapshot: {e}");
+    }
+    if let Some(r) = &replicator {
+        runtime.block_on(r.node().shutdown());
     }
     Ok(ok)
 }

@@ -390,6 +390,11 @@ impl Incident {
         }
     }
 
+    /// The title.
+    pub fn title(&self) -> String {
+        self.str_at(&ROOT, "title").unwrap_or_default()
+    }
+
     /// The current status.
     pub fn status(&self) -> Status {
         self.str_at(&ROOT, "status")

@@ -16,6 +16,7 @@
 //! REPL and by the node, and returns plain values.
 #![deny(missing_docs)]
 
+pub mod actor;
 pub mod sync;
 
 use std::collections::{HashMap, HashSet};
@@ -29,6 +30,7 @@ pub use dontpanic_incident as incident;
 use dontpanic_incident::{Applied, Edit, Editor, Incident, RuleError, Severity};
 use dontpanic_store::{DataDir, Device, Journal, StoreError};
 
+pub use actor::{NotebookHandle, Published};
 pub use dontpanic_store::Damage;
 
 /// Errors from the notebook; they name what was wrong.
@@ -63,6 +65,21 @@ pub enum NotebookError {
     /// Automerge refused the changes.
     #[error("document error: {0}")]
     Document(String),
+    /// The notebook thread has stopped.
+    #[error("the notebook has stopped")]
+    Stopped,
+}
+
+impl NotebookError {
+    /// Whether the error is the fault of whoever sent the changes (a
+    /// verification or document failure), as opposed to a local fault (the
+    /// disk, a missing incident) that must never be blamed on a peer.
+    pub fn blames_sender(&self) -> bool {
+        matches!(
+            self,
+            NotebookError::Rejected { .. } | NotebookError::Document(_)
+        )
+    }
 }
 
 /// A change with its verification, as `log` shows it.
@@ -136,7 +153,11 @@ impl OpenIncident {
 pub struct Notebook {
     data: DataDir,
     device: Device,
-    open: Option<OpenIncident>,
+    /// Every incident loaded so far, by id: all of them stay in sync, not
+    /// only the one at the prompt.
+    held: HashMap<String, OpenIncident>,
+    /// The incident at the prompt.
+    current: Option<String>,
 }
 
 /// Milliseconds since the Unix epoch, now.
@@ -165,7 +186,8 @@ impl Notebook {
         Ok(Notebook {
             data,
             device,
-            open: None,
+            held: HashMap::new(),
+            current: None,
         })
     }
 
@@ -192,21 +214,46 @@ impl Notebook {
         }
     }
 
-    /// The open incident, if any.
+    /// The incident at the prompt, if any.
     pub fn current(&self) -> Option<&OpenIncident> {
-        self.open.as_ref()
+        self.current.as_ref().and_then(|id| self.held.get(id))
     }
 
-    fn current_mut(&mut self) -> Result<&mut OpenIncident, NotebookError> {
-        self.open.as_mut().ok_or(NotebookError::NoIncident)
+    /// The id of the incident at the prompt.
+    pub fn current_id(&self) -> Result<&str, NotebookError> {
+        self.current.as_deref().ok_or(NotebookError::NoIncident)
     }
 
     /// The open incident's model.
     pub fn incident(&self) -> Result<&Incident, NotebookError> {
-        self.open
-            .as_ref()
+        self.current()
             .map(|o| &o.incident)
             .ok_or(NotebookError::NoIncident)
+    }
+
+    /// A loaded incident by full id.
+    pub fn held(&self, id: &str) -> Option<&OpenIncident> {
+        self.held.get(id)
+    }
+
+    /// Ids of every loaded incident.
+    pub fn held_ids(&self) -> Vec<String> {
+        self.held.keys().cloned().collect()
+    }
+
+    fn held_mut(&mut self, id: &str) -> Result<&mut OpenIncident, NotebookError> {
+        self.held
+            .get_mut(id)
+            .ok_or_else(|| NotebookError::UnknownIncident(id.to_string()))
+    }
+
+    /// Loads a stored incident (if not loaded yet) without putting it at
+    /// the prompt; returns the damage found while loading.
+    pub fn ensure_loaded(&mut self, id: &str) -> Result<Vec<String>, NotebookError> {
+        if self.held.contains_key(id) {
+            return Ok(Vec::new());
+        }
+        self.load(id)
     }
 
     /// Starts a new incident, stores it and opens it.
@@ -217,7 +264,8 @@ impl Notebook {
         let mut journal = self.data.create_journal(&id)?;
         journal.append(std::slice::from_ref(&signed))?;
         let signatures = HashMap::from([(signed.hash(), signed.detached())]);
-        self.install(incident, journal, signatures, &id, Arc::default())?;
+        self.hold(incident, journal, signatures, &id, Arc::default());
+        self.make_current(&id)?;
         Ok(applied)
     }
 
@@ -251,10 +299,18 @@ impl Notebook {
         }
     }
 
-    /// Opens a stored incident, verifying every change; returns any damage
-    /// found in its journal (already reported, kept aside, and repaired).
+    /// Puts a stored incident at the prompt, loading it if needed (every
+    /// change verified); returns any damage found in its journal (already
+    /// reported, kept aside, and repaired).
     pub fn open_incident(&mut self, typed: &str) -> Result<Vec<String>, NotebookError> {
         let id = self.resolve_incident(typed)?;
+        let warnings = self.ensure_loaded(&id)?;
+        self.make_current(&id)?;
+        Ok(warnings)
+    }
+
+    fn load(&mut self, id: &str) -> Result<Vec<String>, NotebookError> {
+        let id = id.to_string();
         let (journal, loaded) = self.data.open_journal(&id)?;
         let mut warnings: Vec<String> = loaded.damage.iter().map(|d| d.to_string()).collect();
         if let Some(aside) = &loaded.kept_aside {
@@ -299,27 +355,35 @@ impl Notebook {
                 missing.len()
             ));
         }
-        self.install(Incident::from_doc(doc)?, journal, signatures, &id, bad)?;
+        self.hold(Incident::from_doc(doc)?, journal, signatures, &id, bad);
         Ok(warnings)
     }
 
-    /// Makes an incident the open one, its changes bound to this device.
-    fn install(
+    /// Keeps a loaded incident, its changes bound to this device.
+    fn hold(
         &mut self,
         mut incident: Incident,
         journal: Journal,
         signatures: HashMap<ChangeHash, ChangeSignature>,
         id: &str,
         bad_signatures: Arc<AtomicUsize>,
-    ) -> Result<(), NotebookError> {
+    ) {
         incident.set_author(&self.device.key.public().to_bytes());
-        self.open = Some(OpenIncident {
-            incident,
-            journal,
-            signatures,
-            sync: sync::SyncStates::default(),
-            bad_signatures,
-        });
+        self.held.insert(
+            id.to_string(),
+            OpenIncident {
+                incident,
+                journal,
+                signatures,
+                sync: sync::SyncStates::default(),
+                bad_signatures,
+            },
+        );
+    }
+
+    /// Puts a loaded incident at the prompt and remembers it for next start.
+    fn make_current(&mut self, id: &str) -> Result<(), NotebookError> {
+        self.current = Some(id.to_string());
         self.remember_current(id)
     }
 
@@ -327,9 +391,7 @@ impl Notebook {
     pub fn incidents(&self) -> Result<Vec<IncidentSummary>, NotebookError> {
         let mut out = Vec::new();
         for id in self.data.incidents()? {
-            if let Some(open) = self.open.as_ref().filter(|o| {
-                o.incident.id().map(|i| i.to_string()).ok().as_deref() == Some(id.as_str())
-            }) {
+            if let Some(open) = self.held.get(&id) {
                 out.push(summary_of(&open.incident, &id));
                 continue;
             }
@@ -356,50 +418,64 @@ impl Notebook {
     /// Applies a local edit: rules, signature, journal, in that order. When
     /// this returns `Ok`, the edit is on disk.
     pub fn edit(&mut self, edit: Edit) -> Result<Applied, NotebookError> {
+        let id = self.current_id()?.to_string();
+        self.edit_in(&id, edit)
+    }
+
+    /// Applies a local edit to a loaded incident (not necessarily the one
+    /// at the prompt: admitting a joiner, say).
+    pub fn edit_in(&mut self, id: &str, edit: Edit) -> Result<Applied, NotebookError> {
         let editor = self.editor();
         let key = self.device.key.clone();
-        let open = self.current_mut()?;
+        let open = self.held_mut(id)?;
         let applied = open.incident.apply(edit, &editor, now_ms())?;
         let signed = SignedChange::sign(&key, applied.change.clone());
         match open.journal.append(std::slice::from_ref(&signed)) {
             Ok(()) => {
                 open.signatures.insert(signed.hash(), signed.detached());
-                self.compact_if(COMPACT_EVERY)?;
+                self.compact_incident_if(id, COMPACT_EVERY)?;
                 Ok(applied)
             }
             Err(e) => {
                 // The change is in memory but not on disk: reload from the
                 // journal so memory never runs ahead of what is durable.
-                let id = open.incident.id()?.to_string();
-                self.open = None;
-                let _ = self.open_incident(&id);
+                self.held.remove(id);
+                if let Err(again) = self.load(id) {
+                    tracing::error!("incident {id}: reload after a failed append: {again}");
+                }
                 Err(e.into())
             }
         }
     }
 
-    /// Folds the journal into a sealed snapshot once it holds at least
-    /// `records` changes, so the next open loads one document.
+    /// Folds every loaded incident's journal into a sealed snapshot once it
+    /// holds at least `records` changes, so the next open loads one document.
     pub fn compact_if(&mut self, records: usize) -> Result<(), NotebookError> {
-        let Some(open) = self.open.as_mut() else {
+        for id in self.held_ids() {
+            self.compact_incident_if(&id, records)?;
+        }
+        Ok(())
+    }
+
+    fn compact_incident_if(&mut self, id: &str, records: usize) -> Result<(), NotebookError> {
+        let Some(open) = self.held.get_mut(id) else {
             return Ok(());
         };
         if open.journal.records() < records.max(1) {
             return Ok(());
         }
-        let id = open.incident.id()?.to_string();
         let snap = dontpanic_store::Snapshot {
             doc: open.incident.doc().save(),
             signatures: open.signatures.values().copied().collect(),
         };
         self.data
-            .compact(&id, &self.device.key, &snap, &mut open.journal)?;
+            .compact(id, &self.device.key, &snap, &mut open.journal)?;
         Ok(())
     }
 
     /// Every change of the open incident with its signer and verification.
     pub fn log(&self) -> Result<Vec<LogEntry>, NotebookError> {
-        let open = self.open.as_ref().ok_or(NotebookError::NoIncident)?;
+        let open = self.current().ok_or(NotebookError::NoIncident)?;
         let view = open.incident.view()?;
         let metas = open.incident.doc().get_changes_meta(&[]);
         Ok(metas
@@ -426,17 +502,22 @@ impl Notebook {
     /// Verifies changes from elsewhere and, only if all pass, applies and
     /// stores them. Each must be signed by a roster member, where members
     /// added by other changes in the same batch count.
-    pub fn accept(&mut self, changes: Vec<SignedChange>) -> Result<Vec<RemoteEdit>, NotebookError> {
-        let edits = self.accept_verified(changes)?;
-        self.compact_if(COMPACT_EVERY)?;
+    pub fn accept(
+        &mut self,
+        id: &str,
+        changes: Vec<SignedChange>,
+    ) -> Result<Vec<RemoteEdit>, NotebookError> {
+        let edits = self.accept_verified(id, changes)?;
+        self.compact_incident_if(id, COMPACT_EVERY)?;
         Ok(edits)
     }
 
     fn accept_verified(
         &mut self,
+        id: &str,
         changes: Vec<SignedChange>,
     ) -> Result<Vec<RemoteEdit>, NotebookError> {
-        let open = self.current_mut()?;
+        let open = self.held_mut(id)?;
         let fresh: Vec<SignedChange> = {
             let mut seen = HashSet::new();
             changes
@@ -548,20 +629,31 @@ impl Notebook {
             });
         }
         let id = incident.id()?.to_string();
-        let mut journal = match self.data.open_journal(&id) {
-            Ok((j, _)) => j,
-            Err(StoreError::UnknownIncident(_)) => self.data.create_journal(&id)?,
-            Err(e) => return Err(e.into()),
-        };
-        journal.append(&changes)?;
-        drop(journal);
-        self.open_incident(&id)?;
+        if self.data.incidents()?.contains(&id) {
+            // Joined again (a new invite, a second device): only what is new
+            // goes to the journal, through the verified path.
+            self.ensure_loaded(&id)?;
+            self.accept(&id, changes)?;
+        } else {
+            let mut journal = self.data.create_journal(&id)?;
+            if let Err(e) = journal.append(&changes) {
+                drop(journal);
+                let _ = std::fs::remove_dir_all(self.data.incident_dir(&id));
+                return Err(e.into());
+            }
+            drop(journal);
+            self.load(&id)?;
+        }
+        self.make_current(&id)?;
         Ok(id)
     }
 
-    /// All stored changes of the open incident with their signatures.
-    pub fn signed_changes(&self) -> Result<Vec<SignedChange>, NotebookError> {
-        let open = self.open.as_ref().ok_or(NotebookError::NoIncident)?;
+    /// All stored changes of a loaded incident with their signatures.
+    pub fn signed_changes(&self, id: &str) -> Result<Vec<SignedChange>, NotebookError> {
+        let open = self
+            .held
+            .get(id)
+            .ok_or_else(|| NotebookError::UnknownIncident(id.to_string()))?;
         Ok(open
             .incident
             .doc()
@@ -627,7 +719,7 @@ fn roster_of(doc: &Automerge) -> HashSet<String> {
     roster_names(doc).into_keys().collect()
 }
 
-fn roster_names(doc: &Automerge) -> HashMap<String, String> {
+pub(crate) fn roster_names(doc: &Automerge) -> HashMap<String, String> {
     use automerge::{ObjType, ReadDoc, Value, ROOT};
     let Ok(Some((Value::Object(ObjType::Map), roster))) = doc.get(ROOT, "roster") else {
         return HashMap::new();

@@ -198,10 +198,13 @@ pub fn decode_changes(bytes: &[u8]) -> Result<Vec<SignedChange>, NotebookError> 
     Ok(out)
 }
 
-/// Per-peer Automerge sync states of the open incident.
+/// Per-peer Automerge sync states of one incident.
 #[derive(Default)]
 pub struct SyncStates {
     states: HashMap<String, sync::State>,
+    /// Peers whose dialogue broke off: the next message tells them to
+    /// forget what they think they sent us.
+    reset: std::collections::HashSet<String>,
 }
 
 fn state_file(peer: &str) -> String {
@@ -209,47 +212,72 @@ fn state_file(peer: &str) -> String {
 }
 
 impl Notebook {
-    fn sync_state(&mut self, peer: &str) -> Result<&mut sync::State, NotebookError> {
-        let open = self.open.as_mut().ok_or(NotebookError::NoIncident)?;
-        let id = open.incident.id()?.to_string();
+    /// Takes a peer's sync state of an incident out (to be put back), read
+    /// from disk the first time.
+    fn take_sync_state(&mut self, id: &str, peer: &str) -> Result<sync::State, NotebookError> {
         let data = &self.data;
-        Ok(open.sync.states.entry(peer.to_string()).or_insert_with(|| {
-            // A persisted state remembers what the peer had, so a reconnect
-            // sends only what is missing.
-            data.read_aux(&id, &state_file(peer))
-                .and_then(|b| sync::State::decode(&b).ok())
-                .unwrap_or_default()
-        }))
+        let open = self
+            .held
+            .get_mut(id)
+            .ok_or_else(|| NotebookError::UnknownIncident(id.to_string()))?;
+        let reset = &mut open.sync.reset;
+        Ok(std::mem::take(
+            open.sync.states.entry(peer.to_string()).or_insert_with(|| {
+                // A persisted state remembers what the peer had, so a
+                // reconnect sends only what is missing.
+                let mut state: sync::State = data
+                    .read_aux(id, &state_file(peer))
+                    .and_then(|b| sync::State::decode(&b).ok())
+                    .unwrap_or_default();
+                if reset.remove(peer) {
+                    // The peer may believe it sent us changes we never
+                    // stored (a full disk, an answer lost on the way): its
+                    // next message must resend them. Every dontpanic peer
+                    // runs an Automerge that understands the reset flag.
+                    state.needs_reset = true;
+                    state.their_capabilities = Some(vec![
+                        sync::Capability::MessageV2,
+                        sync::Capability::SyncReset,
+                    ]);
+                }
+                state
+            }),
+        ))
     }
 
-    /// Saves every peer's sync state of the open incident.
+    /// Saves every peer's sync state of every loaded incident.
     pub fn save_sync_states(&self) -> Result<(), NotebookError> {
-        let Some(open) = self.open.as_ref() else {
-            return Ok(());
-        };
-        let id = open.incident.id()?.to_string();
-        for (peer, state) in &open.sync.states {
-            self.data
-                .write_aux(&id, &state_file(peer), &state.encode())?;
+        for (id, open) in &self.held {
+            for (peer, state) in &open.sync.states {
+                self.data
+                    .write_aux(id, &state_file(peer), &state.encode())?;
+            }
         }
         Ok(())
     }
 
-    /// Forgets in-flight state for a peer that went away (its saved shared
-    /// heads stay), so the next connection starts cleanly.
+    /// Forgets in-flight state for a peer that went away or whose dialogue
+    /// broke off (its saved shared heads stay), so the next dialogue starts
+    /// cleanly and resends what the peer may not have stored.
     pub fn peer_gone(&mut self, peer: &str) -> Result<(), NotebookError> {
-        self.save_sync_states()?;
-        if let Some(open) = self.open.as_mut() {
-            open.sync.states.remove(peer);
+        let saved = self.save_sync_states();
+        for open in self.held.values_mut() {
+            if open.sync.states.remove(peer).is_some() {
+                open.sync.reset.insert(peer.to_string());
+            }
         }
-        Ok(())
+        saved
     }
 
-    /// The next sync message for `peer` (hex key), if there is anything to say.
-    pub fn sync_message_for(&mut self, peer: &str) -> Result<Option<Vec<u8>>, NotebookError> {
-        let state = std::mem::take(self.sync_state(peer)?);
-        let open = self.open.as_mut().ok_or(NotebookError::NoIncident)?;
-        let mut state = state;
+    /// The next sync message of incident `id` for `peer` (hex key), if there
+    /// is anything to say.
+    pub fn sync_message_for(
+        &mut self,
+        id: &str,
+        peer: &str,
+    ) -> Result<Option<Vec<u8>>, NotebookError> {
+        let mut state = self.take_sync_state(id, peer)?;
+        let open = self.held_mut(id)?;
         let msg = open.incident.doc().generate_sync_message(&mut state);
         open.sync.states.insert(peer.to_string(), state);
         let Some(msg) = msg else {
@@ -282,10 +310,12 @@ impl Notebook {
         ))
     }
 
-    /// Verifies and applies a signed sync message from `peer`. On any failure
-    /// nothing is applied and the sync state is untouched.
+    /// Verifies and applies a signed sync message of incident `id` from
+    /// `peer`. On any failure nothing is applied and the sync state is
+    /// untouched.
     pub fn receive_sync(
         &mut self,
+        id: &str,
         peer: &str,
         bytes: &[u8],
     ) -> Result<Vec<RemoteEdit>, NotebookError> {
@@ -298,7 +328,7 @@ impl Notebook {
         for change in changes_in(&msg)? {
             let hash = change.hash();
             let known = self
-                .current()
+                .held(id)
                 .is_some_and(|o| o.signatures.contains_key(&hash));
             if known {
                 continue;
@@ -309,11 +339,11 @@ impl Notebook {
             })?;
             incoming.push(SignedChange::from_parts(change, s.signer, s.signature));
         }
-        let edits = self.accept(incoming)?;
+        let edits = self.accept(id, incoming)?;
         // The changes are applied; Automerge only updates what it knows of the peer.
         msg.changes = sync::ChunkList::empty();
-        let mut state = std::mem::take(self.sync_state(peer)?);
-        let open = self.open.as_mut().ok_or(NotebookError::NoIncident)?;
+        let mut state = self.take_sync_state(id, peer)?;
+        let open = self.held_mut(id)?;
         let result = open
             .incident
             .doc_mut()

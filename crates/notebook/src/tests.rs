@@ -31,7 +31,7 @@ fn snapshot_then_journal_reopen_with_everything() {
     assert_eq!(view.timeline.len(), 26);
     assert!(nb.log().unwrap().iter().all(|e| e.verified));
     // Sync still has every signature.
-    assert_eq!(nb.signed_changes().unwrap().len(), 26);
+    assert_eq!(nb.signed_changes(&id).unwrap().len(), 26);
 }
 
 #[test]
@@ -97,12 +97,13 @@ fn accept_refuses_non_members_and_applies_nothing() {
     automerge::transaction::Transactable::put(&mut tx, automerge::ROOT, "title", "pwned").unwrap();
     tx.commit();
     let change = doc.get_last_local_change().unwrap();
-    let before = nb.signed_changes().unwrap().len();
+    let id = nb.current_id().unwrap().to_string();
+    let before = nb.signed_changes(&id).unwrap().len();
     let err = nb
-        .accept(vec![SignedChange::sign(&stranger, change)])
+        .accept(&id, vec![SignedChange::sign(&stranger, change)])
         .unwrap_err();
     assert!(err.to_string().contains("not a member"), "{err}");
-    assert_eq!(nb.signed_changes().unwrap().len(), before);
+    assert_eq!(nb.signed_changes(&id).unwrap().len(), before);
     assert_eq!(nb.incident().unwrap().view().unwrap().title, "x");
 }
 
@@ -118,7 +119,7 @@ fn a_bad_signature_sealed_into_a_snapshot_is_found_after_open() {
         .to_string();
     (0..5).for_each(|i| note(&mut nb, &format!("n{i}")));
     let key = nb.device().key.clone();
-    let open = nb.open.as_mut().unwrap();
+    let open = nb.held.get_mut(&id).unwrap();
     let mut sigs: Vec<ChangeSignature> = open.signatures.values().copied().collect();
     sigs[0].signature = sigs[1].signature;
     let snap = dontpanic_store::Snapshot {
@@ -170,10 +171,63 @@ fn a_member_cannot_write_in_another_members_name() {
             .iter()
             .any(|e| e.text.contains("prod database"))
     };
-    let err = nb.accept(vec![note_by(&nb, &alice)]).unwrap_err();
+    let id = nb.current_id().unwrap().to_string();
+    let err = nb.accept(&id, vec![note_by(&nb, &alice)]).unwrap_err();
     assert!(err.to_string().contains("in the name of"), "{err}");
     assert!(!visible(&nb));
     // The same note in her own name is accepted: the rule, not the content, refused it.
-    nb.accept(vec![note_by(&nb, &own)]).unwrap();
+    nb.accept(&id, vec![note_by(&nb, &own)]).unwrap();
     assert!(visible(&nb));
+}
+
+/// Runs the sync dialogue between two notebooks until neither has anything
+/// to say; returns the rounds it took.
+fn converge(a: &mut Notebook, b: &mut Notebook, id: &str) -> usize {
+    let ka = a.device().key.public().to_string();
+    let kb = b.device().key.public().to_string();
+    for round in 1..=20 {
+        let m = a.sync_message_for(id, &kb).unwrap();
+        if let Some(m) = &m {
+            b.receive_sync(id, &ka, m).unwrap();
+        }
+        let r = b.sync_message_for(id, &ka).unwrap();
+        if let Some(r) = &r {
+            a.receive_sync(id, &kb, r).unwrap();
+        }
+        if m.is_none() && r.is_none() {
+            return round;
+        }
+    }
+    panic!("no convergence in 20 rounds");
+}
+
+#[test]
+fn changes_lost_on_the_way_are_sent_again_after_the_receiver_resets() {
+    let (ta, tb) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let mut a = notebook(ta.path());
+    let mut b = Notebook::open(tb.path(), Some("bob")).unwrap();
+    a.create("lost", Severity::Sev2).unwrap();
+    let id = a.current_id().unwrap().to_string();
+    a.edit(Edit::AddMember {
+        key: b.device().key.public().to_string(),
+        name: "bob".into(),
+    })
+    .unwrap();
+    b.adopt(a.signed_changes(&id).unwrap()).unwrap();
+    converge(&mut a, &mut b, &id);
+    note(&mut a, "written while bob's disk was full");
+    // a sends the change; b cannot store it (the message is lost to it) and
+    // starts its side of the dialogue afresh, as the replicator does.
+    let kb = b.device().key.public().to_string();
+    let lost = a.sync_message_for(&id, &kb).unwrap();
+    assert!(lost.is_some());
+    b.peer_gone(&a.device().key.public().to_string()).unwrap();
+    converge(&mut a, &mut b, &id);
+    let seen = b.incident().unwrap().view().unwrap();
+    assert!(
+        seen.timeline
+            .iter()
+            .any(|e| e.text.contains("disk was full")),
+        "the lost change was sent again"
+    );
 }

@@ -31,7 +31,7 @@ use rustyline::validate::Validator;
 use rustyline::{Context, ExternalPrinter, Helper};
 
 pub use command::{Command, ParseError};
-pub use session::{Network, PeerRow, Reply, Session};
+pub use session::{Company, Network, PeerRow, PromptContext, Reply, Session};
 
 /// Something that happened on its own (not in answer to a command).
 #[derive(Clone, Debug)]
@@ -139,13 +139,25 @@ impl rustyline::Prompt for StyledPrompt {
 
 fn prompt(session: &Session, style: Style) -> StyledPrompt {
     match session.prompt_context() {
-        Some((id, status)) => StyledPrompt {
-            raw: format!("dontpanic [{id} {status}]> "),
+        Some(PromptContext {
+            incident,
+            status,
+            company,
+        }) => StyledPrompt {
+            raw: format!("dontpanic [{incident} {status} · {company}]> "),
             styled: format!(
-                "{} [{} {}]> ",
+                "{} [{} {} · {}]> ",
                 style.paint("1", "dontpanic"),
-                style.paint("33", &id),
-                style.paint(if status == "resolved" { "32" } else { "31" }, &status)
+                style.paint("33", &incident),
+                style.paint(if status == "resolved" { "32" } else { "31" }, &status),
+                style.paint(
+                    match company {
+                        Company::Members { online, .. } if online > 0 => "32",
+                        Company::Alone => "0",
+                        _ => "33",
+                    },
+                    &company.to_string()
+                )
             ),
         },
         None => StyledPrompt {

@@ -1,10 +1,10 @@
 //! Running parsed commands against the notebook, producing one [`Reply`]
 //! each, in text and in JSON.
 
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::Arc;
 
-use dontpanic_incident::{render, Edit, Kind};
-use dontpanic_notebook::{Notebook, NotebookError};
+use dontpanic_incident::{render, Edit};
+use dontpanic_notebook::{NotebookError, NotebookHandle};
 use serde_json::{json, Value};
 
 use crate::command::{self, Command};
@@ -53,15 +53,56 @@ pub trait Network: Send + Sync {
     /// `connect <addr>`.
     fn connect(&self, addr: &str) -> Result<String, String>;
     /// `invite`: the invite string for the open incident.
-    fn invite(&self, notebook: &Arc<Mutex<Notebook>>) -> Result<String, String>;
+    fn invite(&self) -> Result<String, String>;
     /// `join <invite>`: returns the joined incident's id once it is stored.
-    fn join(&self, notebook: &Arc<Mutex<Notebook>>, invite: &str) -> Result<String, String>;
+    fn join(&self, invite: &str) -> Result<String, String>;
     /// The incident that is now open (after `new`/`open`), so the node syncs it.
-    fn incident_opened(&self, notebook: &Arc<Mutex<Notebook>>);
-    /// A local edit was made, so peers should hear of it.
-    fn local_edit(&self);
+    fn incident_opened(&self);
+    /// A local edit was made in `incident`, so peers should hear of it.
+    fn local_edit(&self, incident: &str);
     /// This node's peer id and dialable addresses.
     fn addresses(&self) -> (String, Vec<String>);
+    /// How many members of `incident` other than us are connected now
+    /// (never waits on the network).
+    fn members_online(&self, incident: &str) -> usize;
+}
+
+/// Who else is here, for the prompt.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Company {
+    /// No networking in this session.
+    Offline,
+    /// Nobody else is on the roster.
+    Alone,
+    /// Members other than us on the roster, and how many are connected.
+    Members {
+        /// Connected now.
+        online: usize,
+        /// On the roster, us excluded.
+        of: usize,
+    },
+}
+
+impl std::fmt::Display for Company {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Company::Offline => f.write_str("offline"),
+            Company::Alone => f.write_str("alone"),
+            Company::Members { online: 0, .. } => f.write_str("no member reachable"),
+            Company::Members { online, of } => write!(f, "{online}/{of} online"),
+        }
+    }
+}
+
+/// What the prompt shows.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PromptContext {
+    /// Short incident id.
+    pub incident: String,
+    /// Status word.
+    pub status: String,
+    /// Who else is here.
+    pub company: Company,
 }
 
 /// One row of `peers`.
@@ -87,48 +128,61 @@ pub struct PeerRow {
     pub problem: Option<String>,
 }
 
-/// A REPL session: the notebook and, if running, the network.
+/// A REPL session: the notebook (through its handle) and, if running, the
+/// network.
 pub struct Session {
-    notebook: Arc<Mutex<Notebook>>,
+    notebook: NotebookHandle,
     network: Option<Arc<dyn Network>>,
 }
 
 impl Session {
     /// A session over a notebook, with or without a network.
-    pub fn new(notebook: Arc<Mutex<Notebook>>, network: Option<Arc<dyn Network>>) -> Session {
+    pub fn new(notebook: NotebookHandle, network: Option<Arc<dyn Network>>) -> Session {
         Session { notebook, network }
     }
 
-    /// The shared notebook.
-    pub fn notebook(&self) -> &Arc<Mutex<Notebook>> {
+    /// The notebook's handle.
+    pub fn notebook(&self) -> &NotebookHandle {
         &self.notebook
     }
 
-    fn lock(&self) -> MutexGuard<'_, Notebook> {
-        self.notebook.lock().unwrap_or_else(|p| p.into_inner())
+    /// Waits for a notebook request from this (non-async) thread.
+    fn ask<T>(
+        &self,
+        request: impl std::future::Future<Output = Result<T, NotebookError>>,
+    ) -> Result<T, String> {
+        self.notebook.blocking(request).map_err(|e| e.to_string())
     }
 
-    /// The prompt's context: short incident id and status.
-    pub fn prompt_context(&self) -> Option<(String, String)> {
-        let nb = self.lock();
-        let inc = nb.incident().ok()?;
-        let id = inc.id().ok()?.to_string();
-        Some((id[..5.min(id.len())].to_string(), inc.status().to_string()))
+    /// The prompt's context, from what the notebook published: never waits
+    /// on the disk or the network.
+    pub fn prompt_context(&self) -> Option<PromptContext> {
+        let published = self.notebook.published();
+        let current = published.current.as_ref()?;
+        let me = self.notebook.device().key.to_string();
+        let others = published
+            .rosters
+            .get(&current.id)
+            .map(|r| r.iter().filter(|m| m.key != me).count())
+            .unwrap_or(0);
+        let company = match &self.network {
+            None => Company::Offline,
+            Some(_) if others == 0 => Company::Alone,
+            Some(net) => Company::Members {
+                online: net.members_online(&current.id),
+                of: others,
+            },
+        };
+        Some(PromptContext {
+            incident: current.id[..5.min(current.id.len())].to_string(),
+            status: current.status.clone(),
+            company,
+        })
     }
 
     /// Ids worth completing at the prompt: items (short forms) and incidents.
     pub fn completion_ids(&self) -> Vec<String> {
-        let nb = self.lock();
-        let mut out: Vec<String> = nb.data().incidents().unwrap_or_default();
-        if let Ok(inc) = nb.incident() {
-            for kind in Kind::ITEMS {
-                let mut ids = inc.ids(kind);
-                ids.sort();
-                out.extend(dontpanic_incident::short_forms(&ids));
-            }
-            out.extend(inc.conflicts().into_iter().map(|c| c.field));
-        }
-        out
+        self.ask(self.notebook.completion_ids()).unwrap_or_default()
     }
 
     /// Parses and runs one line; `None` for blank lines and comments.
@@ -149,16 +203,11 @@ impl Session {
     }
 
     fn edit(&self, edit: Edit) -> Result<Reply, String> {
-        let mut nb = self.lock();
-        let applied = nb.edit(edit).map_err(|e| e.to_string())?;
-        let short = match (&applied.id, nb.incident()) {
-            (Some(id), Ok(inc)) => Some(inc.short(id)),
-            _ => None,
-        };
-        drop(nb);
+        let done = self.ask(self.notebook.edit(edit))?;
         if let Some(net) = &self.network {
-            net.local_edit();
+            net.local_edit(&done.incident);
         }
+        let (applied, short) = (done.applied, done.short);
         let mut j = json!({ "summary": applied.summary });
         if let Some(id) = &applied.id {
             j["id"] = json!(id.as_str());
@@ -174,14 +223,11 @@ impl Session {
     }
 
     fn dispatch(&self, cmd: Command) -> Result<Reply, String> {
-        let err = |e: NotebookError| e.to_string();
         match cmd {
             Command::New { title, severity } => {
-                let mut nb = self.lock();
-                let applied = nb.create(&title, severity).map_err(err)?;
-                drop(nb);
+                let applied = self.ask(self.notebook.create(title, severity))?.applied;
                 if let Some(net) = &self.network {
-                    net.incident_opened(&self.notebook);
+                    net.incident_opened();
                 }
                 let id = applied.id.map(|i| i.to_string()).unwrap_or_default();
                 Ok(Reply::done(
@@ -190,7 +236,7 @@ impl Session {
                 ))
             }
             Command::Incidents => {
-                let list = self.lock().incidents().map_err(err)?;
+                let list = self.ask(self.notebook.incidents())?;
                 let text = if list.is_empty() {
                     "no incidents yet: `new <title>` starts one".to_string()
                 } else {
@@ -208,13 +254,9 @@ impl Session {
                 Ok(Reply::done(text, json!({ "incidents": rows })))
             }
             Command::Open(id) => {
-                let mut nb = self.lock();
-                let warnings = nb.open_incident(&id).map_err(err)?;
-                let inc = nb.incident().map_err(err)?;
-                let view = inc.view().map_err(|e| e.to_string())?;
-                drop(nb);
+                let (warnings, view) = self.ask(self.notebook.open(id))?;
                 if let Some(net) = &self.network {
-                    net.incident_opened(&self.notebook);
+                    net.incident_opened();
                 }
                 let mut text = warnings
                     .iter()
@@ -284,12 +326,7 @@ impl Session {
             Command::FollowUp(text) => self.edit(Edit::AddFollowUp { text }),
             Command::Resolve { field, value } => self.edit(Edit::Resolve { field, value }),
             Command::Brief => {
-                let view = self.view()?;
-                let bad = self
-                    .lock()
-                    .current()
-                    .map(|o| o.bad_signatures())
-                    .unwrap_or(0);
+                let (view, bad) = self.ask(self.notebook.view())?;
                 let mut text = render::brief(&view);
                 if bad > 0 {
                     text.insert_str(0, &format!("! {bad} stored change signature(s) failed re-verification: see `log`\n"));
@@ -337,11 +374,7 @@ impl Session {
                 }
             }
             Command::Export { out } => {
-                let nb = self.lock();
-                let inc = nb.incident().map_err(err)?;
-                let id = inc.id().map_err(|e| e.to_string())?;
-                let bytes = inc.doc().save();
-                drop(nb);
+                let (id, bytes) = self.ask(self.notebook.export())?;
                 let path = out.unwrap_or_else(|| format!("{id}.automerge"));
                 write_file(&path, &bytes)?;
                 Ok(Reply::done(
@@ -350,11 +383,8 @@ impl Session {
                 ))
             }
             Command::Conflicts => {
-                let nb = self.lock();
-                let inc = nb.incident().map_err(err)?;
-                let view = inc.view().map_err(|e| e.to_string())?;
-                let names = actor_names(&nb);
-                drop(nb);
+                let view = self.view()?;
+                let names = self.ask(self.notebook.actor_names())?;
                 let mut text = String::new();
                 let mut rows = Vec::new();
                 for c in &view.conflicts {
@@ -379,7 +409,7 @@ impl Session {
                 Ok(Reply::done(text, json!({ "conflicts": rows })))
             }
             Command::Log => {
-                let entries = self.lock().log().map_err(err)?;
+                let entries = self.ask(self.notebook.log())?;
                 let text = entries
                     .iter()
                     .map(|e| {
@@ -406,18 +436,16 @@ impl Session {
                 Ok(Reply::done(text, json!({ "changes": rows })))
             }
             Command::Whoami => {
-                let nb = self.lock();
-                let d = nb.device();
-                let key = d.key.public();
+                let d = self.notebook.device();
+                let key = d.key;
                 let mut text = format!(
                     "{}\nkey {}\nfingerprint {}\ndata {}",
                     d.name,
                     key,
                     key.fingerprint(),
-                    nb.data().path().display()
+                    d.data_dir.display()
                 );
-                let mut j = json!({ "name": d.name, "key": key.to_string(), "fingerprint": key.fingerprint(), "data_dir": nb.data().path() });
-                drop(nb);
+                let mut j = json!({ "name": d.name, "key": key.to_string(), "fingerprint": key.fingerprint(), "data_dir": d.data_dir });
                 if let Some(net) = &self.network {
                     let (peer_id, addrs) = net.addresses();
                     text.push_str(&format!("\npeer {peer_id}"));
@@ -466,13 +494,13 @@ impl Session {
                 Ok(Reply::done(msg, json!({ "address": addr })))
             }
             Command::Invite => {
-                let invite = self.network()?.invite(&self.notebook)?;
+                let invite = self.network()?.invite()?;
                 Ok(Reply::done(invite.clone(), json!({ "invite": invite })))
             }
             Command::Join(invite) => {
-                let id = self.network()?.join(&self.notebook, &invite)?;
+                let id = self.network()?.join(&invite)?;
                 if let Some(net) = &self.network {
-                    net.incident_opened(&self.notebook);
+                    net.incident_opened();
                 }
                 Ok(Reply::done(
                     format!("joined incident {id}"),
@@ -495,33 +523,8 @@ impl Session {
     }
 
     fn view(&self) -> Result<dontpanic_incident::IncidentView, String> {
-        let nb = self.lock();
-        let inc = nb.incident().map_err(|e| e.to_string())?;
-        inc.view().map_err(|e| e.to_string())
+        self.ask(self.notebook.view()).map(|(view, _)| view)
     }
-}
-
-/// Maps Automerge actor ids (hex) to roster names, through the signature of
-/// each actor's changes.
-fn actor_names(nb: &Notebook) -> Vec<(String, String)> {
-    let Some(open) = nb.current() else {
-        return Vec::new();
-    };
-    let view = match open.incident().view() {
-        Ok(v) => v,
-        Err(_) => return Vec::new(),
-    };
-    let mut out: Vec<(String, String)> = Vec::new();
-    for meta in open.incident().doc().get_changes_meta(&[]) {
-        let actor = meta.actor.to_hex_string();
-        if out.iter().any(|(a, _)| *a == actor) {
-            continue;
-        }
-        if let Some(sig) = open.signature(&meta.hash) {
-            out.push((actor, view.name_of(&sig.signer.to_string())));
-        }
-    }
-    out
 }
 
 fn write_file(path: &str, bytes: &[u8]) -> Result<(), String> {

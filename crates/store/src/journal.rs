@@ -325,7 +325,7 @@ impl Journal {
     }
 }
 
-fn aside_path(path: &Path) -> PathBuf {
+pub(crate) fn aside_path(path: &Path) -> PathBuf {
     let stamp = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_millis())

@@ -16,6 +16,7 @@
 //! incident is.
 #![deny(missing_docs)]
 
+mod addresses;
 mod journal;
 mod snapshot;
 
@@ -27,6 +28,7 @@ use std::path::{Path, PathBuf};
 use dontpanic_identity::SecretKey;
 use serde::{Deserialize, Serialize};
 
+pub use addresses::{AddressBook, Whereabouts};
 pub use journal::{Damage, Journal, Loaded};
 pub use snapshot::Snapshot;
 
@@ -204,6 +206,40 @@ impl DataDir {
     pub fn save_config(&self, config: &Config) -> Result<(), StoreError> {
         let json = serde_json::to_vec_pretty(config).expect("plain struct");
         write_atomic(&self.root.join("config.json"), &json)
+    }
+
+    /// Reads the address book. It is a cache of what the network said: a
+    /// damaged one is set aside (named in the warning) and started afresh.
+    pub fn address_book(&self) -> (AddressBook, Option<String>) {
+        let path = self.root.join("addresses.json");
+        match fs::read(&path) {
+            Ok(b) => match serde_json::from_slice(&b) {
+                Ok(book) => (book, None),
+                Err(e) => {
+                    let aside = journal::aside_path(&path);
+                    let _ = fs::rename(&path, &aside);
+                    (
+                        AddressBook::default(),
+                        Some(format!(
+                            "{}: {e}; set aside as {}, members' addresses will be learned again",
+                            path.display(),
+                            aside.display()
+                        )),
+                    )
+                }
+            },
+            Err(e) if e.kind() == io::ErrorKind::NotFound => (AddressBook::default(), None),
+            Err(e) => (
+                AddressBook::default(),
+                Some(format!("{}: {e}", path.display())),
+            ),
+        }
+    }
+
+    /// Saves the address book atomically.
+    pub fn save_address_book(&self, book: &AddressBook) -> Result<(), StoreError> {
+        let json = serde_json::to_vec_pretty(book).expect("plain struct");
+        write_atomic(&self.root.join("addresses.json"), &json)
     }
 
     /// Ids of the stored incidents.

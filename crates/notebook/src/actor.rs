@@ -1,0 +1,836 @@
+//! The notebook as an actor: one thread owns the [`Notebook`] and, through
+//! it, every disk access; everyone else holds a [`NotebookHandle`].
+//!
+//! Requests are typed, each with a oneshot reply, over a bounded channel;
+//! what others need to read often and cheaply (the incident at the prompt,
+//! every roster) is published on a `watch` channel after each request that
+//! may change it. So the swarm task and the sync driver never wait on an
+//! fsync or a signature check, and the REPL never waits on the network.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use automerge::ChangeHash;
+use dontpanic_identity::{PublicKey, SignedChange};
+use dontpanic_incident::{Applied, Edit, IncidentView, Severity};
+use dontpanic_store::{AddressBook, Config};
+use tokio::sync::{mpsc, oneshot, watch};
+
+use crate::{now_ms, IncidentSummary, LogEntry, Notebook, NotebookError, RemoteEdit};
+
+/// Requests waiting for the notebook thread; senders wait when it is full.
+const QUEUE: usize = 256;
+/// Incidents with at least this many journal records are folded into a
+/// snapshot at shutdown, so the next start opens fast.
+const COMPACT_AT_EXIT: usize = 1_000;
+
+/// A roster member, as published.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Member {
+    /// Hex public key.
+    pub key: String,
+    /// Roster name.
+    pub name: String,
+}
+
+/// The incident at the prompt, as published.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Current {
+    /// Full id.
+    pub id: String,
+    /// Status word.
+    pub status: String,
+    /// Title.
+    pub title: String,
+}
+
+/// What the notebook publishes after every request that may change it.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Published {
+    /// The incident at the prompt.
+    pub current: Option<Current>,
+    /// Every loaded incident's roster, by incident id.
+    pub rosters: BTreeMap<String, Vec<Member>>,
+}
+
+impl Published {
+    /// Whether `key` is on the roster of incident `id`.
+    pub fn is_member(&self, id: &str, key: &str) -> bool {
+        self.rosters
+            .get(id)
+            .is_some_and(|r| r.iter().any(|m| m.key == key))
+    }
+
+    /// The roster name of `key` in any loaded incident (the one at the
+    /// prompt first).
+    pub fn name_of(&self, key: &str) -> Option<String> {
+        let current = self.current.as_ref().map(|c| c.id.as_str());
+        current
+            .and_then(|c| self.rosters.get(c))
+            .into_iter()
+            .chain(self.rosters.values())
+            .flatten()
+            .find(|m| m.key == key)
+            .map(|m| m.name.clone())
+    }
+
+    /// Ids of the incidents `key` is a member of.
+    pub fn incidents_of(&self, key: &str) -> Vec<String> {
+        self.rosters
+            .iter()
+            .filter(|(_, r)| r.iter().any(|m| m.key == key))
+            .map(|(id, _)| id.clone())
+            .collect()
+    }
+}
+
+/// This device, known without asking the notebook thread.
+#[derive(Clone, Debug)]
+pub struct DeviceInfo {
+    /// Display name.
+    pub name: String,
+    /// Public key.
+    pub key: PublicKey,
+    /// The data directory.
+    pub data_dir: PathBuf,
+}
+
+/// A local edit, done.
+#[derive(Debug)]
+pub struct EditDone {
+    /// What the rules and the document made of it.
+    pub applied: Applied,
+    /// The created item's short id, if one was created.
+    pub short: Option<String>,
+    /// The incident it was made in.
+    pub incident: String,
+}
+
+/// What a sync message from a peer brought.
+#[derive(Clone, Debug, Default)]
+pub struct Received {
+    /// The accepted remote edits.
+    pub edits: Vec<RemoteEdit>,
+    /// Conflicting fields that appeared with them.
+    pub new_conflicts: Vec<String>,
+    /// The answer to send back, when asked for and there is one.
+    pub answer: Option<Vec<u8>>,
+}
+
+type Reply<T> = oneshot::Sender<Result<T, NotebookError>>;
+
+/// One typed request to the notebook thread.
+enum Request {
+    Create(String, Severity, Reply<EditDone>),
+    Open(String, Reply<(Vec<String>, IncidentView)>),
+    Edit(Edit, Reply<EditDone>),
+    Incidents(Reply<Vec<IncidentSummary>>),
+    View(Reply<(IncidentView, usize)>),
+    Export(Reply<(String, Vec<u8>)>),
+    Heads(String, Reply<Vec<ChangeHash>>),
+    ActorNames(Reply<Vec<(String, String)>>),
+    Log(Reply<Vec<LogEntry>>),
+    CompletionIds(Reply<Vec<String>>),
+    Config(Reply<Config>),
+    SaveConfig(Config, Reply<()>),
+    SyncMessage(String, String, Reply<Option<Vec<u8>>>),
+    ReceiveSync {
+        incident: String,
+        peer: String,
+        bytes: Vec<u8>,
+        answer: bool,
+        reply: Reply<Received>,
+    },
+    PeerGone(String),
+    JoinSecret(String, Reply<Vec<u8>>),
+    Admit(String, String, String, Reply<Vec<SignedChange>>),
+    Adopt(Vec<SignedChange>, Reply<String>),
+    AddressBook(Reply<AddressBook>),
+    Learn(String, Vec<String>),
+    Shutdown(Reply<()>),
+}
+
+/// The notebook's handle; cheap to clone, usable from async tasks (`.await`)
+/// and, through [`NotebookHandle::blocking`], from plain threads.
+#[derive(Clone)]
+pub struct NotebookHandle {
+    tx: mpsc::Sender<Request>,
+    published: watch::Receiver<Published>,
+    device: Arc<DeviceInfo>,
+}
+
+impl NotebookHandle {
+    /// Moves the notebook onto its own thread and returns its handle.
+    pub fn spawn(notebook: Notebook) -> NotebookHandle {
+        let device = Arc::new(DeviceInfo {
+            name: notebook.device().name.clone(),
+            key: notebook.device().key.public(),
+            data_dir: notebook.data().path().to_path_buf(),
+        });
+        let (tx, rx) = mpsc::channel(QUEUE);
+        let (publish, published) = watch::channel(Published::default());
+        let mut actor = Actor {
+            nb: notebook,
+            publish,
+            book: None,
+        };
+        actor.publish();
+        std::thread::Builder::new()
+            .name("notebook".into())
+            .spawn(move || actor.run(rx))
+            .expect("spawn the notebook thread");
+        NotebookHandle {
+            tx,
+            published,
+            device,
+        }
+    }
+
+    /// This device.
+    pub fn device(&self) -> &DeviceInfo {
+        &self.device
+    }
+
+    /// The latest published state (cheap; never waits on the disk).
+    pub fn published(&self) -> Published {
+        self.published.borrow().clone()
+    }
+
+    /// A receiver that wakes when the published state changes.
+    pub fn watch(&self) -> watch::Receiver<Published> {
+        self.published.clone()
+    }
+
+    /// Runs a request future to completion on a plain (non-async) thread.
+    pub fn blocking<T>(&self, f: impl std::future::Future<Output = T>) -> T {
+        futures_lite_block_on(f)
+    }
+
+    async fn ask<T>(&self, make: impl FnOnce(Reply<T>) -> Request) -> Result<T, NotebookError> {
+        let (tx, rx) = oneshot::channel();
+        self.tx
+            .send(make(tx))
+            .await
+            .map_err(|_| NotebookError::Stopped)?;
+        rx.await.map_err(|_| NotebookError::Stopped)?
+    }
+
+    fn tell(&self, request: Request) {
+        if let Err(e) = self.tx.try_send(request) {
+            tracing::warn!("notebook queue: {e}; a request without reply was dropped");
+        }
+    }
+
+    /// `new`: starts an incident and puts it at the prompt.
+    pub async fn create(&self, title: String, sev: Severity) -> Result<EditDone, NotebookError> {
+        self.ask(|r| Request::Create(title, sev, r)).await
+    }
+
+    /// `open`: puts a stored incident at the prompt; returns load warnings
+    /// and its view.
+    pub async fn open(&self, typed: String) -> Result<(Vec<String>, IncidentView), NotebookError> {
+        self.ask(|r| Request::Open(typed, r)).await
+    }
+
+    /// A local edit of the incident at the prompt; durable when it returns.
+    pub async fn edit(&self, edit: Edit) -> Result<EditDone, NotebookError> {
+        self.ask(|r| Request::Edit(edit, r)).await
+    }
+
+    /// Every stored incident, summarised.
+    pub async fn incidents(&self) -> Result<Vec<IncidentSummary>, NotebookError> {
+        self.ask(Request::Incidents).await
+    }
+
+    /// The view of the incident at the prompt, and how many of its stored
+    /// signatures failed re-verification.
+    pub async fn view(&self) -> Result<(IncidentView, usize), NotebookError> {
+        self.ask(Request::View).await
+    }
+
+    /// The incident at the prompt as a saved Automerge document: (id, bytes).
+    pub async fn export(&self) -> Result<(String, Vec<u8>), NotebookError> {
+        self.ask(Request::Export).await
+    }
+
+    /// The document heads of a loaded incident: equal heads, equal
+    /// documents.
+    pub async fn heads(&self, incident: String) -> Result<Vec<ChangeHash>, NotebookError> {
+        self.ask(|r| Request::Heads(incident, r)).await
+    }
+
+    /// Automerge actor (hex) → roster name, for the incident at the prompt.
+    pub async fn actor_names(&self) -> Result<Vec<(String, String)>, NotebookError> {
+        self.ask(Request::ActorNames).await
+    }
+
+    /// Every change of the incident at the prompt, verified.
+    pub async fn log(&self) -> Result<Vec<LogEntry>, NotebookError> {
+        self.ask(Request::Log).await
+    }
+
+    /// Ids worth completing at the prompt.
+    pub async fn completion_ids(&self) -> Result<Vec<String>, NotebookError> {
+        self.ask(Request::CompletionIds).await
+    }
+
+    /// The settings file.
+    pub async fn config(&self) -> Result<Config, NotebookError> {
+        self.ask(Request::Config).await
+    }
+
+    /// Saves the settings file.
+    pub async fn save_config(&self, config: Config) -> Result<(), NotebookError> {
+        self.ask(|r| Request::SaveConfig(config, r)).await
+    }
+
+    /// The next sync message of `incident` for `peer` (hex key).
+    pub async fn sync_message_for(
+        &self,
+        incident: String,
+        peer: String,
+    ) -> Result<Option<Vec<u8>>, NotebookError> {
+        self.ask(|r| Request::SyncMessage(incident, peer, r)).await
+    }
+
+    /// Verifies and applies a sync message from `peer`; with `answer`, also
+    /// returns the next message for it.
+    pub async fn receive_sync(
+        &self,
+        incident: String,
+        peer: String,
+        bytes: Vec<u8>,
+        answer: bool,
+    ) -> Result<Received, NotebookError> {
+        self.ask(|reply| Request::ReceiveSync {
+            incident,
+            peer,
+            bytes,
+            answer,
+            reply,
+        })
+        .await
+    }
+
+    /// A peer went away or a dialogue broke off: start afresh next time.
+    pub fn peer_gone(&self, peer: String) {
+        self.tell(Request::PeerGone(peer));
+    }
+
+    /// The join secret of a loaded incident.
+    pub async fn join_secret(&self, incident: String) -> Result<Vec<u8>, NotebookError> {
+        self.ask(|r| Request::JoinSecret(incident, r)).await
+    }
+
+    /// Adds `key` as `name` to the roster of `incident` (if not there yet)
+    /// and returns the incident's whole signed history for it.
+    pub async fn admit(
+        &self,
+        incident: String,
+        key: String,
+        name: String,
+    ) -> Result<Vec<SignedChange>, NotebookError> {
+        self.ask(|r| Request::Admit(incident, key, name, r)).await
+    }
+
+    /// Stores an incident received whole (joining), verified, and puts it
+    /// at the prompt; returns its id.
+    pub async fn adopt(&self, changes: Vec<SignedChange>) -> Result<String, NotebookError> {
+        self.ask(|r| Request::Adopt(changes, r)).await
+    }
+
+    /// The address book.
+    pub async fn address_book(&self) -> Result<AddressBook, NotebookError> {
+        self.ask(Request::AddressBook).await
+    }
+
+    /// Records where a member (hex key) can be reached.
+    pub fn learn_addresses(&self, key: String, addresses: Vec<String>) {
+        self.tell(Request::Learn(key, addresses));
+    }
+
+    /// Saves sync states, writes snapshots of grown journals and stops the
+    /// thread.
+    pub async fn shutdown(&self) -> Result<(), NotebookError> {
+        self.ask(Request::Shutdown).await
+    }
+}
+
+/// Drives a future on the calling thread (the REPL's thread, not a tokio
+/// worker): the requests only wait on tokio channels, which need no runtime.
+fn futures_lite_block_on<T>(f: impl std::future::Future<Output = T>) -> T {
+    use std::task::{Context, Poll, Wake, Waker};
+    struct Unpark(std::thread::Thread);
+    impl Wake for Unpark {
+        fn wake(self: Arc<Self>) {
+            self.0.unpark();
+        }
+    }
+    let waker = Waker::from(Arc::new(Unpark(std::thread::current())));
+    let mut cx = Context::from_waker(&waker);
+    let mut f = std::pin::pin!(f);
+    loop {
+        if let Poll::Ready(v) = f.as_mut().poll(&mut cx) {
+            return v;
+        }
+        std::thread::park();
+    }
+}
+
+struct Actor {
+    nb: Notebook,
+    publish: watch::Sender<Published>,
+    /// Loaded on first use.
+    book: Option<AddressBook>,
+}
+
+impl Actor {
+    fn run(mut self, mut rx: mpsc::Receiver<Request>) {
+        // Incidents not at the prompt are loaded while no request waits, so
+        // the prompt comes first and every incident is synced soon after.
+        let mut to_load: Vec<String> = self
+            .nb
+            .data()
+            .incidents()
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|id| self.nb.held(id).is_none())
+            .collect();
+        loop {
+            let request = match rx.try_recv() {
+                Ok(r) => r,
+                Err(mpsc::error::TryRecvError::Empty) => {
+                    if let Some(id) = to_load.pop() {
+                        match self.nb.ensure_loaded(&id) {
+                            Ok(warnings) => {
+                                for w in warnings {
+                                    tracing::warn!("incident {id}: {w}");
+                                }
+                                self.publish();
+                            }
+                            Err(e) => tracing::warn!("incident {id} is not synced: {e}"),
+                        }
+                        continue;
+                    }
+                    match rx.blocking_recv() {
+                        Some(r) => r,
+                        None => break,
+                    }
+                }
+                Err(mpsc::error::TryRecvError::Disconnected) => break,
+            };
+            if let Request::Shutdown(reply) = request {
+                let _ = reply.send(self.shutdown());
+                return;
+            }
+            self.serve(request);
+        }
+        if let Err(e) = self.shutdown() {
+            tracing::error!("notebook shutdown: {e}");
+        }
+    }
+
+    fn shutdown(&mut self) -> Result<(), NotebookError> {
+        self.nb.save_sync_states()?;
+        self.nb.compact_if(COMPACT_AT_EXIT)
+    }
+
+    /// Publishes what others read without asking, if it changed.
+    fn publish(&mut self) {
+        let current = self.nb.current().and_then(|o| {
+            let inc = o.incident();
+            Some(Current {
+                id: inc.id().ok()?.to_string(),
+                status: inc.status().to_string(),
+                title: inc.title(),
+            })
+        });
+        let rosters = self
+            .nb
+            .held_ids()
+            .into_iter()
+            .filter_map(|id| {
+                let names = crate::roster_names(self.nb.held(&id)?.incident().doc());
+                let mut members: Vec<Member> = names
+                    .into_iter()
+                    .map(|(key, name)| Member { key, name })
+                    .collect();
+                members.sort_by(|a, b| a.key.cmp(&b.key));
+                Some((id, members))
+            })
+            .collect();
+        let next = Published { current, rosters };
+        self.publish.send_if_modified(|p| {
+            if *p == next {
+                false
+            } else {
+                *p = next;
+                true
+            }
+        });
+    }
+
+    fn book(&mut self) -> &mut AddressBook {
+        let data = self.nb.data();
+        self.book.get_or_insert_with(|| {
+            let (book, warning) = data.address_book();
+            if let Some(w) = warning {
+                tracing::warn!("{w}");
+            }
+            book
+        })
+    }
+
+    fn serve(&mut self, request: Request) {
+        let nb = &mut self.nb;
+        match request {
+            Request::Create(title, sev, reply) => {
+                let r = nb.create(&title, sev).and_then(|applied| {
+                    let incident = nb.current_id()?.to_string();
+                    Ok(EditDone {
+                        applied,
+                        short: None,
+                        incident,
+                    })
+                });
+                self.answer(reply, r);
+            }
+            Request::Open(typed, reply) => {
+                let r = nb
+                    .open_incident(&typed)
+                    .and_then(|w| Ok((w, nb.incident()?.view()?)));
+                self.answer(reply, r);
+            }
+            Request::Edit(edit, reply) => {
+                let r = nb.edit(edit).and_then(|applied| {
+                    let inc = nb.incident()?;
+                    Ok(EditDone {
+                        short: applied.id.as_ref().map(|id| inc.short(id)),
+                        incident: inc.id()?.to_string(),
+                        applied,
+                    })
+                });
+                self.answer(reply, r);
+            }
+            Request::Incidents(reply) => {
+                let r = nb.incidents();
+                self.answer(reply, r);
+            }
+            Request::View(reply) => {
+                let r = nb
+                    .current()
+                    .ok_or(NotebookError::NoIncident)
+                    .and_then(|o| Ok((o.incident().view()?, o.bad_signatures())));
+                self.answer(reply, r);
+            }
+            Request::Export(reply) => {
+                let r = nb
+                    .incident()
+                    .and_then(|i| Ok((i.id()?.to_string(), i.doc().save())));
+                self.answer(reply, r);
+            }
+            Request::Heads(incident, reply) => {
+                let r = nb
+                    .ensure_loaded(&incident)
+                    .map(|_| nb.held(&incident).map(|o| o.incident().doc().get_heads()))
+                    .and_then(|h| h.ok_or(NotebookError::UnknownIncident(incident)));
+                self.answer(reply, r);
+            }
+            Request::ActorNames(reply) => {
+                let r = nb.actor_names();
+                self.answer(reply, r);
+            }
+            Request::Log(reply) => {
+                let r = nb.log();
+                self.answer(reply, r);
+            }
+            Request::CompletionIds(reply) => {
+                let ids = nb.completion_ids();
+                self.answer(reply, Ok(ids));
+            }
+            Request::Config(reply) => {
+                let r = nb.data().config().map_err(Into::into);
+                self.answer(reply, r);
+            }
+            Request::SaveConfig(config, reply) => {
+                let r = nb.data().save_config(&config).map_err(Into::into);
+                self.answer(reply, r);
+            }
+            Request::SyncMessage(incident, peer, reply) => {
+                let r = nb
+                    .ensure_loaded(&incident)
+                    .and_then(|_| nb.sync_message_for(&incident, &peer));
+                self.answer(reply, r);
+            }
+            Request::ReceiveSync {
+                incident,
+                peer,
+                bytes,
+                answer,
+                reply,
+            } => {
+                let r = receive(nb, &incident, &peer, &bytes, answer);
+                self.answer(reply, r);
+            }
+            Request::PeerGone(peer) => {
+                if let Err(e) = nb.peer_gone(&peer) {
+                    tracing::warn!("saving sync states: {e}");
+                }
+            }
+            Request::JoinSecret(incident, reply) => {
+                let r = nb.ensure_loaded(&incident).and_then(|_| {
+                    nb.held(&incident)
+                        .and_then(|o| o.incident().join_secret())
+                        .filter(|s| !s.is_empty())
+                        .ok_or(NotebookError::UnknownIncident(incident))
+                });
+                self.answer(reply, r);
+            }
+            Request::Admit(incident, key, name, reply) => {
+                let r = admit(nb, &incident, key, name);
+                self.answer(reply, r);
+            }
+            Request::Adopt(changes, reply) => {
+                let r = nb.adopt(changes);
+                self.answer(reply, r);
+            }
+            Request::AddressBook(reply) => {
+                let book = self.book().clone();
+                self.answer(reply, Ok(book));
+            }
+            Request::Learn(key, addresses) => {
+                if self.book().learn(&key, &addresses, now_ms()) {
+                    let book = self.book().clone();
+                    if let Err(e) = self.nb.data().save_address_book(&book) {
+                        tracing::warn!("address book not saved: {e}");
+                    }
+                }
+            }
+            Request::Shutdown(_) => unreachable!("handled by run"),
+        }
+        // Requests without a reply (addresses, a peer gone) change nothing
+        // published; the others published before answering.
+    }
+
+    /// Publishes first, so whoever gets the answer also sees its effect.
+    fn answer<T>(&mut self, reply: Reply<T>, result: Result<T, NotebookError>) {
+        self.publish();
+        let _ = reply.send(result);
+    }
+}
+
+fn receive(
+    nb: &mut Notebook,
+    incident: &str,
+    peer: &str,
+    bytes: &[u8],
+    answer: bool,
+) -> Result<Received, NotebookError> {
+    nb.ensure_loaded(incident)?;
+    let before = conflict_fields(nb, incident);
+    let edits = if bytes.is_empty() {
+        Vec::new()
+    } else {
+        nb.receive_sync(incident, peer, bytes)?
+    };
+    let new_conflicts = if edits.is_empty() {
+        Vec::new()
+    } else {
+        conflict_fields(nb, incident)
+            .into_iter()
+            .filter(|f| !before.contains(f))
+            .collect()
+    };
+    let answer = if answer {
+        nb.sync_message_for(incident, peer)?
+    } else {
+        None
+    };
+    Ok(Received {
+        edits,
+        new_conflicts,
+        answer,
+    })
+}
+
+fn conflict_fields(nb: &Notebook, incident: &str) -> Vec<String> {
+    nb.held(incident)
+        .map(|o| {
+            o.incident()
+                .conflicts()
+                .into_iter()
+                .map(|c| c.field)
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn admit(
+    nb: &mut Notebook,
+    incident: &str,
+    key: String,
+    name: String,
+) -> Result<Vec<SignedChange>, NotebookError> {
+    nb.ensure_loaded(incident)?;
+    let on_roster = nb
+        .held(incident)
+        .is_some_and(|o| o.incident().member_keys().contains(&key));
+    if !on_roster {
+        nb.edit_in(incident, Edit::AddMember { key, name })?;
+    }
+    nb.signed_changes(incident)
+}
+
+/// Names by Automerge actor, for `conflicts`.
+impl Notebook {
+    fn actor_names(&self) -> Result<Vec<(String, String)>, NotebookError> {
+        let open = self.current().ok_or(NotebookError::NoIncident)?;
+        let view = open.incident().view()?;
+        let mut out: HashMap<String, String> = HashMap::new();
+        for meta in open.incident().doc().get_changes_meta(&[]) {
+            let actor = meta.actor.to_hex_string();
+            if out.contains_key(&actor) {
+                continue;
+            }
+            if let Some(sig) = open.signature(&meta.hash) {
+                out.insert(actor, view.name_of(&sig.signer.to_string()));
+            }
+        }
+        Ok(out.into_iter().collect())
+    }
+
+    fn completion_ids(&self) -> Vec<String> {
+        let mut out: Vec<String> = self.data().incidents().unwrap_or_default();
+        if let Ok(inc) = self.incident() {
+            for kind in dontpanic_incident::Kind::ITEMS {
+                let mut ids = inc.ids(kind);
+                ids.sort();
+                out.extend(dontpanic_incident::short_forms(&ids));
+            }
+            out.extend(inc.conflicts().into_iter().map(|c| c.field));
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::{Duration, Instant};
+
+    fn spawn(dir: &std::path::Path) -> NotebookHandle {
+        NotebookHandle::spawn(Notebook::open(dir, Some("alice")).unwrap())
+    }
+
+    fn wait_until(what: &str, mut f: impl FnMut() -> bool) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !f() {
+            assert!(Instant::now() < deadline, "timed out waiting for {what}");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    #[test]
+    fn requests_are_answered_and_the_state_is_published() {
+        let tmp = tempfile::tempdir().unwrap();
+        let h = spawn(tmp.path());
+        assert!(h.published().current.is_none());
+        let done = h
+            .blocking(h.create("db down".into(), Severity::Sev1))
+            .unwrap();
+        let current = h.published().current.unwrap();
+        assert_eq!(current.id, done.incident);
+        assert_eq!(current.title, "db down");
+        let me = h.device().key.to_string();
+        assert!(h.published().is_member(&done.incident, &me));
+        let note = h
+            .blocking(h.edit(Edit::AddNote { text: "n1".into() }))
+            .unwrap();
+        assert_eq!(note.incident, done.incident);
+        let (view, bad) = h.blocking(h.view()).unwrap();
+        assert_eq!(bad, 0);
+        assert!(view.timeline.iter().any(|e| e.text.contains("n1")));
+        h.blocking(h.edit(Edit::SetStatus("mitigated".parse().unwrap())))
+            .unwrap();
+        assert_eq!(h.published().current.unwrap().status, "mitigated");
+        h.blocking(h.shutdown()).unwrap();
+        let err = h.blocking(h.view()).unwrap_err();
+        assert!(matches!(err, NotebookError::Stopped), "{err}");
+    }
+
+    #[test]
+    fn every_stored_incident_is_loaded_and_published_after_a_restart() {
+        let tmp = tempfile::tempdir().unwrap();
+        let h = spawn(tmp.path());
+        let first = h.blocking(h.create("one".into(), Severity::Sev2)).unwrap();
+        let second = h.blocking(h.create("two".into(), Severity::Sev2)).unwrap();
+        h.blocking(h.shutdown()).unwrap();
+        // The thread holds the lock until it has stopped.
+        wait_until("the lock to be released", || {
+            Notebook::open(tmp.path(), None).is_ok()
+        });
+        let h = spawn(tmp.path());
+        wait_until("both incidents to be published", || {
+            let p = h.published();
+            p.rosters.contains_key(&first.incident) && p.rosters.contains_key(&second.incident)
+        });
+        // Only `open` puts one at the prompt.
+        assert!(h.published().current.is_none());
+        let (_, view) = h.blocking(h.open(first.incident[..6].into())).unwrap();
+        assert_eq!(view.title, "one");
+        assert_eq!(h.published().current.unwrap().id, first.incident);
+    }
+
+    #[test]
+    fn sync_of_an_incident_not_at_the_prompt_works_both_ways() {
+        let (ta, tb) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        let a = spawn(ta.path());
+        let b = NotebookHandle::spawn(Notebook::open(tb.path(), Some("bob")).unwrap());
+        let x = a
+            .blocking(a.create("x".into(), Severity::Sev2))
+            .unwrap()
+            .incident;
+        let bob = b.device().key.to_string();
+        let history = a
+            .blocking(a.admit(x.clone(), bob.clone(), "bob".into()))
+            .unwrap();
+        assert_eq!(b.blocking(b.adopt(history)).unwrap(), x);
+        // Both move on to another incident; x keeps syncing.
+        a.blocking(a.create("y".into(), Severity::Sev3)).unwrap();
+        b.blocking(b.create("z".into(), Severity::Sev3)).unwrap();
+        let alice = a.device().key.to_string();
+        // b writes into x through the notebook API as it would at the prompt.
+        b.blocking(b.open(x.clone())).unwrap();
+        b.blocking(b.edit(Edit::AddNote {
+            text: "from bob".into(),
+        }))
+        .unwrap();
+        b.blocking(b.open("z".into())).ok();
+        let mut rounds = 0;
+        loop {
+            rounds += 1;
+            assert!(rounds < 20, "sync did not converge");
+            let from_b = b
+                .blocking(b.sync_message_for(x.clone(), alice.clone()))
+                .unwrap();
+            let from_a = a
+                .blocking(a.sync_message_for(x.clone(), bob.clone()))
+                .unwrap();
+            if from_a.is_none() && from_b.is_none() {
+                break;
+            }
+            if let Some(m) = from_b {
+                a.blocking(a.receive_sync(x.clone(), bob.clone(), m, false))
+                    .unwrap();
+            }
+            if let Some(m) = from_a {
+                b.blocking(b.receive_sync(x.clone(), alice.clone(), m, false))
+                    .unwrap();
+            }
+        }
+        a.blocking(a.open(x.clone())).unwrap();
+        let (view, _) = a.blocking(a.view()).unwrap();
+        assert!(view.timeline.iter().any(|e| e.text.contains("from bob")));
+    }
+}

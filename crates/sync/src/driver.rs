@@ -1,0 +1,843 @@
+//! The driver task: one loop over node events, kicks from the REPL, the
+//! notebook's published rosters and two ticks (redial, resync). It never
+//! waits on the notebook: every request to it runs in a task of its own,
+//! whose outcome comes back to the loop as a [`Done`].
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::time::{Duration, Instant};
+
+use dontpanic_net::{FoundBy, Frame, Multiaddr, NodeEvent, PeerId, Proto};
+use dontpanic_notebook::actor::Received;
+use dontpanic_notebook::sync::encode_changes;
+use dontpanic_notebook::{NotebookError, Published};
+use serde_json::json;
+use tokio::sync::{mpsc, oneshot};
+
+use crate::join::{joiner_name, proof, verify_proof};
+use crate::redial::Backoff;
+use crate::{hex_key, key_peer, kind, Kick, Notifier, Problem, Replicator};
+
+/// Longest sync dialogue; one that reaches it ends and says so (a peer that
+/// never converges must not keep the link busy).
+const MAX_ROUNDS: usize = 64;
+/// How often connected members are re-synced even without edits.
+const RESYNC_EVERY: Duration = Duration::from_secs(3);
+/// How often missing members are checked for a redial.
+const REDIAL_TICK: Duration = Duration::from_millis(200);
+/// Least time between two notices of the same local fault.
+const LOCAL_FAULT_QUIET: Duration = Duration::from_secs(30);
+/// Addresses kept per member in one exchange.
+const ADDRESSES_PER_MEMBER: usize = 16;
+/// Largest body of an address exchange we read.
+const MAX_ADDRESSES_BODY: usize = 256 << 10;
+
+/// How one outbound dialogue ended.
+#[derive(Debug)]
+enum Outcome {
+    /// Both sides have nothing more to say.
+    Converged,
+    /// The peer does not hold the incident or does not count us a member.
+    Denied,
+    /// The request failed (link down, timeout).
+    Failed(String),
+    /// We could not store what the peer sent (a full disk): ours to fix.
+    LocalFault(String),
+    /// The peer could not store what we sent, for a reason of its own.
+    TheyCannot(String),
+    /// The peer refused our changes as invalid.
+    TheyRefused(String),
+    /// The peer sent something hostile; it is rejected.
+    Rejected,
+    /// The dialogue reached [`MAX_ROUNDS`].
+    RoundLimit,
+}
+
+/// A finished dialogue, back to the loop.
+struct Done {
+    peer: PeerId,
+    incident: String,
+    outcome: Outcome,
+}
+
+type Pair = (PeerId, String);
+
+struct Driver {
+    r: Replicator,
+    notices: Notifier,
+    me: PeerId,
+    my_key: String,
+    rosters: BTreeMap<String, Vec<dontpanic_notebook::actor::Member>>,
+    in_flight: HashSet<Pair>,
+    dirty: HashSet<Pair>,
+    redial: HashMap<PeerId, Backoff>,
+    /// Addresses of connected peers not (yet) on any roster: a joiner's,
+    /// kept until it is admitted; pruned on disconnect.
+    unfiled: HashMap<PeerId, Vec<Multiaddr>>,
+    flushes: Vec<oneshot::Sender<()>>,
+    done: mpsc::Sender<Done>,
+}
+
+/// Runs the driver until the node stops.
+pub(crate) async fn run(
+    r: Replicator,
+    notices: Notifier,
+    mut events: mpsc::Receiver<NodeEvent>,
+    mut kicks: mpsc::Receiver<Kick>,
+) {
+    let (done, mut finished) = mpsc::channel(256);
+    let mut published = r.notebook.watch();
+    let mut d = Driver {
+        me: r.node.peer_id(),
+        my_key: r.notebook.device().key.to_string(),
+        r,
+        notices,
+        rosters: BTreeMap::new(),
+        in_flight: HashSet::new(),
+        dirty: HashSet::new(),
+        redial: HashMap::new(),
+        unfiled: HashMap::new(),
+        flushes: Vec::new(),
+        done,
+    };
+    d.rosters_changed(published.borrow_and_update().clone());
+    let mut redial = tokio::time::interval(REDIAL_TICK);
+    let mut resync = tokio::time::interval(RESYNC_EVERY);
+    loop {
+        tokio::select! {
+            e = events.recv() => match e {
+                Some(e) => d.event(e),
+                None => break,
+            },
+            k = kicks.recv() => match k {
+                Some(k) => d.kick(k),
+                None => break,
+            },
+            Some(f) = finished.recv() => d.finished(f),
+            changed = published.changed() => match changed {
+                Ok(()) => {
+                    let p = published.borrow_and_update().clone();
+                    d.rosters_changed(p);
+                }
+                Err(_) => break,
+            },
+            _ = redial.tick() => d.redial(),
+            _ = resync.tick() => d.sync_all(),
+        }
+    }
+}
+
+impl Driver {
+    fn notify(&self, text: String, json: serde_json::Value) {
+        self.notices.send(text, json);
+    }
+
+    fn name_of(&self, peer: &PeerId) -> Option<String> {
+        let key = hex_key(peer)?;
+        self.rosters
+            .values()
+            .flatten()
+            .find(|m| m.key == key)
+            .map(|m| m.name.clone())
+    }
+
+    /// Incidents `peer` is a member of.
+    fn incidents_of(&self, peer: &PeerId) -> Vec<String> {
+        let Some(key) = hex_key(peer) else {
+            return Vec::new();
+        };
+        self.rosters
+            .iter()
+            .filter(|(_, r)| r.iter().any(|m| m.key == key))
+            .map(|(id, _)| id.clone())
+            .collect()
+    }
+
+    /// Every member of every held incident but us.
+    fn member_peers(&self) -> HashSet<PeerId> {
+        self.rosters
+            .values()
+            .flatten()
+            .filter(|m| m.key != self.my_key)
+            .filter_map(|m| key_peer(&m.key))
+            .collect()
+    }
+
+    fn connected(&self, peer: &PeerId) -> bool {
+        self.r.shared().connected.contains(peer)
+    }
+
+    fn blocked(&self, peer: &PeerId) -> bool {
+        self.r.shared().blocked.contains_key(peer)
+    }
+
+    fn kick(&mut self, k: Kick) {
+        match k {
+            Kick::Edit(incident) => {
+                let peers: Vec<PeerId> = self.r.shared().connected.iter().copied().collect();
+                for p in peers {
+                    if self.incidents_of(&p).contains(&incident) {
+                        self.sync_pair(p, incident.clone());
+                    }
+                }
+            }
+            Kick::Opened => self.sync_all(),
+            Kick::Flush(done) => {
+                self.sync_all();
+                self.flushes.push(done);
+                self.maybe_flushed();
+            }
+        }
+    }
+
+    fn maybe_flushed(&mut self) {
+        if self.in_flight.is_empty() && self.dirty.is_empty() {
+            for f in self.flushes.drain(..) {
+                let _ = f.send(());
+            }
+        }
+    }
+
+    fn sync_all(&mut self) {
+        let peers: Vec<PeerId> = self.r.shared().connected.iter().copied().collect();
+        for p in peers {
+            self.sync_peer(p);
+        }
+    }
+
+    fn sync_peer(&mut self, peer: PeerId) {
+        for incident in self.incidents_of(&peer) {
+            self.sync_pair(peer, incident);
+        }
+    }
+
+    /// Starts (or marks for another round) the dialogue of one incident
+    /// with one peer.
+    fn sync_pair(&mut self, peer: PeerId, incident: String) {
+        if self.blocked(&peer) || !self.connected(&peer) {
+            return;
+        }
+        let Some(key) = hex_key(&peer) else {
+            return;
+        };
+        let pair = (peer, incident.clone());
+        if self.in_flight.contains(&pair) {
+            self.dirty.insert(pair);
+            return;
+        }
+        self.in_flight.insert(pair);
+        let r = self.r.clone();
+        let notices = self.notices.clone();
+        let done = self.done.clone();
+        tokio::spawn(async move {
+            let outcome = dialogue(&r, &notices, peer, &key, &incident).await;
+            let _ = done
+                .send(Done {
+                    peer,
+                    incident,
+                    outcome,
+                })
+                .await;
+        });
+    }
+
+    fn finished(&mut self, f: Done) {
+        let pair = (f.peer, f.incident.clone());
+        self.in_flight.remove(&pair);
+        let again = self.dirty.remove(&pair);
+        let name = self.name_of(&f.peer).unwrap_or_else(|| f.peer.to_string());
+        let short = &f.incident[..5.min(f.incident.len())];
+        let mut problem = None;
+        match f.outcome {
+            Outcome::Converged => {
+                if again {
+                    self.sync_pair(f.peer, f.incident.clone());
+                }
+            }
+            Outcome::Denied | Outcome::Rejected => {}
+            Outcome::Failed(e) => problem = Some(format!("sync of {short} failed: {e}")),
+            Outcome::TheyCannot(e) => {
+                problem = Some(format!("{name} cannot store changes of {short} now: {e}"))
+            }
+            Outcome::TheyRefused(e) => {
+                self.notify(
+                    format!("! {name} refused our changes of incident {short}: {e}"),
+                    json!({"event": "refused", "peer": f.peer.to_string(), "name": name, "incident": f.incident, "reason": e}),
+                );
+                problem = Some(format!("refused our changes of {short}: {e}"));
+            }
+            Outcome::LocalFault(e) => {
+                local_fault(&self.r, &self.notices, &f.incident, &name, &e);
+                problem = Some(format!("local fault, not {name}'s: {e}"));
+            }
+            Outcome::RoundLimit => {
+                self.notify(
+                    format!("! sync of incident {short} with {name} stopped after {MAX_ROUNDS} rounds; it is tried again in {} s", RESYNC_EVERY.as_secs()),
+                    json!({"event": "sync_stopped", "peer": f.peer.to_string(), "name": name, "incident": f.incident, "rounds": MAX_ROUNDS}),
+                );
+                problem = Some(format!(
+                    "sync of {short} did not converge in {MAX_ROUNDS} rounds"
+                ));
+            }
+        }
+        if let Some(p) = problem {
+            if let Some(key) = hex_key(&f.peer) {
+                // What the peer may not have stored is offered again.
+                self.r.notebook.peer_gone(key);
+            }
+            let mut s = self.r.shared();
+            if s.connected.contains(&f.peer) {
+                s.peers.entry(f.peer).or_default().problem = Some(Problem::SyncFailing(p));
+            }
+        }
+        self.maybe_flushed();
+    }
+
+    /// The notebook published new rosters: file addresses of new members,
+    /// tell connected members about them, and sync what is new.
+    fn rosters_changed(&mut self, published: Published) {
+        let before = std::mem::replace(&mut self.rosters, published.rosters);
+        let mut grown: Vec<String> = Vec::new();
+        for (id, roster) in &self.rosters {
+            let old = before.get(id);
+            if old.is_none_or(|o| roster.iter().any(|m| !o.contains(m))) {
+                grown.push(id.clone());
+            }
+        }
+        if grown.is_empty() {
+            return;
+        }
+        // Joiners seen before they were admitted.
+        let members = self.member_peers();
+        let filed: Vec<PeerId> = self
+            .unfiled
+            .keys()
+            .filter(|p| members.contains(p))
+            .copied()
+            .collect();
+        for p in filed {
+            if let (Some(addrs), Some(key)) = (self.unfiled.remove(&p), hex_key(&p)) {
+                self.r
+                    .notebook
+                    .learn_addresses(key, addrs.iter().map(|a| a.to_string()).collect());
+            }
+        }
+        // Remembered addresses of members (after a restart, or of members
+        // just added) go to the node so redials have somewhere to go.
+        let r = self.r.clone();
+        tokio::spawn(async move {
+            let Ok(book) = r.notebook.address_book().await else {
+                return;
+            };
+            for peer in members {
+                let Some(key) = hex_key(&peer) else { continue };
+                let addrs: Vec<Multiaddr> = book
+                    .addresses(&key)
+                    .iter()
+                    .filter_map(|a| a.parse().ok())
+                    .collect();
+                if !addrs.is_empty() {
+                    r.node.add_addresses(peer, addrs, FoundBy::Remembered);
+                }
+            }
+        });
+        let connected: Vec<PeerId> = self.r.shared().connected.iter().copied().collect();
+        for incident in grown {
+            for &p in &connected {
+                if self.incidents_of(&p).contains(&incident) {
+                    exchange_addresses(&self.r, p, incident.clone());
+                    self.sync_pair(p, incident.clone());
+                }
+            }
+        }
+    }
+
+    /// Dials members that are missing, each on its own jittered schedule.
+    fn redial(&mut self) {
+        let now = Instant::now();
+        let members = self.member_peers();
+        self.redial.retain(|p, _| members.contains(p));
+        let mut s = self.r.shared();
+        s.redialing.retain(|p, _| members.contains(p));
+        for peer in members {
+            if s.connected.contains(&peer) || s.blocked.contains_key(&peer) || peer == self.me {
+                self.redial.remove(&peer);
+                s.redialing.remove(&peer);
+                continue;
+            }
+            let b = self.redial.entry(peer).or_insert_with(|| Backoff::new(now));
+            s.redialing.entry(peer).or_insert((b.since, None));
+            if b.due(now) {
+                b.dialed(now, rand::random::<f64>());
+                self.r.node.dial_peer(peer);
+            }
+        }
+    }
+
+    fn event(&mut self, e: NodeEvent) {
+        match e {
+            NodeEvent::Connected { peer, relayed, .. } => {
+                {
+                    let mut s = self.r.shared();
+                    s.connected.insert(peer);
+                    s.redialing.remove(&peer);
+                    if let Some(st) = s.peers.get_mut(&peer) {
+                        st.problem = None;
+                    }
+                }
+                self.redial.remove(&peer);
+                if let Some(name) = self.name_of(&peer) {
+                    let how = if relayed { " (relayed)" } else { "" };
+                    self.notify(
+                        format!("* {name} connected{how}"),
+                        json!({"event": "peer_connected", "peer": peer.to_string(), "name": name, "relayed": relayed}),
+                    );
+                    for incident in self.incidents_of(&peer) {
+                        exchange_addresses(&self.r, peer, incident);
+                    }
+                }
+                self.sync_peer(peer);
+            }
+            NodeEvent::Disconnected { peer, reason } => {
+                let member = self.member_peers().contains(&peer);
+                {
+                    let mut s = self.r.shared();
+                    s.connected.remove(&peer);
+                    if member {
+                        if let Some(st) = s.peers.get_mut(&peer) {
+                            st.problem = None;
+                        }
+                        s.redialing
+                            .insert(peer, (Instant::now(), Some(reason.clone())));
+                    } else {
+                        s.peers.remove(&peer);
+                    }
+                }
+                self.dirty.retain(|(p, _)| *p != peer);
+                self.unfiled.remove(&peer);
+                if let Some(key) = hex_key(&peer) {
+                    self.r.notebook.peer_gone(key);
+                }
+                if let Some(name) = self.name_of(&peer) {
+                    self.notify(
+                        format!("* {name} disconnected: {reason}"),
+                        json!({"event": "peer_disconnected", "peer": peer.to_string(), "name": name, "reason": reason}),
+                    );
+                }
+                self.maybe_flushed();
+            }
+            NodeEvent::Addresses {
+                peer, addresses, ..
+            } => {
+                let Some(key) = hex_key(&peer) else { return };
+                if self.member_peers().contains(&peer) {
+                    self.r
+                        .notebook
+                        .learn_addresses(key, addresses.iter().map(|a| a.to_string()).collect());
+                } else if self.connected(&peer) {
+                    let list = self.unfiled.entry(peer).or_default();
+                    for a in addresses {
+                        if !list.contains(&a) && list.len() < ADDRESSES_PER_MEMBER {
+                            list.push(a);
+                        }
+                    }
+                }
+            }
+            NodeEvent::DialFailed { peer, error } => {
+                if let Some(entry) = self.r.shared().redialing.get_mut(&peer) {
+                    entry.1 = Some(error);
+                }
+            }
+            NodeEvent::Request {
+                proto: Proto::Sync,
+                peer,
+                frame,
+                token,
+            } => self.inbound_sync(peer, frame, token),
+            NodeEvent::Request {
+                proto: Proto::Join,
+                peer,
+                frame,
+                token,
+            } => self.inbound_join(peer, frame, token),
+            NodeEvent::BadInput { peer, reason } => reject(
+                &self.r,
+                &self.notices,
+                peer,
+                format!("unreadable message: {reason}"),
+            ),
+            NodeEvent::Listening { .. } => {}
+        }
+    }
+
+    fn inbound_sync(&mut self, peer: PeerId, frame: Frame, token: u64) {
+        let node = self.r.node.clone();
+        if self.blocked(&peer) {
+            node.respond(
+                token,
+                Frame::new(kind::DENIED, &frame.incident, b"not trusted".to_vec()),
+            );
+            return;
+        }
+        // Nothing of any document, not even whether we hold it, is told to
+        // a non-member.
+        let key = hex_key(&peer).unwrap_or_default();
+        let member = self
+            .rosters
+            .get(&frame.incident)
+            .is_some_and(|r| r.iter().any(|m| m.key == key));
+        if !member {
+            node.respond(token, Frame::new(kind::DENIED, &frame.incident, Vec::new()));
+            return;
+        }
+        let r = self.r.clone();
+        let notices = self.notices.clone();
+        let name = self.name_of(&peer).unwrap_or_else(|| peer.to_string());
+        match frame.kind {
+            kind::ADDRESSES => {
+                let roster: Vec<String> = self.rosters[&frame.incident]
+                    .iter()
+                    .map(|m| m.key.clone())
+                    .collect();
+                tokio::spawn(async move {
+                    learn_addresses(&r, &roster, &frame.body);
+                    let body = our_addresses(&r, &roster).await;
+                    r.node
+                        .respond(token, Frame::new(kind::ADDRESSES, &frame.incident, body));
+                });
+            }
+            kind::SYNC => {
+                tokio::spawn(async move {
+                    let incident = frame.incident.clone();
+                    let received = frame.body.len();
+                    let result = r
+                        .notebook
+                        .receive_sync(incident.clone(), key.clone(), frame.body, true)
+                        .await;
+                    match result {
+                        Ok(rcv) => {
+                            let answer = rcv.answer.clone().unwrap_or_default();
+                            count(&r, answer.len(), received);
+                            r.node
+                                .respond(token, Frame::new(kind::SYNC, &incident, answer));
+                            synced(&r, peer);
+                            if !rcv.edits.is_empty() {
+                                announce(&r, &notices, &incident, &rcv);
+                                r.kick(Kick::Edit(incident));
+                            }
+                        }
+                        Err(e) if e.blames_sender() => {
+                            r.node.respond(
+                                token,
+                                Frame::new(kind::REJECTED, &incident, e.to_string().into_bytes()),
+                            );
+                            reject(&r, &notices, peer, e.to_string());
+                        }
+                        Err(e) => {
+                            r.node.respond(
+                                token,
+                                Frame::new(kind::RETRY, &incident, e.to_string().into_bytes()),
+                            );
+                            r.notebook.peer_gone(key);
+                            local_fault(&r, &notices, &incident, &name, &e.to_string());
+                        }
+                    }
+                });
+            }
+            other => {
+                reject(
+                    &self.r,
+                    &self.notices,
+                    peer,
+                    format!("sync frame of unknown kind {other}"),
+                );
+            }
+        }
+    }
+
+    fn inbound_join(&mut self, peer: PeerId, frame: Frame, token: u64) {
+        let r = self.r.clone();
+        let notices = self.notices.clone();
+        let me = self.me;
+        // One answer for every refusal, so a stranger cannot tell whether
+        // this node holds the incident.
+        let incident = frame.incident.clone();
+        let asked = incident.clone();
+        let deny = move |r: &Replicator, why: &str| {
+            tracing::warn!("join from {peer} refused: {why}");
+            r.node.respond(
+                token,
+                Frame::new(kind::DENIED, &asked, b"wrong invite".to_vec()),
+            );
+        };
+        if self.blocked(&peer) || frame.body.len() < 32 {
+            return deny(&r, "blocked or short proof");
+        }
+        let Some(key) = hex_key(&peer) else {
+            return deny(&r, "peer id carries no ed25519 key");
+        };
+        let body = frame.body;
+        tokio::spawn(async move {
+            let secret = match r.notebook.join_secret(incident.clone()).await {
+                Ok(s) => s,
+                Err(e) => return deny(&r, &e.to_string()),
+            };
+            if !verify_proof(&secret, b"join", &peer, &me, &body[..32]) {
+                return deny(&r, "wrong proof");
+            }
+            let name = joiner_name(&body[32..]);
+            match r.notebook.admit(incident.clone(), key, name.clone()).await {
+                Ok(history) => {
+                    let mut answer = proof(&secret, b"admit", &me, &peer).to_vec();
+                    answer.extend_from_slice(&encode_changes(&history));
+                    count(&r, answer.len(), body.len());
+                    r.node
+                        .respond(token, Frame::new(kind::ADMITTED, &incident, answer));
+                    notices.send(
+                        format!("* {name} joined with an invite"),
+                        json!({"event": "member_joined", "peer": peer.to_string(), "name": name, "incident": incident}),
+                    );
+                    r.kick(Kick::Edit(incident));
+                }
+                Err(e) => deny(&r, &e.to_string()),
+            }
+        });
+    }
+}
+
+fn count(r: &Replicator, sent: usize, received: usize) {
+    let mut s = r.shared();
+    s.traffic.sent += sent as u64;
+    s.traffic.received += received as u64;
+}
+
+fn synced(r: &Replicator, peer: PeerId) {
+    let mut s = r.shared();
+    if s.connected.contains(&peer) {
+        let st = s.peers.entry(peer).or_default();
+        st.last_sync = Some(Instant::now());
+        if matches!(st.problem, Some(Problem::SyncFailing(_))) {
+            st.problem = None;
+        }
+    }
+}
+
+/// Says a local fault out loud (at most every [`LOCAL_FAULT_QUIET`] per
+/// incident): it is ours to fix, never the peer's.
+fn local_fault(r: &Replicator, notices: &Notifier, incident: &str, from: &str, error: &str) {
+    {
+        let mut s = r.shared();
+        if s.local_faults
+            .get(incident)
+            .is_some_and(|t| t.elapsed() < LOCAL_FAULT_QUIET)
+        {
+            return;
+        }
+        s.local_faults.insert(incident.to_string(), Instant::now());
+    }
+    tracing::error!("incident {incident}: cannot store changes from {from}: {error}");
+    notices.send(
+        format!(
+            "! local error: cannot store changes of incident {} from {from}: {error}. This is a problem on this machine, not {from}'s; sync resumes by itself once it is fixed",
+            &incident[..5.min(incident.len())]
+        ),
+        json!({"event": "local_error", "incident": incident, "from": from, "error": error}),
+    );
+}
+
+/// Marks a peer untrusted: shown in `peers`, announced, disconnected; its
+/// further requests are refused.
+pub(crate) fn reject(r: &Replicator, notices: &Notifier, peer: PeerId, reason: String) {
+    tracing::warn!("rejected {peer}: {reason}");
+    {
+        let mut s = r.shared();
+        if s.blocked.len() >= crate::BLOCKED_KEPT {
+            if let Some(oldest) = s
+                .blocked
+                .iter()
+                .min_by_key(|(_, (t, _))| *t)
+                .map(|(p, _)| *p)
+            {
+                s.blocked.remove(&oldest);
+            }
+        }
+        s.blocked.insert(peer, (Instant::now(), reason.clone()));
+        s.peers.entry(peer).or_default().problem = Some(Problem::Rejected(reason.clone()));
+    }
+    notices.send(
+        format!("! rejected {peer}: {reason}"),
+        json!({"event": "rejected", "peer": peer.to_string(), "reason": reason}),
+    );
+    // Give the REJECTED answer (with its reason) time to leave before the
+    // connection is closed; the peer's further requests are refused meanwhile.
+    let node = r.node.clone();
+    tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        node.disconnect(peer);
+    });
+}
+
+fn announce(r: &Replicator, notices: &Notifier, incident: &str, rcv: &Received) {
+    let current = r.notebook.published().current.map(|c| c.id);
+    let place = if current.as_deref() == Some(incident) {
+        String::new()
+    } else {
+        format!(" in {}", &incident[..5.min(incident.len())])
+    };
+    for e in &rcv.edits {
+        notices.send(
+            format!("[{}{place}] {}", e.author, e.summary),
+            json!({"event": "remote_edit", "incident": incident, "author": e.author, "summary": e.summary}),
+        );
+    }
+    for field in &rcv.new_conflicts {
+        notices.send(
+            format!("! conflict{place} on {field}: concurrent edits disagree; see `conflicts`, settle with `resolve`"),
+            json!({"event": "conflict", "incident": incident, "field": field}),
+        );
+    }
+}
+
+/// Tells `peer` what we know of where the members of `incident` are, and
+/// learns what it knows.
+fn exchange_addresses(r: &Replicator, peer: PeerId, incident: String) {
+    let r = r.clone();
+    let roster: Vec<String> = r
+        .notebook
+        .published()
+        .rosters
+        .get(&incident)
+        .map(|m| m.iter().map(|m| m.key.clone()).collect())
+        .unwrap_or_default();
+    tokio::spawn(async move {
+        let body = our_addresses(&r, &roster).await;
+        match r
+            .node
+            .request(
+                Proto::Sync,
+                peer,
+                Frame::new(kind::ADDRESSES, &incident, body),
+            )
+            .await
+        {
+            Ok(f) if f.kind == kind::ADDRESSES => learn_addresses(&r, &roster, &f.body),
+            Ok(_) => {}
+            Err(e) => tracing::debug!("address exchange with {peer}: {e}"),
+        }
+    });
+}
+
+/// Our address book's entries for `roster`, and our own addresses.
+async fn our_addresses(r: &Replicator, roster: &[String]) -> Vec<u8> {
+    let mut out: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    if let Ok(book) = r.notebook.address_book().await {
+        for key in roster {
+            let addrs = book.addresses(key);
+            if !addrs.is_empty() {
+                out.insert(key.clone(), addrs.to_vec());
+            }
+        }
+    }
+    let mine: Vec<String> = r
+        .node
+        .addresses()
+        .await
+        .iter()
+        .map(|a| a.to_string())
+        .collect();
+    out.insert(r.notebook.device().key.to_string(), mine);
+    serde_json::to_vec(&out).unwrap_or_default()
+}
+
+/// Files addresses a member told us, for members of `roster` only, each
+/// address ending in the member's own peer id.
+fn learn_addresses(r: &Replicator, roster: &[String], body: &[u8]) {
+    if body.len() > MAX_ADDRESSES_BODY {
+        return;
+    }
+    let Ok(told) = serde_json::from_slice::<BTreeMap<String, Vec<String>>>(body) else {
+        tracing::debug!("an address exchange did not parse");
+        return;
+    };
+    let me = r.notebook.device().key.to_string();
+    for (key, addrs) in told {
+        if key == me || !roster.contains(&key) {
+            continue;
+        }
+        let Some(peer) = key_peer(&key) else { continue };
+        let valid: Vec<Multiaddr> = addrs
+            .iter()
+            .take(ADDRESSES_PER_MEMBER)
+            .filter_map(|a| a.parse::<Multiaddr>().ok())
+            .filter(|a| dontpanic_net::node::target_peer(a) == Some(peer))
+            .collect();
+        if valid.is_empty() {
+            continue;
+        }
+        r.notebook
+            .learn_addresses(key, valid.iter().map(|a| a.to_string()).collect());
+        r.node.add_addresses(peer, valid, FoundBy::Member);
+    }
+}
+
+/// One outbound sync dialogue of `incident` with `peer`: send our message,
+/// apply the answer, repeat until neither side has anything to say.
+async fn dialogue(
+    r: &Replicator,
+    notices: &Notifier,
+    peer: PeerId,
+    key: &str,
+    incident: &str,
+) -> Outcome {
+    for _ in 0..MAX_ROUNDS {
+        let msg = match r
+            .notebook
+            .sync_message_for(incident.to_string(), key.to_string())
+            .await
+        {
+            Ok(Some(m)) => m,
+            Ok(None) => return Outcome::Converged,
+            Err(e) => return Outcome::LocalFault(e.to_string()),
+        };
+        let sent = msg.len();
+        let frame = match r
+            .node
+            .request(Proto::Sync, peer, Frame::new(kind::SYNC, incident, msg))
+            .await
+        {
+            Ok(f) => f,
+            Err(e) => return Outcome::Failed(e.to_string()),
+        };
+        count(r, sent, frame.body.len());
+        let body = String::from_utf8_lossy(&frame.body).into_owned();
+        match frame.kind {
+            kind::SYNC => synced(r, peer),
+            kind::DENIED => return Outcome::Denied,
+            kind::RETRY => return Outcome::TheyCannot(body),
+            kind::REJECTED => return Outcome::TheyRefused(body),
+            other => return Outcome::Failed(format!("answer of unknown kind {other}")),
+        }
+        if frame.body.is_empty() {
+            continue;
+        }
+        match r
+            .notebook
+            .receive_sync(incident.to_string(), key.to_string(), frame.body, false)
+            .await
+        {
+            Ok(rcv) => {
+                if !rcv.edits.is_empty() {
+                    announce(r, notices, incident, &rcv);
+                    // Other members may not have these yet.
+                    r.kick(Kick::Edit(incident.to_string()));
+                }
+            }
+            Err(e) if e.blames_sender() => {
+                reject(r, notices, peer, e.to_string());
+                return Outcome::Rejected;
+            }
+            Err(NotebookError::Stopped) => return Outcome::Failed("the notebook stopped".into()),
+            Err(e) => return Outcome::LocalFault(e.to_string()),
+        }
+    }
+    Outcome::RoundLimit
+}
