@@ -31,7 +31,8 @@ struct Cli {
     /// Answer every command with one JSON line (for scripts).
     #[arg(long, global = true)]
     json: bool,
-    /// Address to listen on (repeatable); default: all interfaces, TCP and QUIC, any port.
+    /// Address to listen on (repeatable); default: all interfaces, TCP and
+    /// QUIC, on the port used last time (a free one the first time).
     #[arg(long, global = true, value_name = "MULTIADDR")]
     listen: Vec<Multiaddr>,
     /// Do not discover peers on the LAN with mDNS.
@@ -194,6 +195,11 @@ fn run(cli: Cli) -> Result<bool> {
         cfg.relays = relays.clone();
         nb.data().save_config(&cfg)?;
     }
+    let port = if cli.listen.is_empty() && !cli.offline {
+        Some(listen_port(&nb)?)
+    } else {
+        None
+    };
     let seed = nb.device().key.to_bytes();
     let notebook = NotebookHandle::spawn(nb);
     let (notify, notices) = std::sync::mpsc::sync_channel::<Notice>(64);
@@ -202,16 +208,12 @@ fn run(cli: Cli) -> Result<bool> {
     } else {
         let config = NodeConfig {
             seed,
-            listen: if cli.listen.is_empty() {
-                NodeConfig::default_listen()
-            } else {
-                cli.listen.clone()
-            },
+            listen: cli.listen.clone(),
             mdns: !cli.no_mdns,
             relays: relays.iter().filter_map(|r| r.parse().ok()).collect(),
             agent: format!("dontpanic/{}", env!("CARGO_PKG_VERSION")),
         };
-        let (node, events) = runtime.block_on(dontpanic_net::node::start(config))?;
+        let (node, events) = start_node(&runtime, config, port)?;
         let (replicator, rx) =
             Replicator::start(notebook.clone(), node, events, runtime.handle().clone());
         std::thread::spawn(move || {
@@ -260,6 +262,52 @@ fn run(cli: Cli) -> Result<bool> {
         runtime.block_on(r.node().shutdown());
     }
     Ok(ok)
+}
+
+/// The port this node listens on by default: last run's, so members that
+/// remember our address find us again; a free one the first time.
+fn listen_port(nb: &Notebook) -> Result<u16> {
+    let mut cfg = nb.data().config()?;
+    if let Some(p) = cfg.port {
+        return Ok(p);
+    }
+    let port = std::net::TcpListener::bind(("0.0.0.0", 0))
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .context("cannot find a free TCP port to listen on")?;
+    cfg.port = Some(port);
+    nb.data().save_config(&cfg)?;
+    Ok(port)
+}
+
+/// Starts the node; with no `--listen`, on `port` (TCP and QUIC), or on any
+/// port if that one is taken now.
+fn start_node(
+    runtime: &tokio::runtime::Runtime,
+    mut config: NodeConfig,
+    port: Option<u16>,
+) -> Result<(dontpanic_net::NodeHandle, tokio::sync::mpsc::Receiver<dontpanic_net::NodeEvent>)> {
+    let Some(port) = port else {
+        return Ok(runtime.block_on(dontpanic_net::node::start(config))?);
+    };
+    let on = |p: u16| -> Vec<Multiaddr> {
+        [
+            format!("/ip4/0.0.0.0/tcp/{p}"),
+            format!("/ip4/0.0.0.0/udp/{p}/quic-v1"),
+        ]
+        .iter()
+        .filter_map(|a| a.parse().ok())
+        .collect()
+    };
+    config.listen = on(port);
+    match runtime.block_on(dontpanic_net::node::start(config.clone())) {
+        Ok(started) => Ok(started),
+        Err(e) => {
+            eprintln!("warning: {e}; listening on another port, members will learn it when we dial them");
+            config.listen = on(0);
+            Ok(runtime.block_on(dontpanic_net::node::start(config))?)
+        }
+    }
 }
 
 fn print_reply(cli: &Cli, reply: dontpanic_repl::Reply) {

@@ -97,6 +97,11 @@ pub struct Config {
     /// Relay addresses to keep reservations on.
     #[serde(default)]
     pub relays: Vec<String>,
+    /// The port listened on last time, tried first at the next start so
+    /// members that remember this node's address find it again even when
+    /// everyone restarted at once.
+    #[serde(default)]
+    pub port: Option<u16>,
 }
 
 #[derive(Serialize, Deserialize)]

@@ -28,6 +28,8 @@ const REDIAL_TICK: Duration = Duration::from_millis(200);
 const LOCAL_FAULT_QUIET: Duration = Duration::from_secs(30);
 /// Addresses kept per member in one exchange.
 const ADDRESSES_PER_MEMBER: usize = 16;
+/// Peers not (yet) on a roster whose addresses are kept in memory.
+const UNFILED_KEPT: usize = 256;
 /// Largest body of an address exchange we read.
 const MAX_ADDRESSES_BODY: usize = 256 << 10;
 
@@ -99,7 +101,10 @@ pub(crate) async fn run(
         flushes: Vec::new(),
         done,
     };
-    d.rosters_changed(published.borrow_and_update().clone());
+    d.rosters.clone_from(&published.borrow_and_update().rosters);
+    // After a restart: the members' remembered addresses before the first
+    // redial.
+    give_remembered(&d.r, d.member_peers()).await;
     let mut redial = tokio::time::interval(REDIAL_TICK);
     let mut resync = tokio::time::interval(RESYNC_EVERY);
     loop {
@@ -321,25 +326,10 @@ impl Driver {
                     .learn_addresses(key, addrs.iter().map(|a| a.to_string()).collect());
             }
         }
-        // Remembered addresses of members (after a restart, or of members
-        // just added) go to the node so redials have somewhere to go.
+        // Remembered addresses of members just added go to the node so
+        // redials have somewhere to go.
         let r = self.r.clone();
-        tokio::spawn(async move {
-            let Ok(book) = r.notebook.address_book().await else {
-                return;
-            };
-            for peer in members {
-                let Some(key) = hex_key(&peer) else { continue };
-                let addrs: Vec<Multiaddr> = book
-                    .addresses(&key)
-                    .iter()
-                    .filter_map(|a| a.parse().ok())
-                    .collect();
-                if !addrs.is_empty() {
-                    r.node.add_addresses(peer, addrs, FoundBy::Remembered);
-                }
-            }
-        });
+        tokio::spawn(async move { give_remembered(&r, members).await });
         let connected: Vec<PeerId> = self.r.shared().connected.iter().copied().collect();
         for incident in grown {
             for &p in &connected {
@@ -433,7 +423,9 @@ impl Driver {
                     self.r
                         .notebook
                         .learn_addresses(key, addresses.iter().map(|a| a.to_string()).collect());
-                } else if self.connected(&peer) {
+                } else if self.unfiled.len() < UNFILED_KEPT || self.unfiled.contains_key(&peer) {
+                    // Identify may report a joiner's addresses before its
+                    // connection is announced and before it is admitted.
                     let list = self.unfiled.entry(peer).or_default();
                     for a in addresses {
                         if !list.contains(&a) && list.len() < ADDRESSES_PER_MEMBER {
@@ -642,6 +634,24 @@ fn local_fault(r: &Replicator, notices: &Notifier, incident: &str, from: &str, e
         ),
         json!({"event": "local_error", "incident": incident, "from": from, "error": error}),
     );
+}
+
+/// Gives the node the address book's addresses of `members`.
+async fn give_remembered(r: &Replicator, members: HashSet<PeerId>) {
+    let Ok(book) = r.notebook.address_book().await else {
+        return;
+    };
+    for peer in members {
+        let Some(key) = hex_key(&peer) else { continue };
+        let addrs: Vec<Multiaddr> = book
+            .addresses(&key)
+            .iter()
+            .filter_map(|a| a.parse().ok())
+            .collect();
+        if !addrs.is_empty() {
+            r.node.add_addresses(peer, addrs, FoundBy::Remembered);
+        }
+    }
 }
 
 /// Marks a peer untrusted: shown in `peers`, announced, disconnected; its
