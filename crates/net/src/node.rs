@@ -1,8 +1,9 @@
 //! The swarm task: the only owner of the libp2p `Swarm`. Others talk to it
 //! through a [`NodeHandle`] (commands in) and a stream of [`NodeEvent`]s
-//! (events out).
+//! (events out). Both channels are bounded and the task never waits on
+//! either: a slow reader costs refused requests, not a stalled swarm.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
@@ -11,11 +12,12 @@ use libp2p::core::ConnectedPoint;
 use libp2p::multiaddr::Protocol;
 use libp2p::request_response::{self, OutboundRequestId, ProtocolSupport, ResponseChannel};
 use libp2p::swarm::behaviour::toggle::Toggle;
-use libp2p::swarm::dial_opts::DialOpts;
+use libp2p::swarm::dial_opts::{DialOpts, PeerCondition};
 use libp2p::swarm::{ConnectionId, NetworkBehaviour, SwarmEvent};
 use libp2p::{
     dcutr, identify, identity, mdns, noise, ping, relay, tcp, yamux, Multiaddr, PeerId, Swarm,
 };
+use tokio::sync::mpsc::error::TrySendError;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::frame::{Frame, FrameCodec, JOIN_PROTOCOL, SYNC_PROTOCOL};
@@ -93,6 +95,34 @@ pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(20);
 const MAX_STREAMS: usize = 16;
 /// Inbound requests one peer may make per second before being refused.
 const MAX_REQUESTS_PER_SEC: u32 = 1000;
+/// How often each connection is pinged.
+pub const PING_INTERVAL: Duration = Duration::from_secs(1);
+/// A connection whose pings go unanswered this long is declared dead, so a
+/// dead link is noticed within `PING_SILENCE` plus one watchdog tick.
+pub const PING_SILENCE: Duration = Duration::from_secs(5);
+/// How long an outbound connection (TCP connect, noise, yamux; or a relay
+/// circuit) may take: a dial into a black hole fails in this time.
+pub const DIAL_TIMEOUT: Duration = Duration::from_secs(5);
+/// Least time between two dials of the same peer by id; the caller runs
+/// its own back-off, this only absorbs bursts.
+const REDIAL_AFTER: Duration = Duration::from_millis(500);
+/// Dials by id that may be pending for one peer at once.
+const MAX_PENDING_DIALS: usize = 2;
+/// Commands that may wait for the swarm task.
+const COMMAND_QUEUE: usize = 1024;
+/// Events that may wait in the channel for the layer above.
+const EVENT_QUEUE: usize = 1024;
+/// Events held inside the task once the channel is full; past it inbound
+/// requests are refused.
+const OUTBOX_SOFT_CAP: usize = 1024;
+/// Past this even connection events are dropped (with a warning).
+const OUTBOX_HARD_CAP: usize = 8192;
+/// Peers whose addresses are remembered.
+const KNOWN_PEERS: usize = 1024;
+/// Addresses remembered per peer.
+const KNOWN_ADDRS: usize = 32;
+/// A closing connection not reported closed after this is forgotten.
+const CLOSE_FORGET: Duration = Duration::from_secs(60);
 
 /// How to start a node.
 #[derive(Clone, Debug)]
@@ -130,7 +160,7 @@ pub enum Proto {
     Join,
 }
 
-/// How a peer came to be known.
+/// How a peer or an address came to be known.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum FoundBy {
     /// LAN discovery.
@@ -143,6 +173,8 @@ pub enum FoundBy {
     Inbound,
     /// Through a relay.
     Relay,
+    /// The peer announced it (identify).
+    Identify,
 }
 
 impl FoundBy {
@@ -154,6 +186,7 @@ impl FoundBy {
             FoundBy::Invite => "invite",
             FoundBy::Inbound => "inbound",
             FoundBy::Relay => "relay",
+            FoundBy::Identify => "identify",
         }
     }
 }
@@ -178,15 +211,38 @@ pub struct PeerInfo {
 /// Something the node saw, for the layer above.
 #[derive(Debug)]
 pub enum NodeEvent {
-    /// A connection to `peer` opened (the first one).
+    /// A first live connection to `peer` opened.
     Connected {
         /// The peer.
         peer: PeerId,
+        /// The peer's address on that connection.
+        address: Multiaddr,
+        /// Whether the connection goes through a relay.
+        relayed: bool,
     },
-    /// The last connection to `peer` closed.
+    /// The last live connection to `peer` closed or was declared dead.
     Disconnected {
         /// The peer.
         peer: PeerId,
+        /// Why, for people ("no answer to ping for 5 s", ...).
+        reason: String,
+    },
+    /// The node learned addresses of `peer`; each ends in `/p2p/<peer>`.
+    /// Sent only when at least one of them is new to the node.
+    Addresses {
+        /// The peer.
+        peer: PeerId,
+        /// The addresses the source gave, new and already known.
+        addresses: Vec<Multiaddr>,
+        /// Where they came from; for a dial, how its address was found.
+        source: FoundBy,
+    },
+    /// A dial by id ([`NodeHandle::dial_peer`]) failed on every address.
+    DialFailed {
+        /// The peer.
+        peer: PeerId,
+        /// What went wrong, per address where the transport said.
+        error: String,
     },
     /// A peer sent a request; answer it with [`NodeHandle::respond`].
     Request {
@@ -229,7 +285,7 @@ enum Command {
     Respond(u64, Frame),
     Peers(oneshot::Sender<Vec<PeerInfo>>),
     Addresses(oneshot::Sender<Vec<Multiaddr>>),
-    AddAddress(PeerId, Multiaddr, FoundBy),
+    AddAddresses(PeerId, Vec<Multiaddr>, FoundBy),
     DialPeer(PeerId),
     UseRelay(Multiaddr),
     Disconnect(PeerId),
@@ -239,7 +295,7 @@ enum Command {
 /// A handle on the running node; cheap to clone.
 #[derive(Clone)]
 pub struct NodeHandle {
-    tx: mpsc::UnboundedSender<Command>,
+    tx: mpsc::Sender<Command>,
     peer_id: PeerId,
 }
 
@@ -249,14 +305,24 @@ impl NodeHandle {
         self.peer_id
     }
 
-    fn send(&self, c: Command) -> Result<(), NetError> {
-        self.tx.send(c).map_err(|_| NetError::Stopped)
+    async fn send(&self, c: Command) -> Result<(), NetError> {
+        self.tx.send(c).await.map_err(|_| NetError::Stopped)
     }
 
-    /// Dials an address; resolves once connected (or failed).
+    /// Queues a command nobody waits on; a full queue drops it, said out
+    /// loud, rather than block a caller that may be the event reader.
+    fn post(&self, c: Command, what: std::fmt::Arguments<'_>) {
+        if let Err(TrySendError::Full(_)) = self.tx.try_send(c) {
+            tracing::warn!("network node busy: dropped {what}");
+        }
+    }
+
+    /// Dials an address; resolves once connected (or failed). The peer is
+    /// the last `/p2p` of the address, so `/p2p/RELAY/p2p-circuit/p2p/PEER`
+    /// reaches PEER through RELAY.
     pub async fn dial(&self, addr: Multiaddr, how: FoundBy) -> Result<PeerId, NetError> {
         let (tx, rx) = oneshot::channel();
-        self.send(Command::Dial(addr, how, tx))?;
+        self.send(Command::Dial(addr, how, tx)).await?;
         rx.await.map_err(|_| NetError::Stopped)?
     }
 
@@ -268,19 +334,22 @@ impl NodeHandle {
         frame: Frame,
     ) -> Result<Frame, NetError> {
         let (tx, rx) = oneshot::channel();
-        self.send(Command::Request(proto, peer, frame, tx))?;
+        self.send(Command::Request(proto, peer, frame, tx)).await?;
         rx.await.map_err(|_| NetError::Stopped)?
     }
 
     /// Answers a request received as [`NodeEvent::Request`].
     pub fn respond(&self, token: u64, frame: Frame) {
-        let _ = self.send(Command::Respond(token, frame));
+        self.post(
+            Command::Respond(token, frame),
+            format_args!("the answer to request {token}"),
+        );
     }
 
-    /// What is known of each peer.
+    /// What is known of each connected or mDNS-discovered peer.
     pub async fn peers(&self) -> Vec<PeerInfo> {
         let (tx, rx) = oneshot::channel();
-        if self.send(Command::Peers(tx)).is_err() {
+        if self.send(Command::Peers(tx)).await.is_err() {
             return Vec::new();
         }
         rx.await.unwrap_or_default()
@@ -289,37 +358,53 @@ impl NodeHandle {
     /// Addresses others can dial, each ending in `/p2p/<our id>`.
     pub async fn addresses(&self) -> Vec<Multiaddr> {
         let (tx, rx) = oneshot::channel();
-        if self.send(Command::Addresses(tx)).is_err() {
+        if self.send(Command::Addresses(tx)).await.is_err() {
             return Vec::new();
         }
         rx.await.unwrap_or_default()
     }
 
-    /// Tells the node where a peer may be reached.
-    pub fn add_address(&self, peer: PeerId, addr: Multiaddr, how: FoundBy) {
-        let _ = self.send(Command::AddAddress(peer, addr, how));
+    /// Tells the node where a peer may be reached (from an address book,
+    /// an invite, ...). No [`NodeEvent::Addresses`] echoes them back.
+    pub fn add_addresses(&self, peer: PeerId, addrs: Vec<Multiaddr>, how: FoundBy) {
+        self.post(
+            Command::AddAddresses(peer, addrs, how),
+            format_args!("addresses of {peer}"),
+        );
     }
 
-    /// Dials a known peer by id (its addresses are remembered) unless it is
-    /// connected or was tried in the last few seconds.
+    /// Tells the node one address where a peer may be reached.
+    pub fn add_address(&self, peer: PeerId, addr: Multiaddr, how: FoundBy) {
+        self.add_addresses(peer, vec![addr], how);
+    }
+
+    /// Dials a peer by id on every remembered address unless it is
+    /// connected, was dialed in the last 500 ms or has two dials pending;
+    /// failure comes back as [`NodeEvent::DialFailed`].
     pub fn dial_peer(&self, peer: PeerId) {
-        let _ = self.send(Command::DialPeer(peer));
+        self.post(Command::DialPeer(peer), format_args!("a dial of {peer}"));
     }
 
     /// Keeps a reservation on one more relay (from an invite, say).
     pub fn use_relay(&self, relay: Multiaddr) {
-        let _ = self.send(Command::UseRelay(relay));
+        self.post(
+            Command::UseRelay(relay.clone()),
+            format_args!("relay {relay}"),
+        );
     }
 
     /// Closes every connection to a peer that is not trusted.
     pub fn disconnect(&self, peer: PeerId) {
-        let _ = self.send(Command::Disconnect(peer));
+        self.post(
+            Command::Disconnect(peer),
+            format_args!("a disconnect of {peer}"),
+        );
     }
 
     /// Stops the swarm task.
     pub async fn shutdown(&self) {
         let (tx, rx) = oneshot::channel();
-        if self.send(Command::Shutdown(tx)).is_ok() {
+        if self.send(Command::Shutdown(tx)).await.is_ok() {
             let _ = rx.await;
         }
     }
@@ -339,7 +424,7 @@ struct Behaviour {
 /// Starts the node on the current tokio runtime.
 pub async fn start(
     config: NodeConfig,
-) -> Result<(NodeHandle, mpsc::UnboundedReceiver<NodeEvent>), NetError> {
+) -> Result<(NodeHandle, mpsc::Receiver<NodeEvent>), NetError> {
     let mut seed = config.seed;
     let keypair = identity::Keypair::ed25519_from_bytes(&mut seed)
         .map_err(|e| NetError::Setup(e.to_string()))?;
@@ -383,8 +468,13 @@ pub async fn start(
                     identify::Config::new("/dontpanic/id/1".into(), key.public())
                         .with_agent_version(agent),
                 ),
+                // A failed ping leaves the connection open (and the first
+                // failure is not even reported): the task's watchdog closes
+                // connections whose pings stop succeeding.
                 ping: ping::Behaviour::new(
-                    ping::Config::new().with_interval(Duration::from_secs(5)),
+                    ping::Config::new()
+                        .with_interval(PING_INTERVAL)
+                        .with_timeout(PING_SILENCE),
                 ),
                 mdns: mdns.into(),
                 sync: rr(SYNC_PROTOCOL, MAX_SYNC_FRAME),
@@ -393,17 +483,21 @@ pub async fn start(
         })
         .map_err(|e| NetError::Setup(e.to_string()))?
         .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(3600)))
+        // Bounds the whole outbound set-up, TCP connect included: without it
+        // a SYN into a downed link waits for the kernel's minutes.
+        .with_connection_timeout(DIAL_TIMEOUT)
         .build();
     for addr in &config.listen {
         swarm
             .listen_on(addr.clone())
             .map_err(|e| NetError::Setup(format!("cannot listen on {addr}: {e}")))?;
     }
-    let (tx, rx) = mpsc::unbounded_channel();
-    let (events_tx, events_rx) = mpsc::unbounded_channel();
-    let task = SwarmTask {
+    let (tx, rx) = mpsc::channel(COMMAND_QUEUE);
+    let (events_tx, events_rx) = mpsc::channel(EVENT_QUEUE);
+    let mut task = SwarmTask {
         swarm,
         events: events_tx,
+        outbox: VecDeque::new(),
         pending: HashMap::new(),
         dials: HashMap::new(),
         dial_how: HashMap::new(),
@@ -413,10 +507,10 @@ pub async fn start(
         rate: HashMap::new(),
         relays: Vec::new(),
         conns: HashMap::new(),
-        last_dial: HashMap::new(),
-        known: HashMap::new(),
+        closing: HashMap::new(),
+        dialing: HashMap::new(),
+        known: AddressBook::new(KNOWN_PEERS, KNOWN_ADDRS),
     };
-    let mut task = task;
     for r in config.relays {
         task.add_relay(r);
     }
@@ -424,40 +518,75 @@ pub async fn start(
     Ok((NodeHandle { tx, peer_id }, events_rx))
 }
 
+/// One live connection as the task sees it.
+struct Conn {
+    /// The peer's address on it.
+    addr: Multiaddr,
+    relayed: bool,
+    /// When it last proved alive (opened, or a ping answered).
+    alive: Instant,
+    /// False once the peer says it does not speak ping: silence proves
+    /// nothing then.
+    pinged: bool,
+}
+
+/// Dials by id in flight for one peer.
+struct Dialing {
+    started: Instant,
+    pending: Vec<ConnectionId>,
+}
+
 struct SwarmTask {
     swarm: Swarm<Behaviour>,
-    events: mpsc::UnboundedSender<NodeEvent>,
+    events: mpsc::Sender<NodeEvent>,
+    /// Events waiting for room in `events`.
+    outbox: VecDeque<NodeEvent>,
     pending: HashMap<OutboundRequestId, oneshot::Sender<Result<Frame, NetError>>>,
-    dials: HashMap<libp2p::swarm::ConnectionId, oneshot::Sender<Result<PeerId, NetError>>>,
-    dial_how: HashMap<libp2p::swarm::ConnectionId, FoundBy>,
+    dials: HashMap<ConnectionId, oneshot::Sender<Result<PeerId, NetError>>>,
+    dial_how: HashMap<ConnectionId, FoundBy>,
     inbound: HashMap<u64, (Proto, ResponseChannel<Frame>)>,
     next_token: u64,
+    /// Connected or mDNS-discovered peers.
     peers: HashMap<PeerId, PeerInfo>,
     rate: HashMap<PeerId, (Instant, u32)>,
     /// Each relay and the circuit listener on it, while one is up.
     relays: Vec<(Multiaddr, Option<ListenerId>)>,
-    /// Open connections per peer: address and whether relayed.
-    conns: HashMap<PeerId, HashMap<ConnectionId, (Multiaddr, bool)>>,
-    last_dial: HashMap<PeerId, Instant>,
-    /// Every address a peer was seen at or announced.
-    known: HashMap<PeerId, Vec<Multiaddr>>,
+    /// Live connections per peer. A connection declared dead leaves this
+    /// map at once, before libp2p reports it closed.
+    conns: HashMap<PeerId, HashMap<ConnectionId, Conn>>,
+    /// Connections declared dead and asked to close, with when.
+    closing: HashMap<ConnectionId, Instant>,
+    dialing: HashMap<PeerId, Dialing>,
+    known: AddressBook,
 }
 
 /// How often lost relay reservations are retried.
 const RELAY_RETRY: Duration = Duration::from_secs(3);
-/// Least time between two dials of the same peer by id.
-const REDIAL_AFTER: Duration = Duration::from_secs(3);
+/// How often connections are checked for silence.
+const WATCHDOG_TICK: Duration = Duration::from_millis(500);
 
 fn is_relayed(addr: &Multiaddr) -> bool {
     addr.iter().any(|p| matches!(p, Protocol::P2pCircuit))
 }
 
 impl SwarmTask {
-    async fn run(mut self, mut commands: mpsc::UnboundedReceiver<Command>) {
+    async fn run(mut self, mut commands: mpsc::Receiver<Command>) {
         let mut relay_tick = tokio::time::interval(RELAY_RETRY);
+        let mut watchdog = tokio::time::interval(WATCHDOG_TICK);
+        watchdog.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        // A permit borrows its sender for as long as select!'s output lives,
+        // which spans every branch: borrow a clone, not `self`.
+        let events = self.events.clone();
         loop {
+            let deliver = !self.outbox.is_empty() && !self.events.is_closed();
             tokio::select! {
+                permit = events.reserve(), if deliver => {
+                    if let (Ok(permit), Some(e)) = (permit, self.outbox.pop_front()) {
+                        permit.send(e);
+                    }
+                }
                 _ = relay_tick.tick() => self.keep_reservations(),
+                _ = watchdog.tick() => self.check_liveness(),
                 cmd = commands.recv() => match cmd {
                     Some(Command::Shutdown(done)) => {
                         let _ = done.send(());
@@ -471,6 +600,109 @@ impl SwarmTask {
         }
     }
 
+    /// Queues an event for the layer above. Requests and bad-input reports
+    /// stop at the soft cap (the caller refuses the request instead); the
+    /// hard cap only guards memory against a reader that stopped reading.
+    fn emit(&mut self, e: NodeEvent) {
+        if self.events.is_closed() {
+            return;
+        }
+        let cap = match e {
+            NodeEvent::Request { .. } | NodeEvent::BadInput { .. } => OUTBOX_SOFT_CAP,
+            _ => OUTBOX_HARD_CAP,
+        };
+        if self.outbox.len() >= cap {
+            tracing::warn!(
+                "event queue full ({} waiting): dropped {e:?}",
+                self.outbox.len()
+            );
+            return;
+        }
+        self.outbox.push_back(e);
+    }
+
+    fn live(&self, peer: &PeerId) -> bool {
+        self.conns.get(peer).is_some_and(|c| !c.is_empty())
+    }
+
+    /// Declares dead every connection whose pings went unanswered for
+    /// [`PING_SILENCE`].
+    fn check_liveness(&mut self) {
+        let now = Instant::now();
+        let dead: Vec<(PeerId, ConnectionId)> = self
+            .conns
+            .iter()
+            .flat_map(|(peer, c)| {
+                c.iter()
+                    .filter(|(_, c)| c.pinged && now.duration_since(c.alive) > PING_SILENCE)
+                    .map(|(id, _)| (*peer, *id))
+            })
+            .collect();
+        for (peer, id) in dead {
+            let reason = format!("no answer to ping for {} s", PING_SILENCE.as_secs());
+            self.declare_dead(peer, id, reason);
+        }
+        self.closing.retain(|id, since| {
+            let keep = now.duration_since(*since) < CLOSE_FORGET;
+            if !keep {
+                tracing::warn!(
+                    "connection {id} declared dead has not closed after {CLOSE_FORGET:?}"
+                );
+            }
+            keep
+        });
+    }
+
+    /// Closes a connection that stopped answering and, if it was the peer's
+    /// last, says so at once: closing a dead socket need not finish soon.
+    fn declare_dead(&mut self, peer: PeerId, id: ConnectionId, reason: String) {
+        let Some(c) = self.conns.get_mut(&peer) else {
+            return;
+        };
+        if c.remove(&id).is_none() {
+            return;
+        }
+        tracing::debug!("connection {id} to {peer} is dead: {reason}");
+        self.closing.insert(id, Instant::now());
+        self.swarm.close_connection(id);
+        if self.live(&peer) {
+            self.refresh_route(peer);
+        } else {
+            self.peer_gone(peer, reason);
+        }
+    }
+
+    /// The last live connection to `peer` is gone: forget what only a
+    /// connected peer needs and tell the layer above.
+    fn peer_gone(&mut self, peer: PeerId, reason: String) {
+        self.conns.remove(&peer);
+        self.rate.remove(&peer);
+        if self
+            .dialing
+            .get(&peer)
+            .is_some_and(|d| d.pending.is_empty())
+        {
+            self.dialing.remove(&peer);
+        }
+        if self.mdns_sees(&peer) {
+            if let Some(info) = self.peers.get_mut(&peer) {
+                info.connected = false;
+                info.rtt = None;
+            }
+        } else {
+            self.peers.remove(&peer);
+        }
+        self.emit(NodeEvent::Disconnected { peer, reason });
+    }
+
+    fn mdns_sees(&self, peer: &PeerId) -> bool {
+        self.swarm
+            .behaviour()
+            .mdns
+            .as_ref()
+            .is_some_and(|m| m.discovered_nodes().any(|p| p == peer))
+    }
+
     fn peer(&mut self, peer: PeerId, how: FoundBy) -> &mut PeerInfo {
         self.peers.entry(peer).or_insert(PeerInfo {
             peer,
@@ -482,35 +714,44 @@ impl SwarmTask {
         })
     }
 
+    /// Dial options for `peer`. A connection declared dead may still be
+    /// closing, and it must not stop a fresh dial; a dial hung on a dead
+    /// route must not either, so pending dials never block a new one.
+    fn dial_opts(&self, peer: PeerId, addrs: Vec<Multiaddr>) -> DialOpts {
+        let condition = if self.swarm.is_connected(&peer) {
+            PeerCondition::Always
+        } else {
+            PeerCondition::Disconnected
+        };
+        DialOpts::peer_id(peer)
+            .condition(condition)
+            .addresses(addrs)
+            .build()
+    }
+
     fn command(&mut self, c: Command) {
         match c {
             Command::Dial(addr, how, reply) => {
-                let peer = addr.iter().find_map(|p| match p {
-                    Protocol::P2p(id) => Some(id),
-                    _ => None,
-                });
-                if let Some(peer) = peer {
-                    if self.swarm.is_connected(&peer) {
+                let peer = target_peer(&addr);
+                let found = if is_relayed(&addr) {
+                    FoundBy::Relay
+                } else {
+                    how
+                };
+                let opts = match peer {
+                    Some(peer) if self.live(&peer) => {
                         let _ = reply.send(Ok(peer));
                         return;
                     }
-                    let found = if is_relayed(&addr) {
-                        FoundBy::Relay
-                    } else {
-                        how
-                    };
-                    let info = self.peer(peer, found);
-                    info.address = Some(addr.clone());
-                }
-                let opts = match peer {
-                    Some(p) => DialOpts::peer_id(p).addresses(vec![addr.clone()]).build(),
+                    // Remembered once it works: see `connected`.
+                    Some(peer) => self.dial_opts(peer, vec![addr.clone()]),
                     None => DialOpts::unknown_peer_id().address(addr.clone()).build(),
                 };
                 let id = opts.connection_id();
                 match self.swarm.dial(opts) {
                     Ok(()) => {
                         self.dials.insert(id, reply);
-                        self.dial_how.insert(id, how);
+                        self.dial_how.insert(id, found);
                     }
                     Err(e) => {
                         let _ = reply.send(Err(NetError::Dial(format!("{addr}: {e}"))));
@@ -521,7 +762,7 @@ impl SwarmTask {
                 // request-response forgets an address as soon as one dial to
                 // it fails, so a join retried once our relay is connected
                 // would find nothing left to dial: offer what we remember.
-                let addrs = if self.swarm.is_connected(&peer) {
+                let addrs = if self.live(&peer) {
                     Vec::new()
                 } else {
                     self.dialable(peer)
@@ -553,54 +794,20 @@ impl SwarmTask {
                     .swarm
                     .listeners()
                     .chain(self.swarm.external_addresses())
-                    .filter(|a| {
-                        !a.iter()
-                            .any(|p| matches!(p, Protocol::Ip4(ip) if ip.is_unspecified()))
-                    })
-                    .cloned()
+                    .filter_map(|a| dialable_form(a.clone(), me))
                     .collect();
                 out.sort_by_key(|a| (is_relayed(a), a.to_string()));
                 out.dedup();
-                let out = out
-                    .into_iter()
-                    .map(|a| {
-                        if a.iter().any(|p| matches!(p, Protocol::P2p(_))) {
-                            a
-                        } else {
-                            a.with(Protocol::P2p(me))
-                        }
-                    })
-                    .collect();
                 let _ = reply.send(out);
             }
-            Command::AddAddress(peer, addr, how) => {
-                self.swarm.add_peer_address(peer, addr.clone());
-                self.remember(peer, addr.clone());
-                let info = self.peer(peer, how);
-                if info.address.is_none() {
-                    info.address = Some(addr);
-                }
+            Command::AddAddresses(peer, addrs, how) => {
+                let addrs: Vec<Multiaddr> = addrs
+                    .into_iter()
+                    .filter_map(|a| dialable_form(a, peer))
+                    .collect();
+                self.known.learn(peer, &addrs, how);
             }
-            Command::DialPeer(peer) => {
-                let recent = self
-                    .last_dial
-                    .get(&peer)
-                    .is_some_and(|t| t.elapsed() < REDIAL_AFTER);
-                if self.swarm.is_connected(&peer) || recent || peer == *self.swarm.local_peer_id() {
-                    return;
-                }
-                let addrs = self.dialable(peer);
-                if addrs.is_empty() {
-                    return;
-                }
-                self.last_dial.insert(peer, Instant::now());
-                if let Err(e) = self
-                    .swarm
-                    .dial(DialOpts::peer_id(peer).addresses(addrs).build())
-                {
-                    tracing::debug!("redial of {peer}: {e}");
-                }
-            }
+            Command::DialPeer(peer) => self.dial_peer(peer),
             Command::UseRelay(relay) => {
                 self.add_relay(relay);
                 self.keep_reservations();
@@ -610,6 +817,59 @@ impl SwarmTask {
             }
             Command::Shutdown(_) => unreachable!("handled in run"),
         }
+    }
+
+    fn dial_peer(&mut self, peer: PeerId) {
+        if self.live(&peer) || peer == *self.swarm.local_peer_id() {
+            return;
+        }
+        if let Some(d) = self.dialing.get(&peer) {
+            if d.started.elapsed() < REDIAL_AFTER || d.pending.len() >= MAX_PENDING_DIALS {
+                tracing::debug!("dial of {peer} skipped: {} pending", d.pending.len());
+                return;
+            }
+        }
+        let addrs = self.dialable(peer);
+        if addrs.is_empty() {
+            self.emit(NodeEvent::DialFailed {
+                peer,
+                error: "no known address".into(),
+            });
+            return;
+        }
+        let opts = self.dial_opts(peer, addrs);
+        let id = opts.connection_id();
+        match self.swarm.dial(opts) {
+            Ok(()) => {
+                let d = self.dialing.entry(peer).or_insert(Dialing {
+                    started: Instant::now(),
+                    pending: Vec::new(),
+                });
+                d.started = Instant::now();
+                d.pending.push(id);
+                let how = self.known.found_by(&peer).unwrap_or(FoundBy::Manual);
+                self.dial_how.insert(id, how);
+            }
+            Err(e) => self.emit(NodeEvent::DialFailed {
+                peer,
+                error: e.to_string(),
+            }),
+        }
+    }
+
+    /// Forgets a dial by id that ended; true if it was one.
+    fn dial_ended(&mut self, peer: PeerId, id: ConnectionId) -> bool {
+        let Some(d) = self.dialing.get_mut(&peer) else {
+            return false;
+        };
+        let Some(i) = d.pending.iter().position(|p| *p == id) else {
+            return false;
+        };
+        d.pending.swap_remove(i);
+        if d.pending.is_empty() {
+            self.dialing.remove(&peer);
+        }
+        true
     }
 
     /// (Re)starts a circuit listener on every relay that has none, so a
@@ -640,10 +900,14 @@ impl SwarmTask {
         }
     }
 
-    fn remember(&mut self, peer: PeerId, addr: Multiaddr) {
-        let list = self.known.entry(peer).or_default();
-        if !list.contains(&addr) && list.len() < 32 {
-            list.push(addr);
+    /// Remembers addresses from `source` and reports them if any is new.
+    fn learned(&mut self, peer: PeerId, addrs: Vec<Multiaddr>, source: FoundBy) {
+        if !addrs.is_empty() && self.known.learn(peer, &addrs, source) {
+            self.emit(NodeEvent::Addresses {
+                peer,
+                addresses: addrs,
+                source,
+            });
         }
     }
 
@@ -653,11 +917,11 @@ impl SwarmTask {
     fn dialable(&self, peer: PeerId) -> Vec<Multiaddr> {
         let mut out = Vec::new();
         let mut via = Vec::new();
-        for a in self.known.get(&peer).into_iter().flatten() {
+        for a in self.known.get(&peer) {
             if !is_relayed(a) {
                 out.push(a.clone());
             } else if let Some(r) = relay_peer(a) {
-                if self.swarm.is_connected(&r) && !via.contains(&r) {
+                if self.live(&r) && !via.contains(&r) {
                     via.push(r);
                     out.push(a.clone());
                 }
@@ -676,10 +940,12 @@ impl SwarmTask {
 
     fn refresh_route(&mut self, peer: PeerId) {
         let conns = self.conns.get(&peer);
-        let direct = conns.and_then(|c| c.values().find(|(_, relayed)| !relayed).cloned());
-        let any = conns.and_then(|c| c.values().next().cloned());
+        let direct = conns.and_then(|c| c.values().find(|c| !c.relayed));
+        let route = direct
+            .or_else(|| conns.and_then(|c| c.values().next()))
+            .map(|c| (c.addr.clone(), c.relayed));
         if let Some(info) = self.peers.get_mut(&peer) {
-            match direct.or(any) {
+            match route {
                 Some((addr, relayed)) => {
                     info.connected = true;
                     info.address = Some(addr);
@@ -714,24 +980,32 @@ impl SwarmTask {
                     },
                 ..
             } => {
+                // Dropping the channel refuses the request.
+                if self.outbox.len() >= OUTBOX_SOFT_CAP {
+                    tracing::warn!(
+                        "refused a {proto:?} request from {peer}: {} events wait to be read",
+                        self.outbox.len()
+                    );
+                    return;
+                }
                 if request.kind == UNREADABLE {
-                    let _ = self.events.send(NodeEvent::BadInput {
+                    self.emit(NodeEvent::BadInput {
                         peer,
                         reason: String::from_utf8_lossy(&request.body).into_owned(),
                     });
-                    return; // dropping the channel refuses the request
+                    return;
                 }
                 if !self.rate_ok(peer) {
-                    let _ = self.events.send(NodeEvent::BadInput {
+                    self.emit(NodeEvent::BadInput {
                         peer,
                         reason: "too many requests per second".into(),
                     });
-                    return; // dropping the channel refuses the request
+                    return;
                 }
                 let token = self.next_token;
                 self.next_token += 1;
                 self.inbound.insert(token, (proto, channel));
-                let _ = self.events.send(NodeEvent::Request {
+                self.emit(NodeEvent::Request {
                     proto,
                     peer,
                     frame: request,
@@ -763,7 +1037,7 @@ impl SwarmTask {
             Event::InboundFailure { peer, error, .. } => {
                 if let request_response::InboundFailure::Io(e) = &error {
                     if e.kind() == std::io::ErrorKind::InvalidData {
-                        let _ = self.events.send(NodeEvent::BadInput {
+                        self.emit(NodeEvent::BadInput {
                             peer,
                             reason: e.to_string(),
                         });
@@ -778,55 +1052,43 @@ impl SwarmTask {
     fn event(&mut self, event: SwarmEvent<BehaviourEvent>) {
         match event {
             SwarmEvent::NewListenAddr { address, .. } => {
-                let _ = self.events.send(NodeEvent::Listening { address });
+                self.emit(NodeEvent::Listening { address });
             }
             SwarmEvent::ConnectionEstablished {
                 peer_id,
                 endpoint,
                 connection_id,
-                num_established,
                 ..
-            } => {
-                let (addr, how) = match &endpoint {
-                    ConnectedPoint::Dialer { address, .. } => (
-                        address.clone(),
-                        self.dial_how
-                            .remove(&connection_id)
-                            .unwrap_or(FoundBy::Manual),
-                    ),
-                    ConnectedPoint::Listener { send_back_addr, .. } => {
-                        (send_back_addr.clone(), FoundBy::Inbound)
-                    }
-                };
-                // On the listening side the remote address of a relayed
-                // connection does not show the circuit; the endpoint knows.
-                let relayed = endpoint.is_relayed() || is_relayed(&addr);
-                self.peer(peer_id, if relayed { FoundBy::Relay } else { how });
-                self.conns
-                    .entry(peer_id)
-                    .or_default()
-                    .insert(connection_id, (addr, relayed));
-                // A direct connection (e.g. after hole punching) wins over a relayed one.
-                self.refresh_route(peer_id);
-                if let Some(reply) = self.dials.remove(&connection_id) {
-                    let _ = reply.send(Ok(peer_id));
-                }
-                if num_established.get() == 1 {
-                    let _ = self.events.send(NodeEvent::Connected { peer: peer_id });
-                }
-            }
+            } => self.connected(peer_id, connection_id, endpoint),
             SwarmEvent::ConnectionClosed {
                 peer_id,
                 connection_id,
-                num_established,
+                cause,
                 ..
             } => {
-                if let Some(c) = self.conns.get_mut(&peer_id) {
-                    c.remove(&connection_id);
+                if let Some(since) = self.closing.remove(&connection_id) {
+                    tracing::debug!(
+                        "dead connection {connection_id} to {peer_id} closed {:?} after it was declared dead",
+                        since.elapsed()
+                    );
+                    return;
                 }
-                self.refresh_route(peer_id);
-                if num_established == 0 {
-                    let _ = self.events.send(NodeEvent::Disconnected { peer: peer_id });
+                let was_live = self
+                    .conns
+                    .get_mut(&peer_id)
+                    .and_then(|c| c.remove(&connection_id))
+                    .is_some();
+                if !was_live {
+                    return;
+                }
+                if self.live(&peer_id) {
+                    self.refresh_route(peer_id);
+                } else {
+                    let reason = match cause {
+                        Some(e) => format!("connection closed: {e}"),
+                        None => "connection closed".to_string(),
+                    };
+                    self.peer_gone(peer_id, reason);
                 }
             }
             SwarmEvent::ListenerClosed {
@@ -846,57 +1108,70 @@ impl SwarmTask {
                 peer_id,
                 ..
             } => {
-                tracing::debug!("dial of {peer_id:?} failed: {error}");
+                let who = peer_id
+                    .map(|p| p.to_string())
+                    .unwrap_or_else(|| "unknown peer".into());
+                tracing::debug!("dial of {who} failed: {error}");
                 self.dial_how.remove(&connection_id);
                 if let Some(reply) = self.dials.remove(&connection_id) {
-                    let who = peer_id
-                        .map(|p| p.to_string())
-                        .unwrap_or_else(|| "peer".into());
                     let _ = reply.send(Err(NetError::Dial(format!("{who}: {error}"))));
+                }
+                if let Some(peer) = peer_id {
+                    if self.dial_ended(peer, connection_id) && !self.live(&peer) {
+                        self.emit(NodeEvent::DialFailed {
+                            peer,
+                            error: error.to_string(),
+                        });
+                    }
                 }
             }
             SwarmEvent::Behaviour(BehaviourEvent::Mdns(mdns::Event::Discovered(found))) => {
+                let me = *self.swarm.local_peer_id();
                 let mut by_peer: HashMap<PeerId, Vec<Multiaddr>> = HashMap::new();
                 for (peer, addr) in found {
-                    if peer != *self.swarm.local_peer_id() {
-                        by_peer.entry(peer).or_default().push(addr);
+                    if peer != me {
+                        if let Some(a) = dialable_form(addr, peer) {
+                            by_peer.entry(peer).or_default().push(a);
+                        }
                     }
                 }
                 for (peer, addrs) in by_peer {
-                    for a in &addrs {
-                        self.swarm.add_peer_address(peer, a.clone());
-                        self.remember(peer, a.clone());
-                    }
                     let info = self.peer(peer, FoundBy::Mdns);
                     if info.address.is_none() {
                         info.address = addrs.first().cloned();
                     }
-                    if !self.swarm.is_connected(&peer) {
+                    self.learned(peer, addrs.clone(), FoundBy::Mdns);
+                    if !self.live(&peer) {
                         let opts = DialOpts::peer_id(peer).addresses(addrs).build();
                         self.dial_how.insert(opts.connection_id(), FoundBy::Mdns);
                         let _ = self.swarm.dial(opts);
                     }
                 }
             }
-            SwarmEvent::Behaviour(BehaviourEvent::Ping(ping::Event {
-                peer,
-                result: Ok(rtt),
-                ..
-            })) => {
-                if let Some(info) = self.peers.get_mut(&peer) {
-                    info.rtt = Some(rtt);
+            SwarmEvent::Behaviour(BehaviourEvent::Mdns(mdns::Event::Expired(gone))) => {
+                for (peer, _) in gone {
+                    if !self.live(&peer) && !self.mdns_sees(&peer) {
+                        self.peers.remove(&peer);
+                    }
                 }
             }
+            SwarmEvent::Behaviour(BehaviourEvent::Ping(ping::Event {
+                peer,
+                connection,
+                result,
+            })) => self.pinged(peer, connection, result),
             SwarmEvent::Behaviour(BehaviourEvent::Identify(identify::Event::Received {
                 peer_id,
                 info,
                 ..
             })) => {
                 // A relay tells us our observed address; peers learn where we listen.
-                for a in info.listen_addrs {
-                    self.swarm.add_peer_address(peer_id, a.clone());
-                    self.remember(peer_id, a);
-                }
+                let addrs = info
+                    .listen_addrs
+                    .into_iter()
+                    .filter_map(|a| dialable_form(a, peer_id))
+                    .collect();
+                self.learned(peer_id, addrs, FoundBy::Identify);
                 if self
                     .relays
                     .iter()
@@ -910,9 +1185,189 @@ impl SwarmTask {
             _ => {}
         }
     }
+
+    fn connected(&mut self, peer: PeerId, id: ConnectionId, endpoint: ConnectedPoint) {
+        let dialed = matches!(endpoint, ConnectedPoint::Dialer { .. });
+        let (addr, how) = match &endpoint {
+            ConnectedPoint::Dialer { address, .. } => (
+                address.clone(),
+                self.dial_how.remove(&id).unwrap_or(FoundBy::Manual),
+            ),
+            ConnectedPoint::Listener { send_back_addr, .. } => {
+                (send_back_addr.clone(), FoundBy::Inbound)
+            }
+        };
+        self.dial_ended(peer, id);
+        // On the listening side the remote address of a relayed
+        // connection does not show the circuit; the endpoint knows.
+        let relayed = endpoint.is_relayed() || is_relayed(&addr);
+        let first = !self.live(&peer);
+        let found =
+            self.known
+                .found_by(&peer)
+                .unwrap_or(if relayed { FoundBy::Relay } else { how });
+        self.peer(peer, found);
+        self.conns.entry(peer).or_default().insert(
+            id,
+            Conn {
+                addr: addr.clone(),
+                relayed,
+                alive: Instant::now(),
+                pinged: true,
+            },
+        );
+        // A direct connection (e.g. after hole punching) wins over a relayed one.
+        self.refresh_route(peer);
+        if let Some(reply) = self.dials.remove(&id) {
+            let _ = reply.send(Ok(peer));
+        }
+        if first {
+            self.emit(NodeEvent::Connected {
+                peer,
+                address: addr.clone(),
+                relayed,
+            });
+        }
+        if dialed {
+            // The address that worked; a listener's view of the remote is an
+            // ephemeral port, useless for dialing back.
+            self.known.touch(&peer);
+            if let Some(a) = dialable_form(addr, peer) {
+                self.learned(peer, vec![a], how);
+            }
+        }
+    }
+
+    fn pinged(&mut self, peer: PeerId, id: ConnectionId, result: Result<Duration, ping::Failure>) {
+        match result {
+            Ok(rtt) => {
+                if let Some(c) = self.conns.get_mut(&peer).and_then(|c| c.get_mut(&id)) {
+                    c.alive = Instant::now();
+                }
+                if let Some(info) = self.peers.get_mut(&peer) {
+                    info.rtt = Some(rtt);
+                }
+            }
+            Err(ping::Failure::Unsupported) => {
+                if let Some(c) = self.conns.get_mut(&peer).and_then(|c| c.get_mut(&id)) {
+                    c.pinged = false;
+                }
+            }
+            Err(e) => self.declare_dead(peer, id, format!("ping failed: {e}")),
+        }
+    }
 }
 
-/// The peer id at the end of a relay address.
+/// Remembered addresses per peer, capped in peers and in addresses per
+/// peer; the least recently seen peer goes first.
+struct AddressBook {
+    peers: HashMap<PeerId, Known>,
+    /// Logical clock: bumped on every use, so eviction needs no wall time.
+    clock: u64,
+    max_peers: usize,
+    max_addrs: usize,
+}
+
+struct Known {
+    addrs: VecDeque<Multiaddr>,
+    found_by: FoundBy,
+    seen: u64,
+}
+
+impl AddressBook {
+    fn new(max_peers: usize, max_addrs: usize) -> AddressBook {
+        AddressBook {
+            peers: HashMap::new(),
+            clock: 0,
+            max_peers,
+            max_addrs,
+        }
+    }
+
+    /// Adds addresses; true if any was not known. A full list drops its
+    /// oldest address: what was heard last is likelier to work.
+    fn learn(&mut self, peer: PeerId, addrs: &[Multiaddr], how: FoundBy) -> bool {
+        if !self.peers.contains_key(&peer) && self.peers.len() >= self.max_peers {
+            if let Some(oldest) = self
+                .peers
+                .iter()
+                .min_by_key(|(_, k)| k.seen)
+                .map(|(p, _)| *p)
+            {
+                self.peers.remove(&oldest);
+            }
+        }
+        self.clock += 1;
+        let max = self.max_addrs;
+        let k = self.peers.entry(peer).or_insert(Known {
+            addrs: VecDeque::new(),
+            found_by: how,
+            seen: 0,
+        });
+        k.seen = self.clock;
+        let mut new = false;
+        for a in addrs {
+            if k.addrs.contains(a) {
+                continue;
+            }
+            if k.addrs.len() >= max {
+                k.addrs.pop_front();
+            }
+            k.addrs.push_back(a.clone());
+            new = true;
+        }
+        new
+    }
+
+    fn touch(&mut self, peer: &PeerId) {
+        self.clock += 1;
+        if let Some(k) = self.peers.get_mut(peer) {
+            k.seen = self.clock;
+        }
+    }
+
+    fn get(&self, peer: &PeerId) -> impl Iterator<Item = &Multiaddr> {
+        self.peers
+            .get(peer)
+            .into_iter()
+            .flat_map(|k| k.addrs.iter())
+    }
+
+    fn found_by(&self, peer: &PeerId) -> Option<FoundBy> {
+        self.peers.get(peer).map(|k| k.found_by)
+    }
+}
+
+/// `addr` as an address to reach `peer`: ending in `/p2p/<peer>`, or `None`
+/// if it names another peer at its end or an unspecified IP (`0.0.0.0`, `::`).
+fn dialable_form(addr: Multiaddr, peer: PeerId) -> Option<Multiaddr> {
+    let unspecified = addr.iter().any(|p| match p {
+        Protocol::Ip4(ip) => ip.is_unspecified(),
+        Protocol::Ip6(ip) => ip.is_unspecified(),
+        _ => false,
+    });
+    if unspecified {
+        return None;
+    }
+    match addr.iter().last() {
+        Some(Protocol::P2p(p)) if p == peer => Some(addr),
+        Some(Protocol::P2p(_)) => None,
+        _ => Some(addr.with(Protocol::P2p(peer))),
+    }
+}
+
+/// The peer an address leads to: its last `/p2p` component, so a circuit
+/// address `/p2p/RELAY/p2p-circuit/p2p/PEER` names PEER.
+pub fn target_peer(addr: &Multiaddr) -> Option<PeerId> {
+    addr.iter()
+        .filter_map(|p| match p {
+            Protocol::P2p(id) => Some(id),
+            _ => None,
+        })
+        .last()
+}
+
+/// The relay's peer id in a relay or circuit address: its first `/p2p`.
 pub fn relay_peer(addr: &Multiaddr) -> Option<PeerId> {
     addr.iter().find_map(|p| match p {
         Protocol::P2p(id) => Some(id),
@@ -941,4 +1396,93 @@ fn multihash_digest(peer: &PeerId) -> Option<Vec<u8>> {
 pub fn key_peer(key: &[u8; 32]) -> Option<PeerId> {
     let pk = identity::ed25519::PublicKey::try_from_bytes(key).ok()?;
     Some(identity::PublicKey::from(pk).to_peer_id())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn peer(n: u8) -> PeerId {
+        identity::Keypair::ed25519_from_bytes([n; 32])
+            .expect("key")
+            .public()
+            .to_peer_id()
+    }
+
+    fn tcp(port: u16) -> Multiaddr {
+        format!("/ip4/10.0.0.1/tcp/{port}").parse().unwrap()
+    }
+
+    #[test]
+    fn the_address_book_reports_only_news_and_keeps_the_latest_addresses() {
+        let p = peer(1);
+        let mut book = AddressBook::new(4, 3);
+        assert!(book.learn(p, &[tcp(1), tcp(2)], FoundBy::Invite));
+        assert!(
+            !book.learn(p, &[tcp(2), tcp(1)], FoundBy::Identify),
+            "nothing new"
+        );
+        assert!(book.learn(p, &[tcp(3), tcp(4)], FoundBy::Identify));
+        let kept: Vec<_> = book.get(&p).cloned().collect();
+        assert_eq!(kept, vec![tcp(2), tcp(3), tcp(4)], "the oldest goes");
+        assert_eq!(
+            book.found_by(&p),
+            Some(FoundBy::Invite),
+            "first finder kept"
+        );
+    }
+
+    #[test]
+    fn the_address_book_evicts_the_least_recently_seen_peer() {
+        let mut book = AddressBook::new(3, 8);
+        let (a, b, c, d) = (peer(1), peer(2), peer(3), peer(4));
+        book.learn(a, &[tcp(1)], FoundBy::Manual);
+        book.learn(b, &[tcp(2)], FoundBy::Manual);
+        book.learn(c, &[tcp(3)], FoundBy::Manual);
+        book.touch(&a);
+        book.learn(d, &[tcp(4)], FoundBy::Manual);
+        assert_eq!(book.peers.len(), 3);
+        assert!(book.found_by(&b).is_none(), "b was seen least recently");
+        for p in [a, c, d] {
+            assert!(book.found_by(&p).is_some());
+        }
+    }
+
+    #[test]
+    fn addresses_are_put_in_dialable_form() {
+        let (p, q) = (peer(1), peer(2));
+        let cases: Vec<(String, Option<String>)> = vec![
+            (
+                "/ip4/10.0.0.1/tcp/5".into(),
+                Some(format!("/ip4/10.0.0.1/tcp/5/p2p/{p}")),
+            ),
+            (
+                format!("/ip4/127.0.0.1/tcp/5/p2p/{p}"),
+                Some(format!("/ip4/127.0.0.1/tcp/5/p2p/{p}")),
+            ),
+            ("/ip4/0.0.0.0/tcp/5".into(), None),
+            ("/ip6/::/tcp/5".into(), None),
+            (format!("/ip4/10.0.0.1/tcp/5/p2p/{q}"), None),
+            (
+                format!("/ip4/10.0.0.9/tcp/7/p2p/{q}/p2p-circuit"),
+                Some(format!("/ip4/10.0.0.9/tcp/7/p2p/{q}/p2p-circuit/p2p/{p}")),
+            ),
+        ];
+        for (input, want) in cases {
+            let got = dialable_form(input.parse().unwrap(), p).map(|a| a.to_string());
+            assert_eq!(got, want, "{input}");
+        }
+    }
+
+    #[test]
+    fn a_circuit_address_targets_its_last_peer_and_names_its_relay_first() {
+        let (relay, target) = (peer(1), peer(2));
+        let circuit: Multiaddr =
+            format!("/ip4/10.0.0.9/tcp/7/p2p/{relay}/p2p-circuit/p2p/{target}")
+                .parse()
+                .unwrap();
+        assert_eq!(target_peer(&circuit), Some(target));
+        assert_eq!(relay_peer(&circuit), Some(relay));
+        assert_eq!(target_peer(&tcp(1)), None);
+    }
 }
