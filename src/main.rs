@@ -286,7 +286,10 @@ fn start_node(
     runtime: &tokio::runtime::Runtime,
     mut config: NodeConfig,
     port: Option<u16>,
-) -> Result<(dontpanic_net::NodeHandle, tokio::sync::mpsc::Receiver<dontpanic_net::NodeEvent>)> {
+) -> Result<(
+    dontpanic_net::NodeHandle,
+    tokio::sync::mpsc::Receiver<dontpanic_net::NodeEvent>,
+)> {
     let Some(port) = port else {
         return Ok(runtime.block_on(dontpanic_net::node::start(config))?);
     };
@@ -303,7 +306,9 @@ fn start_node(
     match runtime.block_on(dontpanic_net::node::start(config.clone())) {
         Ok(started) => Ok(started),
         Err(e) => {
-            eprintln!("warning: {e}; listening on another port, members will learn it when we dial them");
+            eprintln!(
+                "warning: {e}; listening on another port, members will learn it when we dial them"
+            );
             config.listen = on(0);
             Ok(runtime.block_on(dontpanic_net::node::start(config))?)
         }

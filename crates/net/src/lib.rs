@@ -5,8 +5,9 @@
 //! # Brief overview
 //!
 //! * [`node::start`] spawns the swarm task, the only owner of the `Swarm`,
-//!   and returns a [`NodeHandle`] (commands in) and a stream of
-//!   [`NodeEvent`]s (events out).
+//!   and returns a [`NodeHandle`] (commands in) and a bounded stream of
+//!   [`NodeEvent`]s (events out): connections and why they ended, addresses
+//!   learned, failed redials, requests.
 //! * [`Frame`] is the one wire frame of both protocols, read with a size cap.
 //! * [`Invite`] is the pasteable capability to join an incident.
 //!

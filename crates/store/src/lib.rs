@@ -476,6 +476,7 @@ mod tests {
         let cfg = Config {
             current: Some("iabc".into()),
             relays: vec!["/ip4/127.0.0.1/tcp/1".into()],
+            port: Some(4001),
         };
         data.save_config(&cfg).unwrap();
         assert_eq!(data.config().unwrap(), cfg);
