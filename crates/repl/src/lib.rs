@@ -18,8 +18,10 @@ pub mod command;
 mod session;
 
 use std::borrow::Cow;
+use std::cell::OnceCell;
 use std::io::{BufRead, IsTerminal, Write};
 use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::Receiver;
 use std::sync::{Arc, Mutex};
 
@@ -167,8 +169,117 @@ fn prompt(session: &Session, style: Style) -> StyledPrompt {
     }
 }
 
+/// The prompt of one `readline`, recomputed after a notice.
+///
+/// rustyline 19 asks its `Prompt` for the text again on every redraw,
+/// including the one that follows an external print (`State::external_print`
+/// → `repaint`, src/edit.rs), so a notice can bring a new prompt. But it
+/// measures the prompt once, when the line starts (`State::new`,
+/// src/edit.rs:63), and places the cursor by that width until `readline`
+/// returns. So a new text is drawn at the starting width ([`fit`]): padded
+/// when shorter, abbreviated when longer; the next prompt shows it whole.
+///
+/// `Prompt` hands out `&str` borrowed from `&self`, so the versions are an
+/// append-only chain: an older text stays where rustyline may still hold it.
+/// A version is added only when the text changes.
+struct LivePrompt<'a> {
+    session: &'a Session,
+    style: Style,
+    /// Set by the notice thread before each print.
+    stale: &'a AtomicBool,
+    /// Refreshed with the prompt: a notice may bring new ids.
+    ids: &'a Mutex<Vec<String>>,
+    width: usize,
+    first: PromptVersion,
+}
+
+struct PromptVersion {
+    text: StyledPrompt,
+    next: OnceCell<Box<PromptVersion>>,
+}
+
+impl<'a> LivePrompt<'a> {
+    fn new(
+        session: &'a Session,
+        style: Style,
+        stale: &'a AtomicBool,
+        ids: &'a Mutex<Vec<String>>,
+    ) -> Self {
+        stale.store(false, Ordering::SeqCst);
+        let text = prompt(session, style);
+        LivePrompt {
+            session,
+            style,
+            stale,
+            ids,
+            width: text.raw.chars().count(),
+            first: PromptVersion {
+                text,
+                next: OnceCell::new(),
+            },
+        }
+    }
+
+    fn current(&self) -> &StyledPrompt {
+        let mut v = &self.first;
+        while let Some(next) = v.next.get() {
+            v = next;
+        }
+        if self.stale.swap(false, Ordering::SeqCst) {
+            *self.ids.lock().unwrap_or_else(|p| p.into_inner()) = self.session.completion_ids();
+            let fresh = fit(prompt(self.session, self.style), self.width);
+            if fresh.raw != v.text.raw || fresh.styled != v.text.styled {
+                v = v.next.get_or_init(|| {
+                    Box::new(PromptVersion {
+                        text: fresh,
+                        next: OnceCell::new(),
+                    })
+                });
+            }
+        }
+        &v.text
+    }
+}
+
+impl rustyline::Prompt for LivePrompt<'_> {
+    fn raw(&self) -> &str {
+        &self.current().raw
+    }
+    fn styled(&self) -> &str {
+        &self.current().styled
+    }
+}
+
+/// `p` at exactly `width` columns: padded, or cut with `…` (and uncoloured).
+fn fit(p: StyledPrompt, width: usize) -> StyledPrompt {
+    let w = p.raw.chars().count();
+    if w <= width {
+        let pad = " ".repeat(width - w);
+        return StyledPrompt {
+            raw: format!("{}{pad}", p.raw),
+            styled: format!("{}{pad}", p.styled),
+        };
+    }
+    let body = p.raw.trim_end_matches("> ");
+    let cut: String = body.chars().take(width.saturating_sub(3)).collect();
+    let raw = format!("{cut}…> ");
+    StyledPrompt {
+        styled: raw.clone(),
+        raw,
+    }
+}
+
 /// The interactive loop: history, completion, colour, notices above the
 /// prompt. Returns when the user quits or presses Ctrl-D.
+///
+/// Every line that reaches the prompt runs, in order: lines typed ahead
+/// while a command runs, a paste, several lines in one read. rustyline reads
+/// the terminal through a 1 KiB buffer and keeps what is left of it for the
+/// next `readline` only with its `buffer-redux` feature (without it
+/// `PosixRawReader::unbuffer` returns `None`, src/tty/unix.rs:908, and
+/// `Editor::readline_edit` drops the rest, src/lib.rs:848), so this crate
+/// turns that feature on. A bracketed paste arrives as one multi-line entry;
+/// it is run line by line.
 pub fn interactive(
     session: &Session,
     history: &Path,
@@ -176,7 +287,7 @@ pub fn interactive(
 ) -> Result<(), String> {
     let style = Style::new(std::io::stdout().is_terminal());
     let config = rustyline::Config::builder()
-        .auto_add_history(true)
+        .auto_add_history(false)
         .max_history_size(10_000)
         .map_err(|e| e.to_string())?
         .completion_type(rustyline::CompletionType::List)
@@ -187,8 +298,12 @@ pub fn interactive(
     rl.set_helper(Some(IdCompleter { ids: ids.clone() }));
     let _ = rl.load_history(history);
     let mut printer = rl.create_external_printer().map_err(|e| e.to_string())?;
+    let stale = Arc::new(AtomicBool::new(false));
+    let printer_stale = stale.clone();
     std::thread::spawn(move || {
         for n in notices {
+            // Before the print: its redraw asks for the prompt again.
+            printer_stale.store(true, Ordering::SeqCst);
             if printer.print(style.notice(&n.text)).is_err() {
                 break;
             }
@@ -196,26 +311,28 @@ pub fn interactive(
     });
     println!("dontpanic — stay calm; capture symptoms, test hypotheses. `help` lists commands.");
     loop {
-        let p = prompt(session, style);
-        match rl.readline(&p) {
-            Ok(line) => {
-                let Some(reply) = session.run_line(&line) else {
-                    continue;
-                };
-                if reply.ok {
-                    println!("{}", reply.text);
-                } else {
-                    eprintln!("{}", style.error(&reply.text));
-                }
-                let _ = rl.append_history(history);
-                *ids.lock().unwrap_or_else(|p| p.into_inner()) = session.completion_ids();
-                if reply.quit {
-                    break;
-                }
-            }
+        let p = LivePrompt::new(session, style, &stale, &ids);
+        let entry = match rl.readline(&p) {
+            Ok(entry) => entry,
             Err(ReadlineError::Interrupted) => continue,
             Err(ReadlineError::Eof) => break,
             Err(e) => return Err(e.to_string()),
+        };
+        for line in entry.lines() {
+            let _ = rl.add_history_entry(line);
+            let Some(reply) = session.run_line(line) else {
+                continue;
+            };
+            if reply.ok {
+                println!("{}", reply.text);
+            } else {
+                eprintln!("{}", style.error(&reply.text));
+            }
+            let _ = rl.append_history(history);
+            *ids.lock().unwrap_or_else(|p| p.into_inner()) = session.completion_ids();
+            if reply.quit {
+                return Ok(());
+            }
         }
     }
     Ok(())
