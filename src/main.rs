@@ -141,6 +141,12 @@ impl Network for War {
             .map(|p| format!("connected to {p}"))
             .map_err(|e| e.to_string())
     }
+    fn unblock(&self, peer: &str) -> Result<String, String> {
+        self.0
+            .unblock(peer)
+            .map(|p| p.to_string())
+            .map_err(|e| e.to_string())
+    }
     fn invite(&self) -> Result<String, String> {
         self.0
             .invite()

@@ -241,8 +241,16 @@ fn export_writes_a_document_automerge_can_load() {
         ],
     );
     assert_eq!(code, 0, "{r:?}");
+    use automerge::ReadDoc;
     let doc = automerge::Automerge::load(&fs::read(&file).unwrap()).unwrap();
-    assert_eq!(doc.get_changes(&[]).len(), 2);
+    assert_eq!(doc.get_changes(&[]).len(), 1, "the state, not the history");
+    let title = doc.get(automerge::ROOT, "title").unwrap().unwrap().0;
+    assert_eq!(title.to_string(), "\"export me\"");
+    assert!(doc.get(automerge::ROOT, "timeline").unwrap().is_some());
+    assert!(
+        doc.get(automerge::ROOT, "join_secret").unwrap().is_none(),
+        "an exported file must not be an invite"
+    );
 }
 
 /// Every edit the process acknowledged survives SIGKILL, at several kill points.
@@ -441,4 +449,61 @@ fn unreadable_settings_and_loose_keys_are_named() {
         stderr.contains("device.key") && stderr.contains("chmod 600"),
         "{stderr}"
     );
+}
+
+#[test]
+fn a_line_that_is_not_utf8_is_refused_and_the_script_goes_on() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut child = std::process::Command::new(support::bin())
+        .args([
+            "--data-dir",
+            tmp.path().to_str().unwrap(),
+            "--name",
+            "alice",
+        ])
+        .args(["--json", "--offline"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    {
+        use std::io::Write;
+        let mut stdin = child.stdin.take().unwrap();
+        stdin
+            .write_all(b"new \"outage\"\nnote \"caf\xe9 latin-1\"\n")
+            .unwrap();
+        stdin
+            .write_all(b"note \"\x1b[2Jcleared?\"\ntimeline\n")
+            .unwrap();
+    }
+    let out = child.wait_with_output().unwrap();
+    let replies: Vec<Value> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(replies.len(), 4, "one reply per line: {replies:?}");
+    assert_eq!(replies[1]["ok"], false);
+    let err = replies[1]["error"].as_str().unwrap();
+    assert!(err.contains("line 2") && err.contains("UTF-8"), "{err}");
+    assert_eq!(replies[2]["ok"], true, "the line after still ran");
+    assert_eq!(out.status.code(), Some(1));
+    // The same timeline as text shows the escape, it does not obey it.
+    let (text, _, _) = {
+        let o = std::process::Command::new(support::bin())
+            .args(["--data-dir", tmp.path().to_str().unwrap(), "--offline"])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .and_then(|mut c| {
+                use std::io::Write;
+                c.stdin.take().unwrap().write_all(b"timeline\n")?;
+                c.wait_with_output()
+            })
+            .unwrap();
+        (String::from_utf8(o.stdout).unwrap(), o.stderr, o.status)
+    };
+    assert!(text.contains("\\u{1b}[2Jcleared?"), "{text}");
+    assert!(!text.contains('\x1b'), "{text:?}");
 }

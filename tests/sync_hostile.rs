@@ -232,4 +232,38 @@ fn hostile_messages_are_rejected_whole_and_the_peer_marked() {
     });
     let f = answer.expect("an answer");
     assert_eq!((f.kind, f.body.len()), (1, 0), "DENIED with no content");
+
+    // Rejections outlive a restart, until `unblock`.
+    let rejected = |alice: &mut Node| -> Vec<String> {
+        alice.ok("peers")["peers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|p| p["state"] == "rejected")
+            .map(|p| p["peer_id"].as_str().unwrap().to_string())
+            .collect()
+    };
+    let before = rejected(&mut alice);
+    assert_eq!(
+        before.len(),
+        4,
+        "three attackers and the flooder: {before:?}"
+    );
+    let dir = alice.dir.clone();
+    alice.quit();
+    let mut alice = Node::loopback(&dir, "alice", &[]);
+    let mut after = rejected(&mut alice);
+    after.sort();
+    let mut before = before;
+    before.sort();
+    assert_eq!(after, before, "still rejected after a restart");
+    let freed = alice.ok(&format!("unblock {}", &before[0][..20]));
+    assert_eq!(freed["peer"], before[0].as_str());
+    assert!(!rejected(&mut alice).contains(&before[0]));
+    let err = alice.cmd("unblock 12D3KooWnobody");
+    assert_eq!(err["ok"], false);
+    assert!(
+        err["error"].as_str().unwrap().contains("no rejected peer"),
+        "{err}"
+    );
 }

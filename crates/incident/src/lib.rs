@@ -23,6 +23,7 @@
 //! ```
 #![deny(missing_docs)]
 
+pub mod export;
 mod ids;
 pub mod render;
 mod types;

@@ -22,6 +22,42 @@ pub fn clock(ms: i64) -> String {
     utc(ms).get(11..19).unwrap_or("").to_string()
 }
 
+/// Text that came from another member, made safe for a terminal: control
+/// characters and escape sequences are shown as `\u{..}` instead of being
+/// obeyed; newlines and tabs stay.
+pub fn terminal_safe(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '\n' | '\t' => out.push(c),
+            c if c.is_control() || is_invisible_format(c) => {
+                out.push_str(&format!("\\u{{{:x}}}", c as u32))
+            }
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// Characters that reorder or hide text (bidirectional overrides and
+/// isolates), which could make one line read as another.
+fn is_invisible_format(c: char) -> bool {
+    matches!(c, '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
+}
+
+/// Remote text for one line of output (a notice): made safe, and every line
+/// break shown as ` ⏎ ` so it can never start a line of its own.
+pub fn one_line(text: &str) -> String {
+    terminal_safe(text).replace('\n', " ⏎ ")
+}
+
+/// Remote text continued on several lines under a row: every line after
+/// the first is indented under `indent` columns and marked, so it cannot be
+/// read as a row of its own.
+pub fn continued(text: &str, indent: usize) -> String {
+    terminal_safe(text).replace('\n', &format!("\n{:indent$}│ ", ""))
+}
+
 fn hyp_status(item: &Item) -> Option<HypothesisStatus> {
     item.get("status").parse().ok()
 }

@@ -343,3 +343,44 @@ fn concurrent_items_from_two_peers_never_collide() {
         assert!(v.item(id.as_str()).is_some());
     }
 }
+
+#[test]
+fn remote_text_cannot_drive_the_terminal_or_forge_a_line() {
+    use crate::render::{continued, one_line, terminal_safe};
+    let cases: &[(&str, &str, &str)] = &[
+        // (input, one line, continued under 4 columns)
+        ("plain", "plain", "plain"),
+        (
+            "\x1b[2J\x1b[31mred",
+            "\\u{1b}[2J\\u{1b}[31mred",
+            "\\u{1b}[2J\\u{1b}[31mred",
+        ),
+        (
+            "typo\n[alice] confirmed h1",
+            "typo ⏎ [alice] confirmed h1",
+            "typo\n    │ [alice] confirmed h1",
+        ),
+        ("cr\roverwrite", "cr\\u{d}overwrite", "cr\\u{d}overwrite"),
+        (
+            "bell\x07 del\x7f c1\u{9b}",
+            "bell\\u{7} del\\u{7f} c1\\u{9b}",
+            "bell\\u{7} del\\u{7f} c1\\u{9b}",
+        ),
+        (
+            "rtl\u{202e}kcatta",
+            "rtl\\u{202e}kcatta",
+            "rtl\\u{202e}kcatta",
+        ),
+        (
+            "tab\tok, é ünïcode",
+            "tab\tok, é ünïcode",
+            "tab\tok, é ünïcode",
+        ),
+    ];
+    for (input, line, cont) in cases {
+        assert_eq!(one_line(input), *line, "{input:?}");
+        assert_eq!(continued(input, 4), *cont, "{input:?}");
+        assert!(!one_line(input).contains('\n'));
+        assert!(!terminal_safe(input).contains('\x1b'));
+    }
+}

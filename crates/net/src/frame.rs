@@ -6,6 +6,8 @@
 //! ```
 
 use std::io;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 
 use futures::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use libp2p::StreamProtocol;
@@ -53,8 +55,66 @@ fn invalid(msg: impl Into<String>) -> io::Error {
     io::Error::new(io::ErrorKind::InvalidData, msg.into())
 }
 
+/// Memory set aside up front for a frame; the rest grows with the bytes that
+/// actually arrive, so an announced length costs nothing until it is sent.
+const FIRST_ALLOCATION: usize = 64 << 10;
+
 /// Reads one frame, refusing anything over `max` bytes before reading it.
 pub async fn read_frame<T: AsyncRead + Unpin>(io: &mut T, max: usize) -> io::Result<Frame> {
+    read_frame_within(io, max, None).await
+}
+
+/// Bytes all inbound frames being read may hold together; a frame that
+/// would go over waits for nobody: it is refused (not the sender's fault,
+/// so not `InvalidData`).
+#[derive(Clone, Debug)]
+pub struct InboundBudget {
+    left: Arc<AtomicUsize>,
+}
+
+impl InboundBudget {
+    /// A budget of `bytes`.
+    pub fn new(bytes: usize) -> InboundBudget {
+        InboundBudget {
+            left: Arc::new(AtomicUsize::new(bytes)),
+        }
+    }
+
+    /// Bytes not reserved now.
+    pub fn left(&self) -> usize {
+        self.left.load(Ordering::Relaxed)
+    }
+
+    fn reserve(&self, bytes: usize) -> Option<Reserved> {
+        self.left
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |l| {
+                l.checked_sub(bytes)
+            })
+            .ok()
+            .map(|_| Reserved {
+                budget: self.clone(),
+                bytes,
+            })
+    }
+}
+
+/// A share of the [`InboundBudget`], given back when dropped.
+struct Reserved {
+    budget: InboundBudget,
+    bytes: usize,
+}
+
+impl Drop for Reserved {
+    fn drop(&mut self) {
+        self.budget.left.fetch_add(self.bytes, Ordering::AcqRel);
+    }
+}
+
+async fn read_frame_within<T: AsyncRead + Unpin>(
+    io: &mut T,
+    max: usize,
+    budget: Option<&InboundBudget>,
+) -> io::Result<Frame> {
     let mut len = [0u8; 4];
     io.read_exact(&mut len).await?;
     let len = u32::from_be_bytes(len) as usize;
@@ -66,8 +126,23 @@ pub async fn read_frame<T: AsyncRead + Unpin>(io: &mut T, max: usize) -> io::Res
     if len < 2 {
         return Err(invalid(format!("frame of {len} bytes is too short")));
     }
-    let mut buf = vec![0u8; len];
-    io.read_exact(&mut buf).await?;
+    let _reserved = match budget {
+        Some(b) => Some(b.reserve(len).ok_or_else(|| {
+            io::Error::other(format!(
+                "a frame of {len} bytes does not fit in what inbound streams may hold now ({} bytes left)",
+                b.left()
+            ))
+        })?),
+        None => None,
+    };
+    let mut buf = Vec::with_capacity(len.min(FIRST_ALLOCATION));
+    (&mut *io).take(len as u64).read_to_end(&mut buf).await?;
+    if buf.len() < len {
+        return Err(io::Error::new(
+            io::ErrorKind::UnexpectedEof,
+            format!("frame cut short: {} of {len} bytes", buf.len()),
+        ));
+    }
     let kind = buf[0];
     let n = buf[1] as usize;
     if 2 + n > len {
@@ -89,11 +164,16 @@ pub async fn write_frame<T: AsyncWrite + Unpin>(io: &mut T, frame: &Frame) -> io
     io.close().await
 }
 
-/// Request-response codec over [`Frame`]s with a size cap.
+/// Request-response codec over [`Frame`]s with size caps, and one budget
+/// for every inbound request being read.
 #[derive(Clone)]
 pub struct FrameCodec {
-    /// Largest frame accepted, in bytes.
-    pub max: usize,
+    /// Largest request accepted, in bytes.
+    pub max_request: usize,
+    /// Largest response accepted, in bytes.
+    pub max_response: usize,
+    /// Shared by every inbound request of every protocol.
+    pub budget: InboundBudget,
 }
 
 impl libp2p::request_response::Codec for FrameCodec {
@@ -106,7 +186,7 @@ impl libp2p::request_response::Codec for FrameCodec {
         _: &StreamProtocol,
         io: &mut T,
     ) -> io::Result<Frame> {
-        read_frame(io, self.max).await
+        read_frame_within(io, self.max_request, Some(&self.budget)).await
     }
 
     async fn read_response<T: AsyncRead + Unpin + Send>(
@@ -114,7 +194,7 @@ impl libp2p::request_response::Codec for FrameCodec {
         _: &StreamProtocol,
         io: &mut T,
     ) -> io::Result<Frame> {
-        read_frame(io, self.max).await
+        read_frame(io, self.max_response).await
     }
 
     async fn write_request<T: AsyncWrite + Unpin + Send>(
@@ -155,6 +235,42 @@ mod tests {
             let mut lying = bytes.clone();
             lying[5] = 200;
             assert!(read_frame(&mut &lying[..], 1024).await.is_err());
+        });
+    }
+
+    #[test]
+    fn an_announced_length_costs_nothing_until_the_bytes_arrive() {
+        futures::executor::block_on(async {
+            // 1 GiB announced, 10 bytes sent: the read fails cut short
+            // without having allocated the announced size.
+            let mut lie = (1u32 << 30).to_be_bytes().to_vec();
+            lie.extend_from_slice(&[0u8; 10]);
+            let err = read_frame(&mut &lie[..], usize::MAX).await.unwrap_err();
+            assert_eq!(err.kind(), io::ErrorKind::UnexpectedEof);
+            assert!(err.to_string().contains("10 of 1073741824"), "{err}");
+        });
+    }
+
+    #[test]
+    fn inbound_frames_share_one_budget_and_give_it_back() {
+        futures::executor::block_on(async {
+            let budget = InboundBudget::new(100);
+            let f = Frame::new(0, "i", vec![7; 60]).encode();
+            let held = budget.reserve(50).unwrap();
+            let err = read_frame_within(&mut &f[..], 1024, Some(&budget))
+                .await
+                .unwrap_err();
+            assert_ne!(
+                err.kind(),
+                io::ErrorKind::InvalidData,
+                "not the sender's fault"
+            );
+            assert!(err.to_string().contains("50 bytes left"), "{err}");
+            drop(held);
+            assert_eq!(budget.left(), 100);
+            let read = read_frame_within(&mut &f[..], 1024, Some(&budget)).await;
+            assert_eq!(read.unwrap().body.len(), 60);
+            assert_eq!(budget.left(), 100, "given back after the read");
         });
     }
 }

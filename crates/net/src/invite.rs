@@ -43,7 +43,7 @@ pub enum InviteError {
 }
 
 /// A capability to join one incident, and where to find a member.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 pub struct Invite {
     /// The incident id.
     pub incident: String,
@@ -53,6 +53,18 @@ pub struct Invite {
     pub inviter: PeerId,
     /// Addresses where the inviter was listening (direct and relayed).
     pub addresses: Vec<Multiaddr>,
+}
+
+/// The secret is a capability: it never reaches a log through `{:?}`.
+impl std::fmt::Debug for Invite {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Invite")
+            .field("incident", &self.incident)
+            .field("secret", &"(redacted)")
+            .field("inviter", &self.inviter)
+            .field("addresses", &self.addresses)
+            .finish()
+    }
 }
 
 impl Invite {

@@ -86,8 +86,18 @@ impl request_response::Codec for GuardedCodec {
 
 /// Largest sync frame: a whole incident of 100,000 entries fits.
 pub const MAX_SYNC_FRAME: usize = 64 << 20;
-/// Largest join frame (it carries the whole signed history).
+/// Largest join answer (it carries the whole signed history).
 pub const MAX_JOIN_FRAME: usize = 128 << 20;
+/// Largest join request: a proof, an incident id and a name.
+pub const MAX_JOIN_REQUEST: usize = 4 << 10;
+/// What all inbound requests being read may hold together.
+pub const INBOUND_BUDGET: usize = 256 << 20;
+/// Connections a node keeps open, in and out, and per peer; more are refused.
+pub const MAX_CONNECTIONS: u32 = 256;
+/// Connections one peer may hold.
+pub const MAX_CONNECTIONS_PER_PEER: u32 = 4;
+/// Inbound connections still in their handshake.
+pub const MAX_PENDING_INBOUND: u32 = 64;
 /// How long a request may take before it fails.
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(20);
 /// Concurrent streams per connection and protocol: one hostile peer cannot
@@ -425,6 +435,7 @@ struct Behaviour {
     mdns: Toggle<mdns::tokio::Behaviour>,
     sync: request_response::Behaviour<GuardedCodec>,
     join: request_response::Behaviour<GuardedCodec>,
+    limits: libp2p::connection_limits::Behaviour,
 }
 
 /// Starts the node on the current tokio runtime.
@@ -449,9 +460,14 @@ pub async fn start(
         .with_relay_client(noise::Config::new, yamux::Config::default)
         .map_err(|e| NetError::Setup(e.to_string()))?
         .with_behaviour(|key, relay_client| {
-            let rr = |proto, max| {
+            let budget = crate::frame::InboundBudget::new(INBOUND_BUDGET);
+            let rr = |proto, max_request, max_response| {
                 request_response::Behaviour::with_codec(
-                    GuardedCodec(FrameCodec { max }),
+                    GuardedCodec(FrameCodec {
+                        max_request,
+                        max_response,
+                        budget: budget.clone(),
+                    }),
                     [(proto, ProtocolSupport::Full)],
                     request_response::Config::default()
                         .with_request_timeout(REQUEST_TIMEOUT)
@@ -483,8 +499,14 @@ pub async fn start(
                         .with_timeout(PING_SILENCE),
                 ),
                 mdns: mdns.into(),
-                sync: rr(SYNC_PROTOCOL, MAX_SYNC_FRAME),
-                join: rr(JOIN_PROTOCOL, MAX_JOIN_FRAME),
+                sync: rr(SYNC_PROTOCOL, MAX_SYNC_FRAME, MAX_SYNC_FRAME),
+                join: rr(JOIN_PROTOCOL, MAX_JOIN_REQUEST, MAX_JOIN_FRAME),
+                limits: libp2p::connection_limits::Behaviour::new(
+                    libp2p::connection_limits::ConnectionLimits::default()
+                        .with_max_established(Some(MAX_CONNECTIONS))
+                        .with_max_established_per_peer(Some(MAX_CONNECTIONS_PER_PEER))
+                        .with_max_pending_incoming(Some(MAX_PENDING_INBOUND)),
+                ),
             })
         })
         .map_err(|e| NetError::Setup(e.to_string()))?

@@ -14,11 +14,13 @@ use std::sync::Arc;
 use automerge::ChangeHash;
 use dontpanic_identity::{PublicKey, SignedChange};
 use dontpanic_incident::{Applied, Edit, IncidentView, Severity};
-use dontpanic_store::{AddressBook, Config};
+use dontpanic_store::{AddressBook, Blocked, Config};
 use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::{now_ms, IncidentSummary, LogEntry, Notebook, NotebookError, RemoteEdit};
 
+/// Rejected peers remembered; the oldest is forgotten beyond this.
+const BLOCKED_KEPT: usize = 1024;
 /// Requests waiting for the notebook thread; senders wait when it is full.
 const QUEUE: usize = 256;
 /// Incidents with at least this many journal records are folded into a
@@ -148,6 +150,9 @@ enum Request {
     Adopt(Vec<SignedChange>, Reply<String>),
     AddressBook(Reply<AddressBook>),
     Learn(String, Vec<String>),
+    Blocked(Reply<Blocked>),
+    Block(String, String),
+    Unblock(String, Reply<()>),
     Shutdown(Reply<()>),
 }
 
@@ -249,7 +254,8 @@ impl NotebookHandle {
         self.ask(Request::View).await
     }
 
-    /// The incident at the prompt as a saved Automerge document: (id, bytes).
+    /// The incident at the prompt as a saved Automerge document of its
+    /// current state, without history or join secret: (id, bytes).
     pub async fn export(&self) -> Result<(String, Vec<u8>), NotebookError> {
         self.ask(Request::Export).await
     }
@@ -348,6 +354,21 @@ impl NotebookHandle {
     /// Records where a member (hex key) can be reached.
     pub fn learn_addresses(&self, key: String, addresses: Vec<String>) {
         self.tell(Request::Learn(key, addresses));
+    }
+
+    /// Peers rejected for hostile input, kept across restarts.
+    pub async fn blocked(&self) -> Result<Blocked, NotebookError> {
+        self.ask(Request::Blocked).await
+    }
+
+    /// Remembers that `peer` was rejected, and why.
+    pub fn block(&self, peer: String, reason: String) {
+        self.tell(Request::Block(peer, reason));
+    }
+
+    /// Forgets a rejection.
+    pub async fn unblock(&self, peer: String) -> Result<(), NotebookError> {
+        self.ask(|r| Request::Unblock(peer, r)).await
     }
 
     /// Saves sync states, writes snapshots of grown journals and stops the
@@ -525,9 +546,12 @@ impl Actor {
                 self.answer(reply, r);
             }
             Request::Export(reply) => {
-                let r = nb
-                    .incident()
-                    .and_then(|i| Ok((i.id()?.to_string(), i.doc().save())));
+                let r = nb.incident().and_then(|i| {
+                    Ok((
+                        i.id()?.to_string(),
+                        dontpanic_incident::export::without_secrets(i.doc()),
+                    ))
+                });
                 self.answer(reply, r);
             }
             Request::Heads(incident, reply) => {
@@ -606,6 +630,37 @@ impl Actor {
                         tracing::warn!("address book not saved: {e}");
                     }
                 }
+            }
+            Request::Blocked(reply) => {
+                let (blocked, warning) = self.nb.data().blocked();
+                if let Some(w) = warning {
+                    tracing::warn!("{w}");
+                }
+                self.answer(reply, Ok(blocked));
+            }
+            Request::Block(peer, reason) => {
+                let data = self.nb.data();
+                let (mut blocked, _) = data.blocked();
+                if blocked.len() >= BLOCKED_KEPT {
+                    if let Some(oldest) = blocked
+                        .iter()
+                        .min_by_key(|(_, v)| v.0)
+                        .map(|(k, _)| k.clone())
+                    {
+                        blocked.remove(&oldest);
+                    }
+                }
+                blocked.insert(peer, (now_ms(), reason));
+                if let Err(e) = data.save_blocked(&blocked) {
+                    tracing::warn!("rejected peers not saved: {e}");
+                }
+            }
+            Request::Unblock(peer, reply) => {
+                let data = self.nb.data();
+                let (mut blocked, _) = data.blocked();
+                blocked.remove(&peer);
+                let r = data.save_blocked(&blocked).map_err(Into::into);
+                self.answer(reply, r);
             }
             Request::Shutdown(_) => unreachable!("handled by run"),
         }

@@ -186,7 +186,7 @@ pub const SPECS: &[Spec] = &[
         name: "export",
         aliases: &[],
         usage: "export [--out FILE]",
-        help: "Write the raw Automerge document (default <incident-id>.automerge).",
+        help: "Write the incident's current state as a plain Automerge document for other tools (default <incident-id>.automerge); without history or the join secret, so the file is never an invite.",
         flags: &[("out", V)],
     },
     Spec {
@@ -229,6 +229,13 @@ pub const SPECS: &[Spec] = &[
         aliases: &[],
         usage: "connect <multiaddr>",
         help: "Dial a peer by address (where multicast is blocked).",
+        flags: &[],
+    },
+    Spec {
+        name: "unblock",
+        aliases: &[],
+        usage: "unblock <peer-id>",
+        help: "Trust again a peer that was rejected for hostile input (rejections are kept across restarts); any unique prefix of its peer id works.",
         flags: &[],
     },
     Spec {
@@ -337,6 +344,8 @@ pub enum Command {
     Peers,
     /// `connect`
     Connect(String),
+    /// `unblock`
+    Unblock(String),
     /// `invite`
     Invite,
     /// `join`
@@ -561,6 +570,7 @@ pub fn parse(line: &str) -> Result<Option<Command>, ParseError> {
         "whoami" => a.none().map(|_| Command::Whoami)?,
         "peers" => a.none().map(|_| Command::Peers)?,
         "connect" => Command::Connect(a.word(0, "multiaddr")?),
+        "unblock" => Command::Unblock(a.word(0, "peer id")?),
         "invite" => a.none().map(|_| Command::Invite)?,
         "join" => Command::Join(a.word(0, "invite")?),
         "help" => Command::Help(a.at_most_one()?),

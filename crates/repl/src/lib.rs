@@ -358,7 +358,7 @@ pub fn script(
         }
     });
     let mut failed = 0;
-    for (n, line) in input.lines().enumerate() {
+    for (n, line) in input.split(b'\n').enumerate() {
         let line = match line {
             Ok(l) => l,
             Err(e) => {
@@ -367,7 +367,16 @@ pub fn script(
                 break;
             }
         };
-        let Some(reply) = session.run_line(&line) else {
+        // A line that is not UTF-8 gets an error reply; the rest still run.
+        let reply = match std::str::from_utf8(&line) {
+            Ok(text) => session.run_line(text.strip_suffix('\r').unwrap_or(text)),
+            Err(e) => Some(Reply::error(format!(
+                "line {} is not valid UTF-8 (byte {} of the line); it was not run",
+                n + 1,
+                e.valid_up_to() + 1
+            ))),
+        };
+        let Some(reply) = reply else {
             continue;
         };
         {

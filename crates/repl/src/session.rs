@@ -52,6 +52,8 @@ pub trait Network: Send + Sync {
     fn peers(&self) -> Result<Vec<PeerRow>, String>;
     /// `connect <addr>`.
     fn connect(&self, addr: &str) -> Result<String, String>;
+    /// `unblock <peer>`: trust a rejected peer again; returns its peer id.
+    fn unblock(&self, peer: &str) -> Result<String, String>;
     /// `invite`: the invite string for the open incident.
     fn invite(&self) -> Result<String, String>;
     /// `join <invite>`: returns the joined incident's id once it is stored.
@@ -198,6 +200,8 @@ impl Session {
     pub fn run(&self, cmd: Command) -> Reply {
         let name = command_name(&cmd);
         let mut reply = self.dispatch(cmd).unwrap_or_else(Reply::error);
+        // Replies show other members' text: it must not drive the terminal.
+        reply.text = render::terminal_safe(&reply.text);
         reply.json["command"] = Value::String(name.into());
         reply
     }
@@ -344,7 +348,14 @@ impl Session {
                 let entries = &view.timeline[start..];
                 let text = entries
                     .iter()
-                    .map(|e| format!("{}  {:<10} {}", render::utc(e.at), e.name, e.text))
+                    .map(|e| {
+                        format!(
+                            "{}  {:<10} {}",
+                            render::utc(e.at),
+                            render::one_line(&e.name),
+                            render::continued(&e.text, 4)
+                        )
+                    })
                     .collect::<Vec<_>>()
                     .join("\n");
                 let rows: Vec<Value> = entries
@@ -489,6 +500,13 @@ impl Session {
                 };
                 Ok(Reply::done(text, json!({ "peers": rows })))
             }
+            Command::Unblock(peer) => {
+                let peer = self.network()?.unblock(&peer)?;
+                Ok(Reply::done(
+                    format!("{peer} is trusted again"),
+                    json!({ "peer": peer }),
+                ))
+            }
             Command::Connect(addr) => {
                 let msg = self.network()?.connect(&addr)?;
                 Ok(Reply::done(msg, json!({ "address": addr })))
@@ -559,6 +577,7 @@ fn command_name(cmd: &Command) -> &'static str {
         Command::Whoami => "whoami",
         Command::Peers => "peers",
         Command::Connect(_) => "connect",
+        Command::Unblock(_) => "unblock",
         Command::Invite => "invite",
         Command::Join(_) => "join",
         Command::Help(_) => "help",

@@ -109,6 +109,9 @@ struct DeviceFile {
     name: String,
 }
 
+/// Peers rejected for hostile input: peer id → (ms since the epoch, reason).
+pub type Blocked = std::collections::BTreeMap<String, (i64, String)>;
+
 /// An opened and locked data directory.
 pub struct DataDir {
     root: PathBuf,
@@ -213,38 +216,54 @@ impl DataDir {
         write_atomic(&self.root.join("config.json"), &json)
     }
 
-    /// Reads the address book. It is a cache of what the network said: a
-    /// damaged one is set aside (named in the warning) and started afresh.
-    pub fn address_book(&self) -> (AddressBook, Option<String>) {
-        let path = self.root.join("addresses.json");
+    /// Reads a JSON file that is a convenience, not the truth (the address
+    /// book, the rejected peers): missing is the default, and a damaged one
+    /// is set aside (named in the warning) and started afresh.
+    fn read_json_or_default<T: serde::de::DeserializeOwned + Default>(
+        &self,
+        name: &str,
+    ) -> (T, Option<String>) {
+        let path = self.root.join(name);
         match fs::read(&path) {
             Ok(b) => match serde_json::from_slice(&b) {
-                Ok(book) => (book, None),
+                Ok(v) => (v, None),
                 Err(e) => {
                     let aside = journal::aside_path(&path);
                     let _ = fs::rename(&path, &aside);
-                    (
-                        AddressBook::default(),
-                        Some(format!(
-                            "{}: {e}; set aside as {}, members' addresses will be learned again",
-                            path.display(),
-                            aside.display()
-                        )),
-                    )
+                    let warning = format!(
+                        "{}: {e}; set aside as {} and started afresh",
+                        path.display(),
+                        aside.display()
+                    );
+                    (T::default(), Some(warning))
                 }
             },
-            Err(e) if e.kind() == io::ErrorKind::NotFound => (AddressBook::default(), None),
-            Err(e) => (
-                AddressBook::default(),
-                Some(format!("{}: {e}", path.display())),
-            ),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => (T::default(), None),
+            Err(e) => (T::default(), Some(format!("{}: {e}", path.display()))),
         }
+    }
+
+    /// Reads the address book (a cache of what the network said).
+    pub fn address_book(&self) -> (AddressBook, Option<String>) {
+        self.read_json_or_default("addresses.json")
     }
 
     /// Saves the address book atomically.
     pub fn save_address_book(&self, book: &AddressBook) -> Result<(), StoreError> {
         let json = serde_json::to_vec_pretty(book).expect("plain struct");
         write_atomic(&self.root.join("addresses.json"), &json)
+    }
+
+    /// Peers rejected for hostile input, by peer id: they stay rejected
+    /// across restarts until `unblock`.
+    pub fn blocked(&self) -> (Blocked, Option<String>) {
+        self.read_json_or_default("blocked.json")
+    }
+
+    /// Saves the rejected peers atomically.
+    pub fn save_blocked(&self, blocked: &Blocked) -> Result<(), StoreError> {
+        let json = serde_json::to_vec_pretty(blocked).expect("plain map");
+        write_atomic(&self.root.join("blocked.json"), &json)
     }
 
     /// Ids of the stored incidents.

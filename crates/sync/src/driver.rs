@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 
 use dontpanic_net::{FoundBy, Frame, Multiaddr, NodeEvent, PeerId, Proto};
 use dontpanic_notebook::actor::Received;
+use dontpanic_notebook::incident::render::one_line;
 use dontpanic_notebook::sync::encode_changes;
 use dontpanic_notebook::{NotebookError, Published};
 use serde_json::json;
@@ -136,13 +137,14 @@ impl Driver {
         self.notices.send(text, json);
     }
 
+    /// A member's roster name, safe to print on one line.
     fn name_of(&self, peer: &PeerId) -> Option<String> {
         let key = hex_key(peer)?;
         self.rosters
             .values()
             .flatten()
             .find(|m| m.key == key)
-            .map(|m| m.name.clone())
+            .map(|m| one_line(&m.name))
     }
 
     /// Incidents `peer` is a member of.
@@ -265,7 +267,7 @@ impl Driver {
             }
             Outcome::TheyRefused(e) => {
                 self.notify(
-                    format!("! {name} refused our changes of incident {short}: {e}"),
+                    format!("! {name} refused our changes of incident {short}: {}", one_line(&e)),
                     json!({"event": "refused", "peer": f.peer.to_string(), "name": name, "incident": f.incident, "reason": e}),
                 );
                 problem = Some(format!("refused our changes of {short}: {e}"));
@@ -585,7 +587,7 @@ impl Driver {
                     r.node
                         .respond(token, Frame::new(kind::ADMITTED, &incident, answer));
                     notices.send(
-                        format!("* {name} joined with an invite"),
+                        format!("* {} joined with an invite", one_line(&name)),
                         json!({"event": "member_joined", "peer": peer.to_string(), "name": name, "incident": incident}),
                     );
                     r.kick(Kick::Edit(incident));
@@ -673,8 +675,9 @@ pub(crate) fn reject(r: &Replicator, notices: &Notifier, peer: PeerId, reason: S
         s.blocked.insert(peer, (Instant::now(), reason.clone()));
         s.peers.entry(peer).or_default().problem = Some(Problem::Rejected(reason.clone()));
     }
+    r.notebook.block(peer.to_string(), reason.clone());
     notices.send(
-        format!("! rejected {peer}: {reason}"),
+        format!("! rejected {peer}: {}", one_line(&reason)),
         json!({"event": "rejected", "peer": peer.to_string(), "reason": reason}),
     );
     // Give the REJECTED answer (with its reason) time to leave before the
@@ -695,13 +698,13 @@ fn announce(r: &Replicator, notices: &Notifier, incident: &str, rcv: &Received) 
     };
     for e in &rcv.edits {
         notices.send(
-            format!("[{}{place}] {}", e.author, e.summary),
+            format!("[{}{place}] {}", one_line(&e.author), one_line(&e.summary)),
             json!({"event": "remote_edit", "incident": incident, "author": e.author, "summary": e.summary}),
         );
     }
     for field in &rcv.new_conflicts {
         notices.send(
-            format!("! conflict{place} on {field}: concurrent edits disagree; see `conflicts`, settle with `resolve`"),
+            format!("! conflict{place} on {}: concurrent edits disagree; see `conflicts`, settle with `resolve`", one_line(field)),
             json!({"event": "conflict", "incident": incident, "field": field}),
         );
     }

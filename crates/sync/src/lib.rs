@@ -91,6 +91,9 @@ pub enum SyncError {
     /// Joining failed.
     #[error("join failed: {0}")]
     Join(String),
+    /// `unblock` found no single rejected peer.
+    #[error("{0}")]
+    Unblock(String),
     /// A bad address.
     #[error("`{0}` is not a multiaddr (e.g. /ip4/192.168.1.7/tcp/4001/p2p/12D3…): {1}")]
     Address(String, String),
@@ -228,11 +231,20 @@ impl Replicator {
     ) -> (Replicator, std::sync::mpsc::Receiver<Notice>) {
         let (kicks, kick_rx) = mpsc::channel(1024);
         let (tx, notices) = std::sync::mpsc::sync_channel(NOTICE_QUEUE);
+        // Peers rejected before stay rejected, from the first request on.
+        let mut shared = Shared::default();
+        for (peer, (ms, why)) in notebook.blocking(notebook.blocked()).unwrap_or_default() {
+            if let Ok(peer) = peer.parse::<PeerId>() {
+                let age = Duration::from_millis((dontpanic_notebook::now_ms() - ms).max(0) as u64);
+                let since = Instant::now().checked_sub(age).unwrap_or_else(Instant::now);
+                shared.blocked.insert(peer, (since, why));
+            }
+        }
         let r = Replicator {
             notebook,
             node,
             kicks,
-            shared: Arc::new(Mutex::new(Shared::default())),
+            shared: Arc::new(Mutex::new(shared)),
             runtime: runtime.clone(),
         };
         let notifier = Notifier {
@@ -320,6 +332,41 @@ impl Replicator {
                     )))
                 })
         })?;
+        Ok(peer)
+    }
+
+    /// `unblock <peer>`: trusts again a peer rejected for hostile input
+    /// (by a unique prefix of its peer id).
+    pub fn unblock(&self, typed: &str) -> Result<PeerId, SyncError> {
+        let typed = typed.trim();
+        let matches: Vec<PeerId> = self
+            .shared()
+            .blocked
+            .keys()
+            .filter(|p| !typed.is_empty() && p.to_string().starts_with(typed))
+            .copied()
+            .collect();
+        let peer = match matches.as_slice() {
+            [one] => *one,
+            [] => {
+                return Err(SyncError::Unblock(format!(
+                    "no rejected peer matches `{typed}` (see `peers`)"
+                )))
+            }
+            many => {
+                return Err(SyncError::Unblock(format!(
+                    "`{typed}` matches {} rejected peers; type more of the peer id",
+                    many.len()
+                )))
+            }
+        };
+        self.notebook
+            .blocking(self.notebook.unblock(peer.to_string()))?;
+        let mut s = self.shared();
+        s.blocked.remove(&peer);
+        if let Some(st) = s.peers.get_mut(&peer) {
+            st.problem = None;
+        }
         Ok(peer)
     }
 
