@@ -387,7 +387,7 @@ fn a_multi_byte_claimed_author_is_refused_without_a_panic() {
         dontpanic_incident::Incident::from_doc(nb.incident().unwrap().doc().fork()).unwrap();
     forged.set_author(&bob.public().to_bytes());
     let spoof = dontpanic_incident::Editor {
-        key: "é".repeat(20),
+        key: format!("a{}", "é".repeat(20)),
         name: "bob".into(),
     };
     let change = forged
