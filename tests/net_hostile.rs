@@ -486,3 +486,210 @@ fn a_member_cannot_write_in_another_members_name() {
         "the report credits alice with mallory's note"
     );
 }
+
+/// What a member gone rogue writes by hand against the schema.
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Rogue {
+    /// One change summarised `note: typo` that deletes every hypothesis
+    /// and every timeline entry.
+    Erase,
+    /// Deletes alice (the creator) from the roster.
+    RosterDelete,
+    /// Renames alice's roster entry, so her work reads as someone else's.
+    Rename,
+    /// Adds an extra key to the roster inside an ordinary note.
+    SmuggledKey,
+    /// A note signed by the member whose timeline entry says "alice".
+    NameSpoof,
+    /// A valid change reusing alice's (actor, seq): Automerge refuses it,
+    /// and it must be refused before the journal, or alice cannot open the
+    /// incident after a restart.
+    DuplicateSeq,
+}
+
+/// The signed sync message carrying one change the member wrote by hand on
+/// her copy of the incident.
+fn rogue_change(
+    member_dir: &Path,
+    member: &SecretKey,
+    name: &str,
+    alice_key: &str,
+    attack: Rogue,
+) -> Vec<u8> {
+    use automerge::transaction::Transactable;
+    use automerge::{ObjType, ReadDoc, ROOT};
+    let mut nb = Notebook::open(member_dir, None).unwrap();
+    let current = nb.data().config().unwrap().current.unwrap();
+    nb.open_incident(&current).unwrap();
+    let doc = nb.incident().unwrap().doc();
+    let me = hex(&member.public().to_bytes());
+    fn get(d: &impl ReadDoc, obj: &automerge::ObjId, key: &str) -> automerge::ObjId {
+        d.get(obj, key).unwrap().unwrap().1
+    }
+    let change = if attack == Rogue::DuplicateSeq {
+        // Alice's change admitting this member: write on the state before
+        // it, under her actor, so this change gets the same seq.
+        let admission = doc
+            .get_changes(&[])
+            .into_iter()
+            .find(|c| {
+                c.message()
+                    .is_some_and(|m| m.starts_with(&format!("{name} joined")))
+            })
+            .expect("the admission");
+        let mut forged = Incident::from_doc(doc.fork_at(admission.deps()).unwrap()).unwrap();
+        forged.set_author(&member.public().to_bytes());
+        forged.doc_mut().set_actor(admission.actor_id().clone());
+        let editor = Editor {
+            key: me.clone(),
+            name: name.into(),
+        };
+        let c = forged
+            .apply(
+                Edit::AddNote {
+                    text: "pwned by DuplicateSeq".into(),
+                },
+                &editor,
+                1,
+            )
+            .unwrap()
+            .change;
+        assert_eq!(
+            (c.actor_id(), c.seq()),
+            (admission.actor_id(), admission.seq())
+        );
+        c
+    } else {
+        let mut d = doc.fork();
+        d.set_author(Some(automerge::Author::from(
+            member.public().to_bytes().to_vec(),
+        )));
+        let mut tx = d.transaction();
+        let shown = if attack == Rogue::NameSpoof {
+            "alice"
+        } else {
+            name
+        };
+        match attack {
+            Rogue::Erase => {
+                let hs = get(&tx, &ROOT, "hypotheses");
+                for k in tx.keys(&hs).collect::<Vec<_>>() {
+                    tx.delete(&hs, k.as_str()).unwrap();
+                }
+                let tl = get(&tx, &ROOT, "timeline");
+                for _ in 0..tx.length(&tl) {
+                    tx.delete(&tl, 0).unwrap();
+                }
+            }
+            Rogue::RosterDelete => {
+                let roster = get(&tx, &ROOT, "roster");
+                tx.delete(&roster, alice_key).unwrap();
+            }
+            Rogue::Rename => {
+                let roster = get(&tx, &ROOT, "roster");
+                let alice = get(&tx, &roster, alice_key);
+                tx.put(&alice, "name", name).unwrap();
+            }
+            Rogue::SmuggledKey => {
+                let roster = get(&tx, &ROOT, "roster");
+                let extra = hex(&SecretKey::generate().public().to_bytes());
+                let e = tx
+                    .put_object(&roster, extra.as_str(), ObjType::Map)
+                    .unwrap();
+                tx.put(&e, "name", "sleeper").unwrap();
+                tx.put(&e, "added_by", me.as_str()).unwrap();
+            }
+            Rogue::NameSpoof | Rogue::DuplicateSeq => {}
+        }
+        let tl = get(&tx, &ROOT, "timeline");
+        let entry = serde_json::json!({
+            "at": 1, "by": me, "name": shown, "kind": "note", "item": null,
+            "text": format!("note: pwned by {attack:?}"),
+        });
+        let len = tx.length(&tl);
+        tx.insert(&tl, len, entry.to_string()).unwrap();
+        tx.commit_with(
+            automerge::transaction::CommitOptions::default().with_message("note: typo".to_string()),
+        );
+        d.get_last_local_change().unwrap()
+    };
+    let signature = ChangeSignature::sign(member, change.hash());
+    SignedSyncMessage {
+        message: Message {
+            heads: vec![change.hash()],
+            need: vec![],
+            have: vec![],
+            changes: ChunkList::from(change.raw_bytes().to_vec()),
+            flags: None,
+            version: MessageVersion::V1,
+        }
+        .encode(),
+        signatures: vec![signature],
+    }
+    .encode()
+}
+
+/// A member trusted to add, not to erase: each hand-written change against
+/// the schema is refused whole (REJECTED naming the rule), nothing of it is
+/// applied or stored, alice's hypothesis and timeline are intact, alice
+/// still opens the incident after a restart with the same record, and an
+/// honest member still syncs with her.
+#[test]
+fn a_member_cannot_erase_rewrite_the_roster_spoof_names_or_poison_the_store() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut t = target(tmp.path());
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let attacks = [
+        (Rogue::Erase, "no-deletion"),
+        (Rogue::RosterDelete, "no-deletion"),
+        (Rogue::Rename, "roster-once"),
+        (Rogue::SmuggledKey, "shape"),
+        (Rogue::NameSpoof, "schema rule `name`"),
+        (Rogue::DuplicateSeq, "does not apply"),
+    ];
+    for (i, (attack, rule)) in attacks.into_iter().enumerate() {
+        let name = format!("rogue{i}");
+        let (dir, key) = member(&mut t, tmp.path(), &name);
+        let me = peer_of(&key);
+        let body = rogue_change(&dir, &key, &name, &hex(&t.key), attack);
+        let before = state(&mut t.node);
+        match send(&rt, &t, key.to_bytes(), body) {
+            Ok(f) => {
+                assert_eq!(f.kind, REJECTED, "{attack:?}: {f:?}");
+                let why = String::from_utf8_lossy(&f.body);
+                assert!(why.contains(rule), "{attack:?}: {why}");
+            }
+            Err(e) => eprintln!("{attack:?}: request failed: {e}"),
+        }
+        let ev = t
+            .node
+            .wait_event(&format!("rejected ({attack:?})"), EVENT_TIMEOUT, |e| {
+                e["event"] == "rejected" && e["peer"] == me.as_str()
+            });
+        eprintln!("{attack:?}: {}", ev["reason"]);
+        assert!(
+            ev["reason"].as_str().unwrap_or("").contains(rule),
+            "{attack:?}: {ev}"
+        );
+        let after = state(&mut t.node);
+        assert_eq!(after, before, "{attack:?}: alice's record changed");
+        assert!(after.2.contains("somebody is poking at us"), "{attack:?}");
+        assert!(!after.2.contains("pwned"), "{attack:?}");
+    }
+    // The disk holds the same record: alice restarts and opens it.
+    let before = state(&mut t.node);
+    let Target { node, incident, .. } = t;
+    assert!(node.quit().success());
+    let mut alice = Node::loopback(&tmp.path().join("alice"), "alice", &[]);
+    alice.ok(&format!("open {incident}"));
+    assert_eq!(state(&mut alice), before, "the record after a restart");
+    // An honest member still syncs with her.
+    let invite = alice.invite();
+    let mut bob = Node::loopback_join(&tmp.path().join("bob"), "bob", &invite);
+    bob.ok("note \"bob is honest\"");
+    support::converge(
+        "alice and bob",
+        &mut [&mut alice, &mut bob],
+        &["bob is honest"],
+    );
+}

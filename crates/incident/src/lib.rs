@@ -27,6 +27,7 @@ pub mod export;
 mod ids;
 pub mod render;
 mod types;
+pub mod validate;
 mod view;
 
 use automerge::transaction::{CommitOptions, Transactable, Transaction};
@@ -34,6 +35,7 @@ use automerge::{ActorId, Automerge, Change, ObjId, ObjType, ReadDoc, ScalarValue
 
 pub use ids::{short_forms, shortest_unique, ItemId, Kind, MIN_SHORT_LEN};
 pub use types::{HypothesisStatus, Role, Severity, Status, Verdict};
+pub use validate::{validate, Rule, Validator, Violation};
 pub use view::{Conflict, IncidentView, Item, Member, TimelineEntry};
 
 /// Version of the document layout, stored at the root.
@@ -112,6 +114,9 @@ pub enum RuleError {
         /// The hypothesis being confirmed.
         hypothesis: String,
     },
+    /// The key is already on the roster.
+    #[error("{0} is already a member")]
+    AlreadyMember(String),
     /// The document is not a dontpanic incident or is damaged.
     #[error("document is not a readable incident: {0}")]
     Document(String),
@@ -403,6 +408,35 @@ impl Incident {
             .unwrap_or(Status::Investigating)
     }
 
+    /// The roster name of a member key, if it is on the roster.
+    pub fn roster_name(&self, key: &str) -> Option<String> {
+        let roster = view::get_map(&self.doc, &ROOT, "roster")?;
+        let entry = view::get_map(&self.doc, &roster, key)?;
+        Some(self.str_at(&entry, "name").unwrap_or_default())
+    }
+
+    /// `name`, or the first of `name-2`, `name-3`, ... that no member has:
+    /// a joiner whose name is taken is admitted under a numbered one
+    /// (compared without case or surrounding spaces).
+    pub fn free_name(&self, name: &str) -> String {
+        let taken: std::collections::HashSet<String> = self
+            .view()
+            .map(|v| {
+                v.members
+                    .iter()
+                    .map(|m| m.name.trim().to_lowercase())
+                    .collect()
+            })
+            .unwrap_or_default();
+        let mut candidate = name.to_string();
+        let mut n = 2;
+        while taken.contains(&candidate.trim().to_lowercase()) {
+            candidate = format!("{name}-{n}");
+            n += 1;
+        }
+        candidate
+    }
+
     pub(crate) fn str_at(&self, obj: &ObjId, key: &str) -> Option<String> {
         view::get_str(&self.doc, obj, key)
     }
@@ -529,6 +563,14 @@ impl Incident {
             return Err(RuleError::Resolved);
         }
         let plan = self.plan(edit, status)?;
+        // Names come from the roster: a member's entries carry the name it
+        // was admitted under, whatever its device calls itself.
+        let editor = &Editor {
+            key: editor.key.clone(),
+            name: self
+                .roster_name(&editor.key)
+                .unwrap_or_else(|| editor.name.clone()),
+        };
         let summary = plan.summary.clone();
         let created = plan.created.clone();
         let timeline = match self.doc.get(ROOT, "timeline")? {
@@ -794,10 +836,17 @@ impl Incident {
             }
             Edit::AddMember { key, name } => {
                 let name = need(&name, "member name")?;
+                if self.roster_name(&key).is_some() {
+                    return Err(RuleError::AlreadyMember(key.chars().take(16).collect()));
+                }
+                let name = self.free_name(&name);
                 plan.member = Some((key.clone(), name.clone()));
                 plan.finish(
                     "member",
-                    format!("{name} joined ({})", &key[..key.len().min(16)]),
+                    format!(
+                        "{name} joined ({})",
+                        key.chars().take(16).collect::<String>()
+                    ),
                 );
             }
             Edit::Resolve { field, value } => {

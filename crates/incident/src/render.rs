@@ -346,7 +346,12 @@ pub fn report(v: &IncidentView) -> String {
 
     let _ = writeln!(o, "\n## Participants\n");
     for m in &v.members {
-        let _ = writeln!(o, "- {} (`{}`)", m.name, &m.key[..m.key.len().min(16)]);
+        let _ = writeln!(
+            o,
+            "- {} (`{}`)",
+            m.name,
+            m.key.chars().take(16).collect::<String>()
+        );
     }
     o
 }

@@ -149,7 +149,7 @@ fn get_int(doc: &Automerge, obj: &ObjId, key: &str) -> i64 {
     }
 }
 
-fn get_map(doc: &Automerge, obj: &ObjId, key: &str) -> Option<ObjId> {
+pub(crate) fn get_map(doc: &Automerge, obj: &ObjId, key: &str) -> Option<ObjId> {
     match doc.get(obj, key).ok()?? {
         (Value::Object(ObjType::Map), id) => Some(id),
         _ => None,
@@ -229,9 +229,21 @@ pub(crate) fn read(doc: &Automerge) -> Result<IncidentView, RuleError> {
     }
     if let Some((Value::Object(ObjType::List), timeline)) = doc.get(ROOT, "timeline")? {
         v.timeline.reserve(doc.length(&timeline));
+        let names: std::collections::HashMap<&str, &String> = v
+            .members
+            .iter()
+            .map(|m| (m.key.as_str(), &m.name))
+            .collect();
         for entry in doc.list_range(&timeline, ..) {
             if let Value::Scalar(s) = Value::from(entry.value) {
-                if let Some(e) = s.as_str().and_then(|j| serde_json::from_str(j).ok()) {
+                if let Some(mut e) = s
+                    .as_str()
+                    .and_then(|j| serde_json::from_str::<TimelineEntry>(j).ok())
+                {
+                    // Names come from the roster, never from the entry.
+                    if let Some(name) = names.get(e.by.as_str()) {
+                        e.name.clone_from(name);
+                    }
                     v.timeline.push(e);
                 }
             }

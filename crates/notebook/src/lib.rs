@@ -534,46 +534,26 @@ impl Notebook {
             return Err(reject(e.to_string()));
         }
         check_claimed_authors(&fresh).map_err(reject)?;
-        // Membership: a change is allowed once its signer is on the roster
-        // of the document including the allowed changes before it. The
-        // common case, all signers already members, needs no trial copy.
-        let current = roster_names(open.incident.doc());
-        if fresh
-            .iter()
-            .all(|c| current.contains_key(&c.signer.to_string()))
-        {
-            return Self::apply_accepted(open, fresh, &current);
-        }
+        // Every change is checked against the schema and applied on a fork
+        // first, in causal order: the journal sees only what passed, and an
+        // Automerge-level failure (a duplicate seq, say) is found here.
         let mut trial = open.incident.doc().fork();
-        let mut pending: Vec<&SignedChange> = fresh.iter().collect();
-        loop {
-            let members: HashSet<String> = roster_of(&trial);
-            let (ok, rest): (Vec<&SignedChange>, Vec<&SignedChange>) = pending
-                .into_iter()
-                .partition(|c| members.contains(&c.signer.to_string()));
-            if ok.is_empty() {
-                pending = rest;
-                break;
-            }
-            trial
-                .apply_changes(ok.iter().map(|c| c.change.clone()))
-                .map_err(|e| reject(format!("changes do not apply: {e}")))?;
-            pending = rest;
-            if pending.is_empty() {
-                break;
-            }
+        let (accepted, waiting) = check_batch(&mut trial, fresh).map_err(reject)?;
+        if !waiting.is_empty() {
+            tracing::warn!(
+                "incident {id}: {} change(s) set aside until the changes they build on arrive",
+                waiting.len()
+            );
         }
-        if let Some(c) = pending.first() {
-            return Err(reject(format!(
-                "change {} is signed by {} who is not a member of this incident",
-                c.hash(),
-                c.signer.fingerprint()
-            )));
+        if accepted.is_empty() {
+            return Ok(Vec::new());
         }
         let names = roster_names(&trial);
-        Self::apply_accepted(open, fresh, &names)
+        Self::apply_accepted(open, accepted, &names)
     }
 
+    /// Journals changes that passed every check on a fork, then applies
+    /// them: nothing rejected is ever written.
     fn apply_accepted(
         open: &mut OpenIncident,
         fresh: Vec<SignedChange>,
@@ -599,35 +579,23 @@ impl Notebook {
     }
 
     /// Stores an incident received whole from a peer (joining), after
-    /// verifying every change, and opens it.
+    /// verifying every change (signature, membership, schema), and opens it.
     pub fn adopt(&mut self, changes: Vec<SignedChange>) -> Result<String, NotebookError> {
         let count = changes.len();
+        let reject = |reason: String| NotebookError::Rejected { count, reason };
         if let Some((_, e)) = verify_all(&changes).into_iter().next() {
-            return Err(NotebookError::Rejected {
-                count,
-                reason: e.to_string(),
-            });
+            return Err(reject(e.to_string()));
         }
-        check_claimed_authors(&changes)
-            .map_err(|reason| NotebookError::Rejected { count, reason })?;
+        check_claimed_authors(&changes).map_err(reject)?;
         let mut doc = Automerge::new();
-        doc.apply_changes(changes.iter().map(|c| c.change.clone()))
-            .map_err(|e| NotebookError::Document(e.to_string()))?;
-        let incident = Incident::from_doc(doc)?;
-        let roster = incident.member_keys();
-        if let Some(c) = changes
-            .iter()
-            .find(|c| !roster.contains(&c.signer.to_string()))
-        {
-            return Err(NotebookError::Rejected {
-                count,
-                reason: format!(
-                    "change {} is signed by non-member {}",
-                    c.hash(),
-                    c.signer.fingerprint()
-                ),
-            });
+        let (changes, waiting) = check_batch(&mut doc, changes).map_err(reject)?;
+        if let Some(c) = waiting.first() {
+            return Err(reject(format!(
+                "the history is incomplete: change {} builds on changes that were not sent",
+                c.hash()
+            )));
         }
+        let incident = Incident::from_doc(doc)?;
         let id = incident.id()?.to_string();
         if self.data.incidents()?.contains(&id) {
             // Joined again (a new invite, a second device): only what is new
@@ -674,15 +642,76 @@ fn check_claimed_authors(changes: &[SignedChange]) -> Result<(), String> {
         let signer = c.signer.to_string();
         let claims = dontpanic_incident::claimed_authors(&c.change);
         if let Some(claimed) = claims.into_iter().find(|k| *k != signer) {
+            // Peer-supplied: cut by characters, never by bytes.
             return Err(format!(
                 "change {} writes entries in the name of {} but is signed by {}",
                 c.hash(),
-                &claimed[..claimed.len().min(16)],
+                claimed.chars().take(16).collect::<String>(),
                 c.signer.fingerprint()
             ));
         }
     }
     Ok(())
+}
+
+/// Checks a batch change by change, in causal order, on `trial` (a fork of
+/// the document, or an empty one when joining): each must be signed by a
+/// member of the roster as it stands before it (members admitted earlier in
+/// the batch count; the change that creates the incident is its creator's),
+/// pass the incident's schema ([`dontpanic_incident::Validator`]) and apply.
+/// Returns the changes that passed, in the order applied, and those that
+/// build on changes not here yet (neither applied nor blamed). The first
+/// failure rejects the whole batch.
+fn check_batch(
+    trial: &mut Automerge,
+    batch: Vec<SignedChange>,
+) -> Result<(Vec<SignedChange>, Vec<SignedChange>), String> {
+    let mut validator = dontpanic_incident::Validator::default();
+    let mut accepted = Vec::with_capacity(batch.len());
+    let mut pending = batch;
+    loop {
+        let mut rest = Vec::new();
+        let mut progressed = false;
+        for c in pending {
+            let ready = c
+                .change
+                .deps()
+                .iter()
+                .all(|d| trial.get_change_by_hash(d).is_some());
+            let signer = c.signer.to_string();
+            let creates = c.change.deps().is_empty() && trial.get_heads().is_empty();
+            if !ready || !(creates || roster_of(trial).contains(&signer)) {
+                rest.push(c);
+                continue;
+            }
+            validator
+                .check(trial, &c.change, &signer)
+                .map_err(|v| format!("change {} by {}: {v}", c.hash(), c.signer.fingerprint()))?;
+            trial
+                .apply_changes([c.change.clone()])
+                .map_err(|e| format!("change {} does not apply: {e}", c.hash()))?;
+            accepted.push(c);
+            progressed = true;
+        }
+        pending = rest;
+        if !progressed || pending.is_empty() {
+            break;
+        }
+    }
+    let ready = |c: &&SignedChange| {
+        c.change
+            .deps()
+            .iter()
+            .all(|d| trial.get_change_by_hash(d).is_some())
+    };
+    if let Some(c) = pending.iter().find(ready) {
+        return Err(format!(
+            "change {} is signed by {} who is not a member of this incident",
+            c.hash(),
+            c.signer.fingerprint()
+        ));
+    }
+    Ok((accepted, pending))
 }
 
 /// Journal records that trigger a snapshot during a session.

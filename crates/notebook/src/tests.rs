@@ -231,3 +231,171 @@ fn changes_lost_on_the_way_are_sent_again_after_the_receiver_resets() {
         "the lost change was sent again"
     );
 }
+
+/// Alice's notebook with bob admitted; returns bob's key and editor.
+fn with_bob(nb: &mut Notebook) -> (dontpanic_identity::SecretKey, dontpanic_incident::Editor) {
+    nb.create("x", Severity::Sev3).unwrap();
+    let bob = dontpanic_identity::SecretKey::generate();
+    let editor = dontpanic_incident::Editor {
+        key: bob.public().to_string(),
+        name: "bob".into(),
+    };
+    nb.edit(Edit::AddMember {
+        key: editor.key.clone(),
+        name: "bob".into(),
+    })
+    .unwrap();
+    (bob, editor)
+}
+
+fn journal_bytes(dir: &Path, id: &str) -> Vec<u8> {
+    std::fs::read(dir.join("incidents").join(id).join("journal")).unwrap()
+}
+
+/// A validly signed change that reuses alice's (actor, seq) is refused
+/// before the journal is touched: the journal is byte for byte the same,
+/// and the incident still opens after a restart.
+#[test]
+fn a_duplicate_seq_is_refused_before_the_journal_and_the_incident_reopens() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut nb = notebook(tmp.path());
+    let (bob, bob_editor) = with_bob(&mut nb);
+    let id = nb.current_id().unwrap().to_string();
+    let admitted = nb.incident().unwrap().doc().get_heads();
+    note(&mut nb, "alice's third change");
+    let doc = nb.incident().unwrap().doc();
+    let last = doc.get_last_local_change().unwrap();
+    // Bob writes on the state before alice's note, under alice's actor: his
+    // change gets the seq her note already has.
+    let mut forged =
+        dontpanic_incident::Incident::from_doc(doc.fork_at(&admitted).unwrap()).unwrap();
+    forged.set_author(&bob.public().to_bytes());
+    forged.doc_mut().set_actor(last.actor_id().clone());
+    let change = forged
+        .apply(Edit::AddNote { text: "dup".into() }, &bob_editor, 2)
+        .unwrap()
+        .change;
+    assert_eq!(
+        (change.actor_id(), change.seq()),
+        (last.actor_id(), last.seq())
+    );
+    let before = journal_bytes(tmp.path(), &id);
+    let err = nb
+        .accept(&id, vec![SignedChange::sign(&bob, change)])
+        .unwrap_err();
+    assert!(err.blames_sender(), "{err}");
+    assert!(err.to_string().contains("does not apply"), "{err}");
+    assert_eq!(
+        journal_bytes(tmp.path(), &id),
+        before,
+        "the journal changed"
+    );
+    drop(nb);
+    let mut nb = notebook(tmp.path());
+    let warnings = nb.open_incident(&id).unwrap();
+    assert!(warnings.is_empty(), "{warnings:?}");
+    let view = nb.incident().unwrap().view().unwrap();
+    assert!(view
+        .timeline
+        .iter()
+        .any(|e| e.text.contains("alice's third")));
+    assert!(!view.timeline.iter().any(|e| e.text.contains("dup")));
+}
+
+/// A change that breaks the schema (here: deleting alice's hypothesis under
+/// a note) is refused whole, naming the rule, and nothing reaches the disk;
+/// bob's honest note after it is accepted.
+#[test]
+fn a_schema_violation_is_refused_before_the_journal() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut nb = notebook(tmp.path());
+    let (bob, bob_editor) = with_bob(&mut nb);
+    let id = nb.current_id().unwrap().to_string();
+    let h = nb
+        .edit(Edit::AddHypothesis {
+            text: "resolver".into(),
+        })
+        .unwrap()
+        .id
+        .unwrap();
+    let doc = nb.incident().unwrap().doc().fork();
+    let mut erase = dontpanic_incident::Incident::from_doc(doc.fork()).unwrap();
+    erase.set_author(&bob.public().to_bytes());
+    {
+        use automerge::transaction::Transactable;
+        use automerge::ReadDoc;
+        let d = erase.doc_mut();
+        let mut tx = d.transaction();
+        let (_, hs) = tx.get(automerge::ROOT, "hypotheses").unwrap().unwrap();
+        tx.delete(&hs, h.as_str()).unwrap();
+        tx.commit();
+    }
+    let deletion = erase.doc().get_last_local_change().unwrap();
+    let cover = erase
+        .apply(
+            Edit::AddNote {
+                text: "typo".into(),
+            },
+            &bob_editor,
+            2,
+        )
+        .unwrap()
+        .change;
+    let before = journal_bytes(tmp.path(), &id);
+    let batch = vec![
+        SignedChange::sign(&bob, deletion),
+        SignedChange::sign(&bob, cover),
+    ];
+    let err = nb.accept(&id, batch).unwrap_err();
+    assert!(err.to_string().contains("no-deletion"), "{err}");
+    assert_eq!(journal_bytes(tmp.path(), &id), before);
+    assert_eq!(
+        nb.incident()
+            .unwrap()
+            .view()
+            .unwrap()
+            .items(dontpanic_incident::Kind::Hypothesis)
+            .len(),
+        1
+    );
+    let mut honest = dontpanic_incident::Incident::from_doc(doc).unwrap();
+    honest.set_author(&bob.public().to_bytes());
+    let ok = honest
+        .apply(
+            Edit::AddNote {
+                text: "honest".into(),
+            },
+            &bob_editor,
+            3,
+        )
+        .unwrap()
+        .change;
+    let edits = nb.accept(&id, vec![SignedChange::sign(&bob, ok)]).unwrap();
+    assert_eq!(edits[0].author, "bob");
+    assert_ne!(journal_bytes(tmp.path(), &id), before);
+}
+
+/// `check_claimed_authors` cuts peer-supplied text by characters: a
+/// multi-byte claimed author is refused, not a panic.
+#[test]
+fn a_multi_byte_claimed_author_is_refused_without_a_panic() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut nb = notebook(tmp.path());
+    let (bob, _) = with_bob(&mut nb);
+    let id = nb.current_id().unwrap().to_string();
+    let mut forged =
+        dontpanic_incident::Incident::from_doc(nb.incident().unwrap().doc().fork()).unwrap();
+    forged.set_author(&bob.public().to_bytes());
+    let spoof = dontpanic_incident::Editor {
+        key: format!("a{}", "é".repeat(20)),
+        name: "bob".into(),
+    };
+    let change = forged
+        .apply(Edit::AddNote { text: "x".into() }, &spoof, 2)
+        .unwrap()
+        .change;
+    let err = nb
+        .accept(&id, vec![SignedChange::sign(&bob, change)])
+        .unwrap_err();
+    assert!(err.to_string().contains("in the name of"), "{err}");
+}

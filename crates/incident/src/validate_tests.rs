@@ -1,0 +1,888 @@
+//! One table per area: each row is a change made by an honest command or a
+//! hostile hand-written transaction, and the rule it must break (or none).
+
+use automerge::transaction::{CommitOptions, Transactable, Transaction};
+use automerge::{Automerge, Change, ObjType, ReadDoc, ScalarValue, Value, ROOT};
+
+use super::*;
+use crate::{Edit, Editor, Incident, ItemId, Severity, TimelineEntry, Verdict};
+
+fn alice() -> Editor {
+    Editor {
+        key: "aa".repeat(32),
+        name: "alice".into(),
+    }
+}
+
+fn bob() -> Editor {
+    Editor {
+        key: "bb".repeat(32),
+        name: "bob".into(),
+    }
+}
+
+const CAROL: &str = "cccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccc";
+
+/// The document every row is checked against, and the ids in it.
+struct Base {
+    incident: Incident,
+    /// Alice's hypothesis, with a test of hers on it.
+    h_alice: ItemId,
+    /// Bob's hypothesis.
+    h_bob: ItemId,
+    test: ItemId,
+    symptom: ItemId,
+}
+
+fn base() -> Base {
+    let (mut i, _) = Incident::create("DNS down", Severity::Sev2, &alice(), 0).unwrap();
+    let add = |i: &mut Incident, e: Edit, who: &Editor| i.apply(e, who, 1).unwrap().id;
+    add(
+        &mut i,
+        Edit::AddMember {
+            key: bob().key,
+            name: "bob".into(),
+        },
+        &alice(),
+    );
+    let symptom = add(
+        &mut i,
+        Edit::AddSymptom {
+            text: "timeouts".into(),
+            place: None,
+            frequency: None,
+            impact: None,
+        },
+        &alice(),
+    )
+    .unwrap();
+    let h_alice = add(
+        &mut i,
+        Edit::AddHypothesis {
+            text: "resolver".into(),
+        },
+        &alice(),
+    )
+    .unwrap();
+    let h_bob = add(
+        &mut i,
+        Edit::AddHypothesis {
+            text: "firewall".into(),
+        },
+        &bob(),
+    )
+    .unwrap();
+    let test = add(
+        &mut i,
+        Edit::AddTest {
+            hypothesis: h_alice.to_string(),
+            action: "dig".into(),
+            rules_out_if: "answers".into(),
+        },
+        &alice(),
+    )
+    .unwrap();
+    add(
+        &mut i,
+        Edit::AddNote {
+            text: "alice's note".into(),
+        },
+        &alice(),
+    );
+    Base {
+        incident: i,
+        h_alice,
+        h_bob,
+        test,
+        symptom,
+    }
+}
+
+fn fork(doc: &Automerge) -> Incident {
+    Incident::from_doc(doc.fork()).unwrap()
+}
+
+/// What an honest command makes.
+fn honest(doc: &Automerge, who: &Editor, edit: Edit) -> Change {
+    fork(doc).apply(edit, who, 2).unwrap().change
+}
+
+/// A timeline entry as `append_timeline` writes it.
+fn entry(tx: &mut Transaction<'_>, by: &str, name: &str, kind: &str, item: Option<&str>) {
+    let timeline = match tx.get(ROOT, "timeline").unwrap() {
+        Some((_, t)) => t,
+        None => panic!("no timeline"),
+    };
+    let json = serde_json::to_string(&TimelineEntry {
+        at: 2,
+        by: by.into(),
+        name: name.into(),
+        kind: kind.into(),
+        item: item.map(str::to_string),
+        text: format!("{kind}: typo"),
+    })
+    .unwrap();
+    let len = tx.length(&timeline);
+    tx.insert(&timeline, len, json).unwrap();
+}
+
+/// What a hostile member writes by hand.
+fn hostile(doc: &Automerge, f: impl FnOnce(&mut Transaction<'_>)) -> Change {
+    let mut doc = doc.fork();
+    doc.transact_with::<_, _, automerge::AutomergeError, _>(
+        |_| CommitOptions::default().with_message("note: typo".to_string()),
+        |tx| {
+            f(tx);
+            Ok(())
+        },
+    )
+    .unwrap();
+    doc.get_last_local_change().unwrap()
+}
+
+fn obj(tx: &Transaction<'_>, path: &[&str]) -> automerge::ObjId {
+    let mut o = ROOT;
+    for p in path {
+        o = match tx.get(&o, *p).unwrap() {
+            Some((Value::Object(_), id)) => id,
+            other => panic!("{p}: {other:?}"),
+        };
+    }
+    o
+}
+
+/// A note by bob, as the hostile rows' cover.
+fn bob_note(tx: &mut Transaction<'_>) {
+    entry(tx, &bob().key, "bob", "note", None);
+}
+
+fn check(rows: Vec<(&str, &Automerge, Change, Editor, Option<Rule>)>) {
+    let mut failures = Vec::new();
+    for (name, doc, change, signer, want) in rows {
+        let got = validate(doc, &change, &signer.key);
+        let ok = match (&got, want) {
+            (Ok(()), None) => true,
+            (Err(v), Some(rule)) => v.rule == rule && v.to_string().contains(rule.name()),
+            _ => false,
+        };
+        if !ok {
+            failures.push(format!("{name}: want {want:?}, got {got:?}"));
+        }
+    }
+    assert!(failures.is_empty(), "\n{}", failures.join("\n"));
+}
+
+#[test]
+fn every_command_passes_for_its_signer() {
+    let b = base();
+    let d = b.incident.doc();
+    let (ha, hb, t) = (
+        b.h_alice.to_string(),
+        b.h_bob.to_string(),
+        b.test.to_string(),
+    );
+    let mut bobby = bob();
+    bobby.name = "bobby (device name)".into();
+    let (_, created) = Incident::create("new", Severity::Sev1, &alice(), 0).unwrap();
+    let empty = Automerge::new();
+    check(vec![
+        ("create", &empty, created.change, alice(), None),
+        (
+            "note",
+            d,
+            honest(d, &bob(), Edit::AddNote { text: "n".into() }),
+            bob(),
+            None,
+        ),
+        (
+            "note under a device name",
+            d,
+            honest(d, &bobby, Edit::AddNote { text: "n".into() }),
+            bob(),
+            None,
+        ),
+        (
+            "symptom",
+            d,
+            honest(
+                d,
+                &bob(),
+                Edit::AddSymptom {
+                    text: "s".into(),
+                    place: Some("eu".into()),
+                    frequency: Some("1/s".into()),
+                    impact: Some("all".into()),
+                },
+            ),
+            bob(),
+            None,
+        ),
+        (
+            "hypothesis",
+            d,
+            honest(d, &bob(), Edit::AddHypothesis { text: "h".into() }),
+            bob(),
+            None,
+        ),
+        (
+            "test of another's hypothesis",
+            d,
+            honest(
+                d,
+                &bob(),
+                Edit::AddTest {
+                    hypothesis: ha.clone(),
+                    action: "a".into(),
+                    rules_out_if: "r".into(),
+                },
+            ),
+            bob(),
+            None,
+        ),
+        (
+            "result ruling out another's hypothesis",
+            d,
+            honest(
+                d,
+                &bob(),
+                Edit::AddResult {
+                    test: t.clone(),
+                    observation: "o".into(),
+                    verdict: Verdict::RulesOut,
+                },
+            ),
+            bob(),
+            None,
+        ),
+        (
+            "inconclusive result",
+            d,
+            honest(
+                d,
+                &bob(),
+                Edit::AddResult {
+                    test: t.clone(),
+                    observation: "o".into(),
+                    verdict: Verdict::Inconclusive,
+                },
+            ),
+            bob(),
+            None,
+        ),
+        (
+            "confirm by test",
+            d,
+            honest(
+                d,
+                &bob(),
+                Edit::Confirm {
+                    hypothesis: ha.clone(),
+                    evidence: t.clone(),
+                },
+            ),
+            bob(),
+            None,
+        ),
+        (
+            "confirm by evidence",
+            d,
+            honest(
+                d,
+                &alice(),
+                Edit::Confirm {
+                    hypothesis: hb.clone(),
+                    evidence: "pcap shows it".into(),
+                },
+            ),
+            alice(),
+            None,
+        ),
+        (
+            "fix without cause",
+            d,
+            honest(
+                d,
+                &bob(),
+                Edit::AddFix {
+                    text: "f".into(),
+                    unconfirmed_because: Some("bleeding".into()),
+                },
+            ),
+            bob(),
+            None,
+        ),
+        (
+            "follow-up",
+            d,
+            honest(d, &bob(), Edit::AddFollowUp { text: "f".into() }),
+            bob(),
+            None,
+        ),
+        (
+            "status",
+            d,
+            honest(d, &bob(), Edit::SetStatus(crate::Status::Identified)),
+            bob(),
+            None,
+        ),
+        (
+            "role",
+            d,
+            honest(
+                d,
+                &bob(),
+                Edit::SetRole {
+                    role: crate::Role::Scribe,
+                    name: "bob".into(),
+                },
+            ),
+            bob(),
+            None,
+        ),
+        (
+            "title",
+            d,
+            honest(d, &bob(), Edit::SetTitle("t".into())),
+            bob(),
+            None,
+        ),
+        (
+            "severity",
+            d,
+            honest(d, &bob(), Edit::SetSeverity(Severity::Sev1)),
+            bob(),
+            None,
+        ),
+        (
+            "admit a member",
+            d,
+            honest(
+                d,
+                &bob(),
+                Edit::AddMember {
+                    key: CAROL.into(),
+                    name: "carol".into(),
+                },
+            ),
+            bob(),
+            None,
+        ),
+        (
+            "admit a taken name: numbered",
+            d,
+            honest(
+                d,
+                &bob(),
+                Edit::AddMember {
+                    key: CAROL.into(),
+                    name: "Alice".into(),
+                },
+            ),
+            bob(),
+            None,
+        ),
+    ]);
+}
+
+#[test]
+fn reopening_and_resolving_a_real_conflict_pass() {
+    let b = base();
+    // Concurrently: bob rules alice's hypothesis out, alice confirms it.
+    let mut one = fork(b.incident.doc());
+    let mut two = fork(b.incident.doc());
+    one.apply(
+        Edit::AddResult {
+            test: b.test.to_string(),
+            observation: "answers".into(),
+            verdict: Verdict::RulesOut,
+        },
+        &bob(),
+        3,
+    )
+    .unwrap();
+    two.apply(
+        Edit::Confirm {
+            hypothesis: b.h_alice.to_string(),
+            evidence: "logs".into(),
+        },
+        &alice(),
+        3,
+    )
+    .unwrap();
+    let mut merged = fork(one.doc());
+    merged.doc_mut().merge(&mut two.doc().fork()).unwrap();
+    let field = format!("hypotheses/{}/status", b.h_alice);
+    assert!(merged.conflicts().iter().any(|c| c.field == field));
+    let d = merged.doc();
+    let resolve = honest(
+        d,
+        &alice(),
+        Edit::Resolve {
+            field: field.clone(),
+            value: "confirmed".into(),
+        },
+    );
+    let mut resolved = fork(b.incident.doc());
+    resolved
+        .apply(Edit::SetStatus(crate::Status::Resolved), &alice(), 4)
+        .unwrap();
+    let r = resolved.doc();
+    check(vec![
+        ("resolve a real conflict", d, resolve, alice(), None),
+        (
+            "reopen",
+            r,
+            honest(
+                r,
+                &bob(),
+                Edit::Reopen {
+                    reason: "back".into(),
+                },
+            ),
+            bob(),
+            None,
+        ),
+    ]);
+}
+
+#[test]
+fn nobody_erases_or_rewrites_anothers_work() {
+    let b = base();
+    let d = b.incident.doc();
+    let (ha, hb, s) = (
+        b.h_alice.to_string(),
+        b.h_bob.to_string(),
+        b.symptom.to_string(),
+    );
+    check(vec![
+        (
+            "erase: delete another's hypothesis",
+            d,
+            hostile(d, |tx| {
+                let hs = obj(tx, &["hypotheses"]);
+                tx.delete(&hs, ha.as_str()).unwrap();
+                bob_note(tx);
+            }),
+            bob(),
+            Some(Rule::NoDeletion),
+        ),
+        (
+            "erase: delete every timeline entry",
+            d,
+            hostile(d, |tx| {
+                let tl = obj(tx, &["timeline"]);
+                for _ in 0..tx.length(&tl) {
+                    tx.delete(&tl, 0).unwrap();
+                }
+                bob_note(tx);
+            }),
+            bob(),
+            Some(Rule::NoDeletion),
+        ),
+        (
+            "erase: delete one's own hypothesis too",
+            d,
+            hostile(d, |tx| {
+                let hs = obj(tx, &["hypotheses"]);
+                tx.delete(&hs, hb.as_str()).unwrap();
+                bob_note(tx);
+            }),
+            bob(),
+            Some(Rule::NoDeletion),
+        ),
+        (
+            "erase: delete a field",
+            d,
+            hostile(d, |tx| {
+                let h = obj(tx, &["symptoms", s.as_str()]);
+                tx.delete(&h, "text").unwrap();
+                bob_note(tx);
+            }),
+            bob(),
+            Some(Rule::NoDeletion),
+        ),
+        (
+            "erase: overwrite a timeline entry",
+            d,
+            hostile(d, |tx| {
+                let tl = obj(tx, &["timeline"]);
+                tx.put(&tl, 1, "{}").unwrap();
+                bob_note(tx);
+            }),
+            bob(),
+            Some(Rule::Timeline),
+        ),
+        (
+            "erase: a fresh empty timeline",
+            d,
+            hostile(d, |tx| {
+                tx.put_object(ROOT, "timeline", ObjType::List).unwrap();
+                bob_note(tx);
+            }),
+            bob(),
+            Some(Rule::Containers),
+        ),
+        (
+            "erase: a fresh empty collection",
+            d,
+            hostile(d, |tx| {
+                tx.put_object(ROOT, "hypotheses", ObjType::Map).unwrap();
+                bob_note(tx);
+            }),
+            bob(),
+            Some(Rule::Containers),
+        ),
+        (
+            "erase: replace another's item",
+            d,
+            hostile(d, |tx| {
+                let hs = obj(tx, &["hypotheses"]);
+                let h = tx.put_object(&hs, ha.as_str(), ObjType::Map).unwrap();
+                tx.put(&h, "text", "nothing").unwrap();
+                tx.put(&h, "by", bob().key.as_str()).unwrap();
+                entry(tx, &bob().key, "bob", "hypothesis", Some(&ha));
+            }),
+            bob(),
+            Some(Rule::ItemOnce),
+        ),
+        (
+            "rewrite another's hypothesis text",
+            d,
+            hostile(d, |tx| {
+                let h = obj(tx, &["hypotheses", ha.as_str()]);
+                tx.put(&h, "text", "something else").unwrap();
+                bob_note(tx);
+            }),
+            bob(),
+            Some(Rule::ItemEdit),
+        ),
+        (
+            "rule out without a result",
+            d,
+            hostile(d, |tx| {
+                let h = obj(tx, &["hypotheses", ha.as_str()]);
+                tx.put(&h, "status", "ruled-out").unwrap();
+                bob_note(tx);
+            }),
+            bob(),
+            Some(Rule::ItemEdit),
+        ),
+        (
+            "confirm under `resolve` with no conflict",
+            d,
+            hostile(d, |tx| {
+                let h = obj(tx, &["hypotheses", ha.as_str()]);
+                tx.put(&h, "status", "confirmed").unwrap();
+                entry(tx, &bob().key, "bob", "resolve", None);
+            }),
+            bob(),
+            Some(Rule::ItemEdit),
+        ),
+        (
+            "two timeline entries in one change",
+            d,
+            hostile(d, |tx| {
+                bob_note(tx);
+                bob_note(tx);
+            }),
+            bob(),
+            Some(Rule::Shape),
+        ),
+        (
+            "no timeline entry",
+            d,
+            hostile(d, |tx| {
+                tx.put(ROOT, "title", "quiet").unwrap();
+            }),
+            bob(),
+            Some(Rule::Shape),
+        ),
+        (
+            "title under a note",
+            d,
+            hostile(d, |tx| {
+                tx.put(ROOT, "title", "quiet").unwrap();
+                bob_note(tx);
+            }),
+            bob(),
+            Some(Rule::Shape),
+        ),
+        (
+            "unknown root key",
+            d,
+            hostile(d, |tx| {
+                tx.put(ROOT, "pwned", "yes").unwrap();
+                bob_note(tx);
+            }),
+            bob(),
+            Some(Rule::RootKey),
+        ),
+        (
+            "bad severity",
+            d,
+            hostile(d, |tx| {
+                tx.put(ROOT, "severity", "sev0").unwrap();
+                entry(tx, &bob().key, "bob", "severity", None);
+            }),
+            bob(),
+            Some(Rule::RootKey),
+        ),
+        (
+            "new incident id",
+            d,
+            hostile(d, |tx| {
+                tx.put(ROOT, "id", "i0000000").unwrap();
+                bob_note(tx);
+            }),
+            bob(),
+            Some(Rule::Containers),
+        ),
+        (
+            "a test id in hypotheses",
+            d,
+            hostile(d, |tx| {
+                let hs = obj(tx, &["hypotheses"]);
+                let h = tx.put_object(&hs, "t1234567", ObjType::Map).unwrap();
+                tx.put(&h, "by", bob().key.as_str()).unwrap();
+                entry(tx, &bob().key, "bob", "hypothesis", Some("t1234567"));
+            }),
+            bob(),
+            Some(Rule::ItemOnce),
+        ),
+        (
+            "an item field of no command",
+            d,
+            hostile(d, |tx| {
+                let hs = obj(tx, &["hypotheses"]);
+                let h = tx.put_object(&hs, "h1234567", ObjType::Map).unwrap();
+                tx.put(&h, "by", bob().key.as_str()).unwrap();
+                tx.put(&h, "owner", "x").unwrap();
+                entry(tx, &bob().key, "bob", "hypothesis", Some("h1234567"));
+            }),
+            bob(),
+            Some(Rule::ItemOnce),
+        ),
+        (
+            "an item in another's name",
+            d,
+            hostile(d, |tx| {
+                let hs = obj(tx, &["hypotheses"]);
+                let h = tx.put_object(&hs, "h1234567", ObjType::Map).unwrap();
+                tx.put(&h, "by", alice().key.as_str()).unwrap();
+                entry(tx, &bob().key, "bob", "hypothesis", Some("h1234567"));
+            }),
+            bob(),
+            Some(Rule::Author),
+        ),
+        (
+            "an item with no author",
+            d,
+            hostile(d, |tx| {
+                let hs = obj(tx, &["hypotheses"]);
+                let h = tx.put_object(&hs, "h1234567", ObjType::Map).unwrap();
+                tx.put(&h, "text", "x").unwrap();
+                entry(tx, &bob().key, "bob", "hypothesis", Some("h1234567"));
+            }),
+            bob(),
+            Some(Rule::Author),
+        ),
+        (
+            "an object nested in an item",
+            d,
+            hostile(d, |tx| {
+                let h = obj(tx, &["hypotheses", hb.as_str()]);
+                tx.put_object(&h, "extra", ObjType::Map).unwrap();
+                bob_note(tx);
+            }),
+            bob(),
+            Some(Rule::ItemEdit),
+        ),
+        (
+            "a counter",
+            d,
+            hostile(d, |tx| {
+                tx.put(ROOT, "title", ScalarValue::counter(1)).unwrap();
+                tx.increment(ROOT, "title", 1).unwrap();
+                bob_note(tx);
+            }),
+            bob(),
+            Some(Rule::RootKey),
+        ),
+    ]);
+}
+
+#[test]
+fn the_roster_is_written_once_and_names_come_from_it() {
+    let b = base();
+    let d = b.incident.doc();
+    let a = alice().key;
+    check(vec![
+        (
+            "delete the creator",
+            d,
+            hostile(d, |tx| {
+                let r = obj(tx, &["roster"]);
+                tx.delete(&r, a.as_str()).unwrap();
+                bob_note(tx);
+            }),
+            bob(),
+            Some(Rule::NoDeletion),
+        ),
+        (
+            "rename a member",
+            d,
+            hostile(d, |tx| {
+                let e = obj(tx, &["roster", a.as_str()]);
+                tx.put(&e, "name", "bob").unwrap();
+                bob_note(tx);
+            }),
+            bob(),
+            Some(Rule::RosterOnce),
+        ),
+        (
+            "rename oneself",
+            d,
+            hostile(d, |tx| {
+                let e = obj(tx, &["roster", bob().key.as_str()]);
+                tx.put(&e, "name", "admin").unwrap();
+                entry(tx, &bob().key, "bob", "note", None);
+            }),
+            bob(),
+            Some(Rule::RosterOnce),
+        ),
+        (
+            "replace a member's entry",
+            d,
+            hostile(d, |tx| {
+                let r = obj(tx, &["roster"]);
+                let e = tx.put_object(&r, a.as_str(), ObjType::Map).unwrap();
+                tx.put(&e, "name", "mallory").unwrap();
+                entry(tx, &bob().key, "bob", "member", None);
+            }),
+            bob(),
+            Some(Rule::RosterOnce),
+        ),
+        (
+            "smuggle a key under a note",
+            d,
+            hostile(d, |tx| {
+                let r = obj(tx, &["roster"]);
+                let e = tx.put_object(&r, CAROL, ObjType::Map).unwrap();
+                tx.put(&e, "name", "carol").unwrap();
+                tx.put(&e, "added_by", bob().key.as_str()).unwrap();
+                bob_note(tx);
+            }),
+            bob(),
+            Some(Rule::Shape),
+        ),
+        (
+            "two keys in one admission",
+            d,
+            hostile(d, |tx| {
+                let r = obj(tx, &["roster"]);
+                for (k, n) in [(CAROL.to_string(), "carol"), ("dd".repeat(32), "dave")] {
+                    let e = tx.put_object(&r, k.as_str(), ObjType::Map).unwrap();
+                    tx.put(&e, "name", n).unwrap();
+                }
+                entry(tx, &bob().key, "bob", "member", None);
+            }),
+            bob(),
+            Some(Rule::Shape),
+        ),
+        (
+            "a second member named alice",
+            d,
+            hostile(d, |tx| {
+                let r = obj(tx, &["roster"]);
+                let e = tx.put_object(&r, CAROL, ObjType::Map).unwrap();
+                tx.put(&e, "name", " Alice").unwrap();
+                entry(tx, &bob().key, "bob", "member", None);
+            }),
+            bob(),
+            Some(Rule::UniqueName),
+        ),
+        (
+            "a roster key that is no key",
+            d,
+            hostile(d, |tx| {
+                let r = obj(tx, &["roster"]);
+                let e = tx.put_object(&r, "héhé", ObjType::Map).unwrap();
+                tx.put(&e, "name", "x").unwrap();
+                entry(tx, &bob().key, "bob", "member", None);
+            }),
+            bob(),
+            Some(Rule::RosterOnce),
+        ),
+        (
+            "an entry signed by bob naming alice",
+            d,
+            hostile(d, |tx| {
+                entry(tx, &bob().key, "alice", "note", None);
+            }),
+            bob(),
+            Some(Rule::Name),
+        ),
+        (
+            "an entry in alice's key",
+            d,
+            hostile(d, |tx| {
+                entry(tx, &alice().key, "alice", "note", None);
+            }),
+            bob(),
+            Some(Rule::Author),
+        ),
+        (
+            "a multi-byte name",
+            d,
+            hostile(d, |tx| {
+                entry(tx, &bob().key, "ééééééééééééééééééééééééé", "note", None);
+            }),
+            bob(),
+            Some(Rule::Name),
+        ),
+    ]);
+}
+
+#[test]
+fn honest_commands_keep_names_unique_and_from_the_roster() {
+    let mut b = base();
+    let applied = b
+        .incident
+        .apply(
+            Edit::AddMember {
+                key: CAROL.into(),
+                name: "Alice".into(),
+            },
+            &bob(),
+            5,
+        )
+        .unwrap();
+    assert!(
+        applied.summary.starts_with("Alice-2 joined"),
+        "{}",
+        applied.summary
+    );
+    assert_eq!(b.incident.roster_name(CAROL).as_deref(), Some("Alice-2"));
+    let err = b
+        .incident
+        .apply(
+            Edit::AddMember {
+                key: CAROL.into(),
+                name: "carol".into(),
+            },
+            &bob(),
+            6,
+        )
+        .unwrap_err();
+    assert!(matches!(err, crate::RuleError::AlreadyMember(_)), "{err}");
+    // Carol's device calls her "alice"; her entries say the roster's name.
+    let carol = Editor {
+        key: CAROL.into(),
+        name: "alice".into(),
+    };
+    b.incident
+        .apply(Edit::AddNote { text: "hi".into() }, &carol, 7)
+        .unwrap();
+    let v = b.incident.view().unwrap();
+    assert_eq!(v.timeline.last().unwrap().name, "Alice-2");
+}
