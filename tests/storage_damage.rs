@@ -218,7 +218,7 @@ fn target_path(dir: &Path, id: &str, t: Target) -> PathBuf {
     }
 }
 
-/// Damages `path`; returns whether an older copy differed (for `Older`).
+/// Damages `path`; `older` is the older copy to put back, if one differs.
 fn damage(path: &Path, d: Damage, older: Option<Vec<u8>>) {
     let mut bytes = fs::read(path).unwrap();
     let mid = bytes.len() / 2;
@@ -237,10 +237,12 @@ fn damage(path: &Path, d: Damage, older: Option<Vec<u8>>) {
             bytes[mid.saturating_sub(16)..end].fill(0);
             fs::write(path, &bytes).unwrap();
         }
-        Damage::Older => match older {
-            Some(b) => fs::write(path, b).unwrap(),
-            None => {} // no older copy differs: the file stays as it is
-        },
+        Damage::Older => {
+            // With no older copy that differs, the file stays as it is.
+            if let Some(b) = older {
+                fs::write(path, b).unwrap();
+            }
+        }
         Damage::Directory => {
             fs::remove_file(path).unwrap();
             fs::create_dir(path).unwrap();
