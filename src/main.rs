@@ -44,6 +44,11 @@ struct Cli {
     /// No networking at all: a local notebook only.
     #[arg(long, global = true)]
     offline: bool,
+    /// Start a new device identity on purpose although this data directory
+    /// holds history signed by another key (the old key file is kept aside).
+    /// Without it, a missing or replaced device.key stops the start.
+    #[arg(long, global = true)]
+    new_identity: bool,
     #[command(subcommand)]
     mode: Option<Mode>,
 }
@@ -87,7 +92,9 @@ fn open_notebook(cli: &Cli) -> Result<Notebook> {
     let dir = data_dir(cli)?;
     let name = match &cli.name {
         Some(n) => Some(n.clone()),
-        None if !Notebook::has_device(&dir) => {
+        // With incidents stored, a missing key is refused by the notebook
+        // (it is never replaced silently), not taken for a first run.
+        None if !Notebook::has_device(&dir) && !cli.new_identity && !holds_incidents(&dir) => {
             if std::io::stdin().is_terminal() {
                 Some(ask_name()?)
             } else {
@@ -99,18 +106,33 @@ fn open_notebook(cli: &Cli) -> Result<Notebook> {
         }
         None => None,
     };
-    let mut nb = Notebook::open(&dir, name.as_deref())?;
-    if let Some(current) = nb.data().config()?.current {
+    let mut nb = Notebook::open_with(&dir, name.as_deref(), cli.new_identity)?;
+    for w in nb.start_warnings() {
+        eprintln!("warning: {w}");
+    }
+    // Settings are not history: damaged ones are set aside, never fatal.
+    let (config, warning) = nb.data().check_config();
+    if let Some(w) = warning {
+        eprintln!("warning: {w}");
+    }
+    if let Some(current) = config.current {
         match nb.open_incident(&current) {
             Ok(warnings) => {
                 for w in warnings {
                     eprintln!("warning: {w}");
                 }
             }
-            Err(e) => eprintln!("warning: could not reopen incident {current}: {e}"),
+            Err(e) => eprintln!(
+                "warning: could not reopen incident {current} (named in {}): {e}",
+                nb.data().path().join("config.json").display()
+            ),
         }
     }
     Ok(nb)
+}
+
+fn holds_incidents(dir: &std::path::Path) -> bool {
+    std::fs::read_dir(dir.join("incidents")).is_ok_and(|mut d| d.next().is_some())
 }
 
 /// The REPL's view of the network, over the replicator.

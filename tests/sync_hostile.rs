@@ -7,7 +7,6 @@ mod support;
 use std::time::Duration;
 
 use automerge::sync::{ChunkList, Message, MessageVersion};
-use automerge::transaction::Transactable;
 use automerge::{ActorId, ChangeHash};
 use dontpanic_identity::{ChangeSignature, SecretKey};
 use dontpanic_net::{Frame, NodeConfig, Proto};
@@ -37,16 +36,25 @@ fn crafted(member_dir: &std::path::Path, member: &SecretKey, attack: Attack) -> 
     let mut nb = Notebook::open(member_dir, None).unwrap();
     let current = nb.data().config().unwrap().current.unwrap();
     nb.open_incident(&current).unwrap();
-    let mut doc = nb
+    // A change the commands could have made for this member (a new title),
+    // so only the signature tells the cases apart.
+    let doc = nb
         .incident()
         .unwrap()
         .doc()
         .fork()
         .with_actor(ActorId::random());
-    let mut tx = doc.transaction();
-    tx.put(automerge::ROOT, "title", "pwned").unwrap();
-    tx.commit();
-    let change = doc.get_last_local_change().unwrap();
+    let mut incident = dontpanic_incident::Incident::from_doc(doc).unwrap();
+    incident.set_author(&member.public().to_bytes());
+    let editor = nb.editor();
+    let change = incident
+        .apply(
+            dontpanic_incident::Edit::SetTitle("pwned".into()),
+            &editor,
+            dontpanic_notebook::now_ms(),
+        )
+        .unwrap()
+        .change;
     let signature = match attack {
         Attack::Honest => ChangeSignature::sign(member, change.hash()),
         Attack::NonMemberSigner => ChangeSignature::sign(&SecretKey::generate(), change.hash()),

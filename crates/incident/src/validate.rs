@@ -178,6 +178,38 @@ fn norm(name: &str) -> String {
     name.trim().to_lowercase()
 }
 
+/// The value left standing when `op` deletes some, not all, of the
+/// concurrent values of a map key: how Automerge settles a conflict in
+/// favour of a value already there.
+fn settles_conflict(doc: &Automerge, op: &automerge::legacy::Op) -> Option<ScalarValue> {
+    if op.action != OpType::Delete || op.pred.is_empty() {
+        return None;
+    }
+    let Key::Map(key) = &op.key else {
+        return None;
+    };
+    let obj = match &op.obj {
+        ObjectId::Root => ROOT,
+        ObjectId::Id(id) => doc.import(&id.to_string()).ok()?.0,
+    };
+    let values = doc.get_all(&obj, key.as_str()).ok()?;
+    let deleted: Vec<String> = op.pred.iter().map(|p| p.to_string()).collect();
+    if values.len() < 2
+        || !deleted
+            .iter()
+            .all(|d| values.iter().any(|(_, id)| id.to_string() == *d))
+    {
+        return None;
+    }
+    let mut standing = values
+        .into_iter()
+        .filter(|(_, id)| !deleted.contains(&id.to_string()));
+    match (standing.next(), standing.next()) {
+        (Some((automerge::Value::Scalar(v), _)), None) => Some(v.into_owned()),
+        _ => None,
+    }
+}
+
 fn str_value(action: &OpType) -> Option<&str> {
     match action {
         OpType::Put(ScalarValue::Str(s)) => Some(s.as_str()),
@@ -340,6 +372,20 @@ impl Validator {
         let roster_obj = map_at(doc, &ROOT, "roster");
         for (i, op) in decoded.operations.iter().enumerate() {
             let opid = format!("{}@{actor}", start + i as u64);
+            // Automerge writes "settle a conflict on a value one side
+            // already has" as a delete of the other values; seen as the
+            // put of the surviving value, it goes through the same rules.
+            let settled;
+            let (op, also_replaces) = match settles_conflict(doc, op) {
+                Some(survivor) => {
+                    settled = automerge::legacy::Op {
+                        action: OpType::Put(survivor),
+                        ..op.clone()
+                    };
+                    (&settled, 1)
+                }
+                None => (op, 0),
+            };
             let target = match &op.obj {
                 ObjectId::Root => Target::Root,
                 ObjectId::Id(id) => {
@@ -578,7 +624,7 @@ impl Validator {
                         id,
                         field: f.to_string(),
                         value: v.to_string(),
-                        replaces: op.pred.len(),
+                        replaces: op.pred.len() + also_replaces,
                     });
                 }
                 Target::Timeline => {

@@ -886,3 +886,45 @@ fn honest_commands_keep_names_unique_and_from_the_roster() {
     let v = b.incident.view().unwrap();
     assert_eq!(v.timeline.last().unwrap().name, "Alice-2");
 }
+
+#[test]
+fn resolving_a_root_title_conflict_passes() {
+    let b = base();
+    let mut one = fork(b.incident.doc());
+    let mut two = fork(b.incident.doc());
+    one.apply(Edit::SetTitle("eu-west".into()), &alice(), 3)
+        .unwrap();
+    two.apply(Edit::SetTitle("cdn".into()), &bob(), 3).unwrap();
+    let mut merged = fork(one.doc());
+    merged.doc_mut().merge(&mut two.doc().fork()).unwrap();
+    assert!(merged.conflicts().iter().any(|c| c.field == "title"));
+    let d = merged.doc();
+    // Settling on the value that shows (the winner) is encoded by Automerge
+    // as a delete of the other value; settling on the other, as a put.
+    let mut deletes = 0;
+    for value in ["eu-west", "cdn"] {
+        let resolve = honest(
+            d,
+            &bob(),
+            Edit::Resolve {
+                field: "title".into(),
+                value: value.into(),
+            },
+        );
+        deletes += resolve
+            .decode()
+            .operations
+            .iter()
+            .filter(|op| op.action == automerge::legacy::OpType::Delete)
+            .count();
+        check(vec![("resolve a title conflict", d, resolve, bob(), None)]);
+    }
+    assert_eq!(deletes, 1, "one of the two settles by a delete");
+    // A delete that leaves no value standing is still an erasure.
+    let mut erase = fork(d);
+    let mut tx = erase.doc_mut().transaction();
+    automerge::transaction::Transactable::delete(&mut tx, automerge::ROOT, "title").unwrap();
+    tx.commit();
+    let erased = erase.doc_mut().get_last_local_change().unwrap();
+    assert!(crate::validate::validate(d, &erased, &bob().key).is_err());
+}

@@ -24,8 +24,17 @@ const BLOCKED_KEPT: usize = 1024;
 /// Requests waiting for the notebook thread; senders wait when it is full.
 const QUEUE: usize = 256;
 /// Incidents with at least this many journal records are folded into a
-/// snapshot at shutdown, so the next start opens fast.
+/// snapshot at shutdown, so the next start opens fast. Tests may lower it
+/// with `DONTPANIC_COMPACT_AT_EXIT` (see docs/architecture.md) to get
+/// snapshots and segments from a few edits.
 const COMPACT_AT_EXIT: usize = 1_000;
+
+fn compact_at_exit() -> usize {
+    std::env::var("DONTPANIC_COMPACT_AT_EXIT")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(COMPACT_AT_EXIT)
+}
 
 /// A roster member, as published.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -454,7 +463,7 @@ impl Actor {
 
     fn shutdown(&mut self) -> Result<(), NotebookError> {
         self.nb.save_sync_states()?;
-        self.nb.compact_if(COMPACT_AT_EXIT)
+        self.nb.compact_if(compact_at_exit())
     }
 
     /// Publishes what others read without asking, if it changed.

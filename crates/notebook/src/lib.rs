@@ -54,6 +54,17 @@ pub enum NotebookError {
     /// The device has no key yet.
     #[error("this data directory has no device key yet; give --name to create one")]
     NoDevice,
+    /// The device key is missing, unreadable or not the one that signed
+    /// the history stored here: it is never replaced without a word.
+    #[error("{path}: {problem}, but this data directory holds signed history ({incidents} incident(s)). The device key is never replaced silently: restore the original device.key (from a backup), or start a new identity on purpose with --new-identity (the old file is kept aside, the incidents stay readable here, and members must invite the new key before it can edit)")]
+    IdentityMismatch {
+        /// The key file.
+        path: std::path::PathBuf,
+        /// What is wrong with it.
+        problem: String,
+        /// How many incidents hold history.
+        incidents: usize,
+    },
     /// A change from elsewhere failed verification; nothing was applied.
     #[error("rejected {count} change(s): {reason}")]
     Rejected {
@@ -158,6 +169,8 @@ pub struct Notebook {
     held: HashMap<String, OpenIncident>,
     /// The incident at the prompt.
     current: Option<String>,
+    /// What opening the data directory did that the user must hear of.
+    start_warnings: Vec<String>,
 }
 
 /// Milliseconds since the Unix epoch, now.
@@ -170,25 +183,85 @@ pub fn now_ms() -> i64 {
 
 impl Notebook {
     /// Opens the data directory (taking its lock), creating the device key
-    /// with `name` on first use.
+    /// with `name` on first use. See [`Notebook::open_with`].
     pub fn open(dir: &Path, name: Option<&str>) -> Result<Notebook, NotebookError> {
+        Self::open_with(dir, name, false)
+    }
+
+    /// Opens the data directory (taking its lock). The device key is
+    /// created with `name` on first use only: when incidents are stored and
+    /// `device.key` is missing, unreadable, or signed none of them (no seal,
+    /// no record, no roster entry), opening is refused with
+    /// [`NotebookError::IdentityMismatch`], unless `new_identity` asks for a
+    /// new key on purpose (the old file is then kept aside, see
+    /// [`Notebook::start_warnings`]).
+    pub fn open_with(
+        dir: &Path,
+        name: Option<&str>,
+        new_identity: bool,
+    ) -> Result<Notebook, NotebookError> {
         let data = DataDir::open(dir)?;
-        let device = match (data.device()?, name) {
-            (Some(mut d), Some(n)) if d.name != n => {
-                data.set_name(n)?;
-                d.name = n.to_string();
-                d
-            }
-            (Some(d), _) => d,
-            (None, Some(n)) => data.create_device(n)?,
-            (None, None) => return Err(NotebookError::NoDevice),
+        let history = data.incidents()?;
+        let mut start_warnings = Vec::new();
+        let refuse = |problem: String| NotebookError::IdentityMismatch {
+            path: data.key_path(),
+            problem,
+            incidents: history.len(),
         };
+        let device = if new_identity {
+            let n = name
+                .map(str::to_string)
+                .or_else(|| data.device_name())
+                .ok_or(NotebookError::NoDevice)?;
+            let (device, aside) = data.replace_device(&n)?;
+            start_warnings.push(format!(
+                "started a new identity ({}) on purpose{}",
+                device.key.public().fingerprint(),
+                aside
+                    .map(|a| format!("; the previous key file was kept as {}", a.display()))
+                    .unwrap_or_default()
+            ));
+            device
+        } else {
+            let found = match data.device() {
+                Ok(d) => d,
+                Err(e @ StoreError::KeyPermissions { .. }) => return Err(e.into()),
+                Err(e) if history.is_empty() => return Err(e.into()),
+                Err(StoreError::Corrupt { reason, .. }) => return Err(refuse(reason)),
+                Err(e) => return Err(refuse(format!("cannot be read ({e})"))),
+            };
+            match (found, name) {
+                (None, _) if !history.is_empty() => return Err(refuse("missing".into())),
+                (Some(mut d), Some(n)) if d.name != n => {
+                    data.set_name(n)?;
+                    d.name = n.to_string();
+                    d
+                }
+                (Some(d), _) => d,
+                (None, Some(n)) => data.create_device(n)?,
+                (None, None) => return Err(NotebookError::NoDevice),
+            }
+        };
+        if !new_identity && !history.is_empty() && !knows_key(&data, &history, &device.key.public())
+        {
+            return Err(refuse(format!(
+                "holds key {}, which sealed, signed or is a member of none of the stored incidents (it was replaced?)",
+                device.key.public().fingerprint()
+            )));
+        }
         Ok(Notebook {
             data,
             device,
             held: HashMap::new(),
             current: None,
+            start_warnings,
         })
+    }
+
+    /// What opening the data directory did that the user must hear of (a
+    /// new identity started on purpose); taken once.
+    pub fn start_warnings(&mut self) -> Vec<String> {
+        std::mem::take(&mut self.start_warnings)
     }
 
     /// Whether `dir` already holds a device key.
@@ -256,13 +329,15 @@ impl Notebook {
         self.load(id)
     }
 
-    /// Starts a new incident, stores it and opens it.
+    /// Starts a new incident, stores it and opens it. The incident's
+    /// directory appears only once its first record is durable.
     pub fn create(&mut self, title: &str, severity: Severity) -> Result<Applied, NotebookError> {
         let (incident, applied) = Incident::create(title, severity, &self.editor(), now_ms())?;
         let id = incident.id()?.to_string();
         let signed = SignedChange::sign(&self.device.key, applied.change.clone());
-        let mut journal = self.data.create_journal(&id)?;
-        journal.append(std::slice::from_ref(&signed))?;
+        let journal = self
+            .data
+            .create_incident(&id, std::slice::from_ref(&signed))?;
         let signatures = HashMap::from([(signed.hash(), signed.detached())]);
         self.hold(incident, journal, signatures, &id, Arc::default());
         self.make_current(&id)?;
@@ -309,10 +384,18 @@ impl Notebook {
         Ok(warnings)
     }
 
+    /// Loads an incident from whatever of its files survive: the snapshot
+    /// is a cache of the segments and the journal, so when it is missing,
+    /// damaged, sealed by another key or older than the segments, the
+    /// incident is rebuilt from snapshot ∪ segments ∪ journal and a fresh
+    /// snapshot is written back; when the segments lack what the snapshot
+    /// holds (one damaged or lost), a segment with the whole history is
+    /// written. Every finding is returned as a warning naming its file.
     fn load(&mut self, id: &str) -> Result<Vec<String>, NotebookError> {
         let id = id.to_string();
         let (journal, loaded) = self.data.open_journal(&id)?;
-        let mut warnings: Vec<String> = loaded.damage.iter().map(|d| d.to_string()).collect();
+        let mut warnings: Vec<String> = loaded.notes.clone();
+        warnings.extend(loaded.damage.iter().map(|d| d.to_string()));
         if let Some(aside) = &loaded.kept_aside {
             warnings.push(format!(
                 "the damaged journal was kept whole as {}; {} valid change(s) kept",
@@ -320,29 +403,63 @@ impl Notebook {
                 loaded.changes.len()
             ));
         }
+        let segments = self.data.check_segments(&id)?;
+        warnings.extend(segments.warnings.iter().cloned());
+        let snapshot_path = self.data.incident_dir(&id).join("snapshot");
         let mut doc = Automerge::new();
         let mut signatures: HashMap<ChangeHash, ChangeSignature> = HashMap::new();
         let bad = Arc::new(AtomicUsize::new(0));
-        match self.data.read_snapshot(&id, &self.device.key.public()) {
-            Ok(Some(snap)) => {
-                doc = Automerge::load(&snap.doc)
-                    .map_err(|e| NotebookError::Document(format!("snapshot of {id}: {e}")))?;
-                verify_in_background(id.clone(), snap.signatures.clone(), bad.clone());
-                signatures.extend(snap.signatures.into_iter().map(|s| (s.hash, s)));
+        let mut in_snapshot = 0;
+        let rebuild: Option<String> = match self.data.read_snapshot(&id, &self.device.key.public())
+        {
+            Ok(Some(snap)) => match Automerge::load(&snap.doc) {
+                Ok(loaded_doc) => {
+                    doc = loaded_doc;
+                    in_snapshot = snap.signatures.len();
+                    verify_in_background(id.clone(), snap.signatures.clone(), bad.clone());
+                    signatures.extend(snap.signatures.into_iter().map(|s| (s.hash, s)));
+                    segments.newest.as_ref().and_then(|(seg, hashes)| {
+                        let lacking = hashes
+                            .iter()
+                            .filter(|h| doc.get_change_by_hash(h).is_none())
+                            .count();
+                        (lacking > 0).then(|| {
+                            format!(
+                                "{}: older than {} ({lacking} of its change(s) are not in the snapshot)",
+                                snapshot_path.display(),
+                                seg.display()
+                            )
+                        })
+                    })
+                }
+                Err(e) => Some(format!(
+                    "{}: the document does not load ({e})",
+                    snapshot_path.display()
+                )),
+            },
+            Ok(None) if !segments.paths.is_empty() => {
+                Some(format!("{}: missing", snapshot_path.display()))
             }
-            Ok(None) => {}
-            Err(e) => {
-                // The segments hold the whole history the snapshot stood for.
-                let segments = self.data.read_segments(&id)?;
-                warnings.push(format!(
-                    "{e}; rebuilt from {} change(s) in the journal segments",
-                    segments.changes.len()
-                ));
-                warnings.extend(segments.damage.iter().map(|d| d.to_string()));
-                signatures.extend(segments.changes.iter().map(|c| (c.hash(), c.detached())));
-                doc.apply_changes(segments.changes.into_iter().map(|c| c.change))
-                    .map_err(|e| NotebookError::Document(e.to_string()))?;
-            }
+            Ok(None) => None,
+            Err(e) => Some(e.to_string()),
+        };
+        if let Some(reason) = &rebuild {
+            // The segments hold the whole history the snapshot stood for.
+            let from_segments = self.data.read_segments(&id)?;
+            warnings.push(format!(
+                "{reason}; rebuilt from {} change(s) in the journal segments and {} in the journal",
+                from_segments.changes.len(),
+                loaded.changes.len()
+            ));
+            warnings.extend(from_segments.damage.iter().map(|d| d.to_string()));
+            signatures.extend(
+                from_segments
+                    .changes
+                    .iter()
+                    .map(|c| (c.hash(), c.detached())),
+            );
+            doc.apply_changes(from_segments.changes.into_iter().map(|c| c.change))
+                .map_err(|e| NotebookError::Document(e.to_string()))?;
         }
         signatures.extend(loaded.changes.iter().map(|c| (c.hash(), c.detached())));
         doc.apply_changes(loaded.changes.into_iter().map(|c| c.change))
@@ -350,10 +467,41 @@ impl Notebook {
         let missing = doc.get_missing_deps(&[]);
         if !missing.is_empty() {
             warnings.push(format!(
-                "{}: some changes wait for {} missing earlier change(s); a peer that has them will fill the gap",
+                "{}: some changes wait for {} missing earlier change(s) whose only copy was lost; a peer that has them will fill the gap",
                 journal.path().display(),
                 missing.len()
             ));
+        }
+        // Write back what was rebuilt, so the next start is clean.
+        let segments_short = segments.lost || in_snapshot > segments.records + journal.records();
+        let mut wrote_segment = false;
+        if segments_short && in_snapshot > 0 {
+            let all = signed_changes_of(&doc, &signatures);
+            match self.data.write_segment(&id, &all) {
+                Ok(path) => {
+                    wrote_segment = true;
+                    warnings.push(format!(
+                    "the journal segments lacked change(s) the snapshot holds; wrote {} with the whole history ({} changes)",
+                    path.display(),
+                    all.len()
+                    ))
+                }
+                Err(e) => warnings.push(format!("could not write a whole-history segment: {e}")),
+            }
+        }
+        // The snapshot must hold at least what the newest segment holds.
+        if rebuild.is_some() || wrote_segment {
+            let snap = dontpanic_store::Snapshot {
+                doc: doc.save(),
+                signatures: signatures.values().copied().collect(),
+            };
+            match self.data.write_snapshot(&id, &self.device.key, &snap) {
+                Ok(()) => warnings.push(format!(
+                    "wrote a fresh snapshot {}",
+                    snapshot_path.display()
+                )),
+                Err(e) => warnings.push(format!("could not write the rebuilt snapshot: {e}")),
+            }
         }
         self.hold(Incident::from_doc(doc)?, journal, signatures, &id, bad);
         Ok(warnings)
@@ -387,29 +535,30 @@ impl Notebook {
         self.remember_current(id)
     }
 
-    /// Every stored incident, summarised.
-    pub fn incidents(&self) -> Result<Vec<IncidentSummary>, NotebookError> {
+    /// Every stored incident, summarised. Incidents not loaded yet are
+    /// loaded (and so checked and healed, see [`Notebook::ensure_loaded`]);
+    /// one that cannot be says why in its title.
+    pub fn incidents(&mut self) -> Result<Vec<IncidentSummary>, NotebookError> {
         let mut out = Vec::new();
         for id in self.data.incidents()? {
+            match self.ensure_loaded(&id) {
+                Ok(warnings) => {
+                    for w in warnings {
+                        tracing::warn!("incident {id}: {w}");
+                    }
+                }
+                Err(e) => {
+                    out.push(IncidentSummary {
+                        id,
+                        title: format!("(unreadable: {e})"),
+                        severity: String::new(),
+                        status: String::new(),
+                    });
+                    continue;
+                }
+            }
             if let Some(open) = self.held.get(&id) {
                 out.push(summary_of(&open.incident, &id));
-                continue;
-            }
-            // Other incidents are only peeked at: the journal is read, not repaired.
-            let (_, loaded) = match self.data.open_journal(&id) {
-                Ok(x) => x,
-                Err(_) => continue,
-            };
-            let mut doc = Automerge::new();
-            let _ = doc.apply_changes(loaded.changes.into_iter().map(|c| c.change));
-            match Incident::from_doc(doc) {
-                Ok(i) => out.push(summary_of(&i, &id)),
-                Err(_) => out.push(IncidentSummary {
-                    id,
-                    title: "(unreadable)".into(),
-                    severity: String::new(),
-                    status: String::new(),
-                }),
             }
         }
         Ok(out)
@@ -728,6 +877,38 @@ fn verify_in_background(id: String, signatures: Vec<ChangeSignature>, bad: Arc<A
             bad.store(n, Ordering::Relaxed);
         }
     });
+}
+
+/// Whether `key` is behind any stored incident: it sealed the snapshot,
+/// signed a record, or is on the roster (read without verification: this
+/// only guards against a replaced key file).
+fn knows_key(data: &DataDir, ids: &[String], key: &PublicKey) -> bool {
+    if ids.iter().any(|id| data.signed_by(id, key)) {
+        return true;
+    }
+    let hex = key.to_string();
+    ids.iter().any(|id| {
+        let mut doc = data
+            .peek_snapshot(id)
+            .and_then(|(_, bytes)| Automerge::load(&bytes).ok())
+            .unwrap_or_default();
+        let _ = doc.apply_changes(data.unverified_changes(id));
+        roster_names(&doc).contains_key(&hex)
+    })
+}
+
+/// The changes of `doc` with their stored signatures.
+fn signed_changes_of(
+    doc: &Automerge,
+    signatures: &HashMap<ChangeHash, ChangeSignature>,
+) -> Vec<SignedChange> {
+    doc.get_changes(&[])
+        .into_iter()
+        .filter_map(|c| {
+            let s = signatures.get(&c.hash())?;
+            Some(SignedChange::from_parts(c.clone(), s.signer, s.signature))
+        })
+        .collect()
 }
 
 fn summary_of(i: &Incident, id: &str) -> IncidentSummary {

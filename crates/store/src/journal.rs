@@ -65,6 +65,87 @@ pub struct Loaded {
     /// Where the damaged original was kept, whole, before the journal was
     /// rewritten with only its valid records.
     pub kept_aside: Option<PathBuf>,
+    /// Said about the file as a whole (missing and recreated, a directory
+    /// in its place), already acted on.
+    pub notes: Vec<String>,
+}
+
+/// What a quick structural pass over a journal file found: headers, record
+/// magics, lengths and checksums, but no parsing and no signatures. Cheap
+/// enough to run over every segment at every open.
+#[derive(Debug, Default)]
+pub struct Scan {
+    /// Records whose checksum holds.
+    pub records: usize,
+    /// Whether anything else was found (a bad header, a bad record, a tail).
+    pub damaged: bool,
+    /// Signer keys of the records, as raw bytes, first seen first.
+    pub signers: Vec<[u8; 32]>,
+    /// The payload ranges of the good records, for [`hashes_of`].
+    payloads: Vec<(usize, usize)>,
+}
+
+/// Structural pass over journal bytes; see [`Scan`].
+pub(crate) fn scan(buf: &[u8]) -> Scan {
+    let mut out = Scan::default();
+    if !buf.starts_with(HEADER) {
+        out.damaged = true;
+        return out;
+    }
+    let mut pos = HEADER.len();
+    while pos < buf.len() {
+        let rest = &buf[pos..];
+        if rest.len() < RECORD_HEAD || &rest[..4] != MAGIC {
+            out.damaged = true;
+            return out;
+        }
+        let len = u32::from_le_bytes(rest[4..8].try_into().expect("4 bytes")) as usize;
+        if !(96..=MAX_PAYLOAD).contains(&len) || rest.len() < RECORD_HEAD + len {
+            out.damaged = true;
+            return out;
+        }
+        let crc = u32::from_le_bytes(rest[8..12].try_into().expect("4 bytes"));
+        let payload = &rest[RECORD_HEAD..RECORD_HEAD + len];
+        if crc32fast::hash(payload) != crc {
+            out.damaged = true;
+            return out;
+        }
+        let signer: [u8; 32] = payload[..32].try_into().expect("32 bytes");
+        if !out.signers.contains(&signer) {
+            out.signers.push(signer);
+        }
+        out.payloads.push((pos + RECORD_HEAD + 96, len - 96));
+        out.records += 1;
+        pos += RECORD_HEAD + len;
+    }
+    out
+}
+
+/// Every change of journal bytes that parses, no checksum or signature
+/// checked (the start-up roster check only).
+pub(crate) fn changes_of(buf: &[u8]) -> Vec<Change> {
+    let mut out = Vec::new();
+    let mut at = 0;
+    while let Some(found) = buf[at..].windows(4).position(|w| w == MAGIC) {
+        let pos = at + found;
+        match read_record(&buf[pos..]) {
+            Record::Good(c, used) => {
+                out.push(c.change);
+                at = pos + used;
+            }
+            _ => at = pos + 1,
+        }
+    }
+    out
+}
+
+/// The change hashes of the records a [`scan`] found (parsed, not verified).
+pub(crate) fn hashes_of(buf: &[u8], scan: &Scan) -> Vec<automerge::ChangeHash> {
+    scan.payloads
+        .iter()
+        .filter_map(|(at, len)| Change::try_from(&buf[*at..*at + *len]).ok())
+        .map(|c| c.hash())
+        .collect()
 }
 
 /// An open, append-only journal.
@@ -149,6 +230,17 @@ fn resync(buf: &[u8], from: usize) -> usize {
 }
 
 impl Journal {
+    /// Creates a journal holding `changes`, durably, where nothing was:
+    /// the file is written under a temporary name in the same directory,
+    /// synced, then renamed.
+    pub(crate) fn create_with(path: &Path, changes: &[SignedChange]) -> Result<(), StoreError> {
+        let mut bytes = HEADER.to_vec();
+        for c in changes {
+            encode(c, &mut bytes);
+        }
+        write_atomic(path, &bytes)
+    }
+
     /// Creates a new, empty journal (header only, on disk).
     pub fn create(path: &Path) -> Result<Journal, StoreError> {
         let mut file = OpenOptions::new()
@@ -325,16 +417,24 @@ impl Journal {
     }
 }
 
+/// A free name beside `path` to keep a damaged file under:
+/// `<name>.damaged-<ms>` (with `-<n>` added if that is taken).
 pub(crate) fn aside_path(path: &Path) -> PathBuf {
     let stamp = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_millis())
         .unwrap_or(0);
-    let name = format!(
+    let base = format!(
         "{}.damaged-{stamp}",
         path.file_name().and_then(|n| n.to_str()).unwrap_or(FILE)
     );
-    path.with_file_name(name)
+    let mut candidate = path.with_file_name(&base);
+    let mut n = 1;
+    while fs::symlink_metadata(&candidate).is_ok() {
+        candidate = path.with_file_name(format!("{base}-{n}"));
+        n += 1;
+    }
+    candidate
 }
 
 #[cfg(test)]

@@ -11,6 +11,11 @@
 //!   REPL acknowledged survives `kill -9`. On open every record is checked
 //!   (checksum, then signature); damage is reported by file and offset, the
 //!   damaged file is kept aside whole, and every valid record is kept.
+//! * [`Snapshot`] is a cache: the whole document sealed by this device. The
+//!   journal segments (`journal-<ms>.seg`, journals rotated at each
+//!   snapshot) and the live journal are the truth it stands for;
+//!   [`DataDir::check_segments`] says cheaply whether they are whole and
+//!   whether the snapshot is older than them.
 //!
 //! Only this crate touches the disk. It knows signed changes, not what an
 //! incident is.
@@ -25,11 +30,11 @@ use std::io::{self, Write};
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
-use dontpanic_identity::SecretKey;
+use dontpanic_identity::{SecretKey, SignedChange};
 use serde::{Deserialize, Serialize};
 
 pub use addresses::{AddressBook, Whereabouts};
-pub use journal::{Damage, Journal, Loaded};
+pub use journal::{Damage, Journal, Loaded, Scan};
 pub use snapshot::Snapshot;
 
 /// Storage errors; each names the file it concerns.
@@ -147,6 +152,15 @@ impl DataDir {
         }
         lock.set_len(0).map_err(io_err(&lock_path))?;
         write!(lock, "{}", std::process::id()).map_err(io_err(&lock_path))?;
+        // An incident being created when the process died was never
+        // acknowledged: its temporary directory is removed.
+        if let Ok(entries) = fs::read_dir(root.join("incidents")) {
+            for e in entries.filter_map(|e| e.ok()) {
+                if e.file_name().to_string_lossy().starts_with(NEW_PREFIX) {
+                    let _ = fs::remove_dir_all(e.path());
+                }
+            }
+        }
         Ok(DataDir {
             root: root.to_path_buf(),
             _lock: lock,
@@ -163,7 +177,8 @@ impl DataDir {
         self.root.join("history")
     }
 
-    fn key_path(&self) -> PathBuf {
+    /// The device key file.
+    pub fn key_path(&self) -> PathBuf {
         self.root.join("device.key")
     }
 
@@ -181,6 +196,14 @@ impl DataDir {
         Ok(Some(Device { key, name }))
     }
 
+    /// The display name recorded in `device.json`, if readable.
+    pub fn device_name(&self) -> Option<String> {
+        fs::read(self.root.join("device.json"))
+            .ok()
+            .and_then(|b| serde_json::from_slice::<DeviceFile>(&b).ok())
+            .map(|d| d.name)
+    }
+
     /// Creates the device key (owner-only) and records the name.
     pub fn create_device(&self, name: &str) -> Result<Device, StoreError> {
         let key = create_key(&self.key_path())?;
@@ -191,23 +214,47 @@ impl DataDir {
         })
     }
 
+    /// Starts a new identity on purpose: an existing `device.key` (whatever
+    /// state it is in) is kept aside as `device.key.replaced-<ms>`, never
+    /// deleted, and a new key is created. Returns where the old one went.
+    pub fn replace_device(&self, name: &str) -> Result<(Device, Option<PathBuf>), StoreError> {
+        let path = self.key_path();
+        let aside = if fs::symlink_metadata(&path).is_ok() {
+            let stamp = now_ms();
+            let aside = path.with_file_name(format!("device.key.replaced-{stamp}"));
+            fs::rename(&path, &aside).map_err(io_err(&aside))?;
+            Some(aside)
+        } else {
+            None
+        };
+        Ok((self.create_device(name)?, aside))
+    }
+
     /// Changes the display name.
     pub fn set_name(&self, name: &str) -> Result<(), StoreError> {
         let json = serde_json::to_vec(&DeviceFile { name: name.into() }).expect("plain struct");
         write_atomic(&self.root.join("device.json"), &json)
     }
 
-    /// Reads the settings; a missing file is the default.
+    /// Reads the settings; a missing file is the default. Settings are not
+    /// history: a damaged file is set aside (see [`DataDir::check_config`])
+    /// and the defaults are used.
     pub fn config(&self) -> Result<Config, StoreError> {
-        let path = self.root.join("config.json");
-        match fs::read(&path) {
-            Ok(b) => serde_json::from_slice(&b).map_err(|e| StoreError::Corrupt {
-                path,
-                reason: e.to_string(),
-            }),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(Config::default()),
-            Err(e) => Err(io_err(&path)(e)),
+        let (config, warning) = self.check_config();
+        if let Some(w) = warning {
+            tracing::warn!("{w}");
         }
+        Ok(config)
+    }
+
+    /// Reads the settings, and if `config.json` cannot be read or parsed,
+    /// sets it aside as `config.json.damaged-<ms>` and says so, naming both.
+    pub fn check_config(&self) -> (Config, Option<String>) {
+        let (config, warning) = self.read_json_or_default("config.json");
+        let warning = warning.map(|w| {
+            format!("{w}; starting with default settings (the incident opened last and the relays are forgotten)")
+        });
+        (config, warning)
     }
 
     /// Saves the settings atomically.
@@ -216,31 +263,32 @@ impl DataDir {
         write_atomic(&self.root.join("config.json"), &json)
     }
 
-    /// Reads a JSON file that is a convenience, not the truth (the address
-    /// book, the rejected peers): missing is the default, and a damaged one
-    /// is set aside (named in the warning) and started afresh.
+    /// Reads a JSON file that is a convenience, not the truth (settings, the
+    /// address book, the rejected peers): missing is the default, and one
+    /// that cannot be read or parsed is set aside (`<name>.damaged-<ms>`,
+    /// named in the warning) and started afresh.
     fn read_json_or_default<T: serde::de::DeserializeOwned + Default>(
         &self,
         name: &str,
     ) -> (T, Option<String>) {
         let path = self.root.join(name);
-        match fs::read(&path) {
+        let problem = match fs::read(&path) {
             Ok(b) => match serde_json::from_slice(&b) {
-                Ok(v) => (v, None),
-                Err(e) => {
-                    let aside = journal::aside_path(&path);
-                    let _ = fs::rename(&path, &aside);
-                    let warning = format!(
-                        "{}: {e}; set aside as {} and started afresh",
-                        path.display(),
-                        aside.display()
-                    );
-                    (T::default(), Some(warning))
-                }
+                Ok(v) => return (v, None),
+                Err(e) => e.to_string(),
             },
-            Err(e) if e.kind() == io::ErrorKind::NotFound => (T::default(), None),
-            Err(e) => (T::default(), Some(format!("{}: {e}", path.display()))),
-        }
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return (T::default(), None),
+            Err(e) => e.to_string(),
+        };
+        let aside = journal::aside_path(&path);
+        let kept = match fs::rename(&path, &aside) {
+            Ok(()) => format!("set aside as {}", aside.display()),
+            Err(e) => format!("could not be set aside ({e})"),
+        };
+        (
+            T::default(),
+            Some(format!("{}: {problem}; {kept}", path.display())),
+        )
     }
 
     /// Reads the address book (a cache of what the network said).
@@ -266,13 +314,15 @@ impl DataDir {
         write_atomic(&self.root.join("blocked.json"), &json)
     }
 
-    /// Ids of the stored incidents.
+    /// Ids of the stored incidents: every incident directory holding a
+    /// journal, a snapshot or a segment (any one of them is history).
     pub fn incidents(&self) -> Result<Vec<String>, StoreError> {
         let dir = self.root.join("incidents");
         let mut ids: Vec<String> = fs::read_dir(&dir)
             .map_err(io_err(&dir))?
             .filter_map(|e| e.ok())
-            .filter(|e| e.path().join(journal::FILE).exists())
+            .filter(|e| !e.file_name().to_string_lossy().starts_with('.'))
+            .filter(|e| has_history(&e.path()))
             .filter_map(|e| e.file_name().into_string().ok())
             .collect();
         ids.sort();
@@ -292,38 +342,241 @@ impl DataDir {
         Journal::create(&dir.join(journal::FILE))
     }
 
-    /// Opens an incident's journal, checking every record.
-    pub fn open_journal(&self, id: &str) -> Result<(Journal, Loaded), StoreError> {
-        let path = self.incident_dir(id).join(journal::FILE);
-        if !path.exists() {
-            return Err(StoreError::UnknownIncident(id.to_string()));
+    /// Creates a new incident whose journal holds `changes`, atomically: it
+    /// is written in a temporary directory, synced, and renamed into place,
+    /// so no incident directory exists unless its first records are durable.
+    pub fn create_incident(
+        &self,
+        id: &str,
+        changes: &[SignedChange],
+    ) -> Result<Journal, StoreError> {
+        let incidents = self.root.join("incidents");
+        let dir = self.incident_dir(id);
+        if fs::symlink_metadata(&dir).is_ok() {
+            return Err(StoreError::Io {
+                path: dir,
+                source: io::Error::from(io::ErrorKind::AlreadyExists),
+            });
         }
-        Journal::open(&path)
+        let tmp = incidents.join(format!("{NEW_PREFIX}{id}-{}", std::process::id()));
+        let made = fs::create_dir_all(&tmp)
+            .map_err(io_err(&tmp))
+            .and_then(|_| Journal::create_with(&tmp.join(journal::FILE), changes))
+            .and_then(|_| sync_dir(&tmp))
+            .and_then(|_| fs::rename(&tmp, &dir).map_err(io_err(&dir)))
+            .and_then(|_| sync_dir(&incidents));
+        if let Err(e) = made {
+            let _ = fs::remove_dir_all(&tmp);
+            return Err(e);
+        }
+        Ok(Journal::open(&dir.join(journal::FILE))?.0)
     }
 
-    /// Reads the incident's snapshot, if any. A damaged or foreign one is
-    /// moved aside whole (never deleted) and reported as the error.
+    /// Opens an incident's journal, checking every record. A journal that
+    /// is missing beside a snapshot or segments is recreated empty, and a
+    /// directory in its place is moved aside; both are said in
+    /// [`Loaded::notes`].
+    pub fn open_journal(&self, id: &str) -> Result<(Journal, Loaded), StoreError> {
+        let dir = self.incident_dir(id);
+        let path = dir.join(journal::FILE);
+        let mut notes = Vec::new();
+        match fs::symlink_metadata(&path) {
+            Ok(m) if m.is_file() => {}
+            Ok(_) => {
+                let aside = journal::aside_path(&path);
+                fs::rename(&path, &aside).map_err(io_err(&aside))?;
+                notes.push(format!(
+                    "{}: not a file; moved aside as {} and a new, empty journal started",
+                    path.display(),
+                    aside.display()
+                ));
+            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                if !has_history(&dir) {
+                    return Err(StoreError::UnknownIncident(id.to_string()));
+                }
+                notes.push(format!(
+                    "{}: missing; a new, empty journal was started (what only it held must come back from peers)",
+                    path.display()
+                ));
+            }
+            Err(e) => return Err(io_err(&path)(e)),
+        }
+        if !notes.is_empty() {
+            drop(Journal::create(&path)?);
+            sync_dir(&dir)?;
+        }
+        let (journal, mut loaded) = Journal::open(&path)?;
+        notes.append(&mut loaded.notes);
+        loaded.notes = notes;
+        Ok((journal, loaded))
+    }
+
+    /// Reads the incident's snapshot, if any. A damaged, unreadable or
+    /// foreign one (a directory in its place included) is moved aside whole
+    /// (never deleted) and reported as the error.
     pub fn read_snapshot(
         &self,
         id: &str,
         sealer: &dontpanic_identity::PublicKey,
     ) -> Result<Option<Snapshot>, StoreError> {
         let path = self.incident_dir(id).join(snapshot::FILE);
-        let bytes = match fs::read(&path) {
-            Ok(b) => b,
+        let checked = match fs::read(&path) {
+            Ok(bytes) => snapshot::read(&path, &bytes, sealer),
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
-            Err(e) => return Err(io_err(&path)(e)),
+            Err(e) => Err(StoreError::Corrupt {
+                path: path.clone(),
+                reason: format!("snapshot cannot be read: {e}"),
+            }),
         };
-        snapshot::read(&path, &bytes, sealer)
-            .map(Some)
-            .map_err(|e| {
-                let aside = path.with_file_name(format!("snapshot.damaged-{}", std::process::id()));
-                let _ = fs::rename(&path, &aside);
-                StoreError::Corrupt {
-                    path: path.clone(),
-                    reason: format!("{e}; kept aside as {}", aside.display()),
+        checked.map(Some).map_err(|e| {
+            let aside = journal::aside_path(&path);
+            let kept = match fs::rename(&path, &aside) {
+                Ok(()) => format!("kept aside as {}", aside.display()),
+                Err(e) => format!("could not be kept aside: {e}"),
+            };
+            StoreError::Corrupt {
+                path: path.clone(),
+                reason: format!("{e}; {kept}"),
+            }
+        })
+    }
+
+    /// The snapshot's sealer key and document, unchecked, for the
+    /// start-up question "whose incident is this?" only; `None` if there is
+    /// no readable snapshot.
+    pub fn peek_snapshot(&self, id: &str) -> Option<([u8; 32], Vec<u8>)> {
+        let bytes = fs::read(self.incident_dir(id).join(snapshot::FILE)).ok()?;
+        snapshot::peek(&bytes)
+    }
+
+    /// Writes a fresh snapshot sealed with `key`, leaving the journal as it
+    /// is (its changes are then held twice, which loading tolerates): how a
+    /// rebuilt incident is written back so that the next start is clean.
+    pub fn write_snapshot(
+        &self,
+        id: &str,
+        key: &SecretKey,
+        snap: &Snapshot,
+    ) -> Result<(), StoreError> {
+        snapshot::write(&self.incident_dir(id).join(snapshot::FILE), key, snap)
+    }
+
+    /// Writes a new segment holding `changes` (the whole history, when the
+    /// segments were found to lack some of what the snapshot holds), so the
+    /// snapshot is a cache again. Returns its path.
+    pub fn write_segment(&self, id: &str, changes: &[SignedChange]) -> Result<PathBuf, StoreError> {
+        let dir = self.incident_dir(id);
+        let mut stamp = now_ms();
+        let mut path;
+        loop {
+            path = dir.join(format!("{}-{stamp}.{}", journal::FILE, journal::SEGMENT));
+            if fs::symlink_metadata(&path).is_err() {
+                break;
+            }
+            stamp += 1;
+        }
+        Journal::create_with(&path, changes)?;
+        Ok(path)
+    }
+
+    /// The quick check of every segment run at each open: each is scanned
+    /// (structure and checksums, no signatures); a damaged one is opened in
+    /// full, which keeps the original aside and rewrites its valid records;
+    /// anything else in a segment's place is moved aside. The newest
+    /// segment's change hashes are returned so the caller can tell whether
+    /// the snapshot is older than the segments.
+    pub fn check_segments(&self, id: &str) -> Result<SegmentCheck, StoreError> {
+        let mut check = SegmentCheck::default();
+        for path in self.segment_paths(id)? {
+            let meta = fs::symlink_metadata(&path).map_err(io_err(&path))?;
+            if !meta.is_file() {
+                let aside = journal::aside_path(&path);
+                fs::rename(&path, &aside).map_err(io_err(&aside))?;
+                check.warnings.push(format!(
+                    "{}: not a file; moved aside as {}",
+                    path.display(),
+                    aside.display()
+                ));
+                check.lost = true;
+                continue;
+            }
+            let bytes = fs::read(&path).map_err(io_err(&path))?;
+            let mut scan = journal::scan(&bytes);
+            let mut bytes = bytes;
+            if scan.damaged {
+                let (_, loaded) = Journal::open(&path)?;
+                check
+                    .warnings
+                    .extend(loaded.damage.iter().map(|d| d.to_string()));
+                if let Some(aside) = &loaded.kept_aside {
+                    check.warnings.push(format!(
+                        "the damaged segment was kept whole as {}; {} valid change(s) kept in {}",
+                        aside.display(),
+                        loaded.changes.len(),
+                        path.display()
+                    ));
                 }
-            })
+                check.lost = true;
+                bytes = fs::read(&path).map_err(io_err(&path))?;
+                scan = journal::scan(&bytes);
+            }
+            check.records += scan.records;
+            check.newest = Some((path.clone(), journal::hashes_of(&bytes, &scan)));
+            check.paths.push(path);
+        }
+        Ok(check)
+    }
+
+    fn segment_paths(&self, id: &str) -> Result<Vec<PathBuf>, StoreError> {
+        let dir = self.incident_dir(id);
+        let mut segments: Vec<PathBuf> = fs::read_dir(&dir)
+            .map_err(io_err(&dir))?
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.extension().is_some_and(|x| x == journal::SEGMENT))
+            .collect();
+        // `journal-<ms>.seg`: by time, whatever the number of digits.
+        segments.sort_by_key(|p| {
+            let name = p.file_name().map(|n| n.to_string_lossy().into_owned());
+            (name.as_ref().map(|n| n.len()).unwrap_or(0), name)
+        });
+        Ok(segments)
+    }
+
+    /// Whether `key` signed anything held for this incident: the snapshot's
+    /// seal, or a record of the journal or a segment (checked by structure
+    /// only, no signature verification: this is a start-up sanity check).
+    pub fn signed_by(&self, id: &str, key: &dontpanic_identity::PublicKey) -> bool {
+        let key = key.to_bytes();
+        if self
+            .peek_snapshot(id)
+            .is_some_and(|(sealer, _)| sealer == key)
+        {
+            return true;
+        }
+        let dir = self.incident_dir(id);
+        let mut files = vec![dir.join(journal::FILE)];
+        files.extend(self.segment_paths(id).unwrap_or_default().into_iter().rev());
+        files.iter().any(|f| {
+            fs::read(f)
+                .map(|b| journal::scan(&b).signers.contains(&key))
+                .unwrap_or(false)
+        })
+    }
+
+    /// Every change of an incident's journal and segments, parsed but not
+    /// verified, for the start-up roster check only.
+    pub fn unverified_changes(&self, id: &str) -> Vec<automerge::Change> {
+        let dir = self.incident_dir(id);
+        let mut files = self.segment_paths(id).unwrap_or_default();
+        files.push(dir.join(journal::FILE));
+        let mut out = Vec::new();
+        for f in files {
+            if let Ok(b) = fs::read(&f) {
+                out.extend(journal::changes_of(&b));
+            }
+        }
+        out
     }
 
     /// Replaces the snapshot (sealed with `key`) and starts a new journal:
@@ -342,18 +595,15 @@ impl DataDir {
         sync_dir(&self.incident_dir(id))
     }
 
-    /// Every change in the journal segments already folded into snapshots:
-    /// the way back to the whole history when a snapshot is damaged.
+    /// Every change in the journal segments already folded into snapshots,
+    /// each verified: the way back to the whole history when a snapshot is
+    /// damaged, missing or stale.
     pub fn read_segments(&self, id: &str) -> Result<Loaded, StoreError> {
-        let dir = self.incident_dir(id);
-        let mut segments: Vec<PathBuf> = fs::read_dir(&dir)
-            .map_err(io_err(&dir))?
-            .filter_map(|e| e.ok().map(|e| e.path()))
-            .filter(|p| p.extension().is_some_and(|x| x == journal::SEGMENT))
-            .collect();
-        segments.sort();
         let mut all = Loaded::default();
-        for s in segments {
+        for s in self.segment_paths(id)? {
+            if !s.is_file() {
+                continue;
+            }
             let (_, loaded) = Journal::open(&s)?;
             all.changes.extend(loaded.changes);
             all.damage.extend(loaded.damage);
@@ -370,6 +620,48 @@ impl DataDir {
     pub fn write_aux(&self, id: &str, name: &str, bytes: &[u8]) -> Result<(), StoreError> {
         write_atomic(&self.incident_dir(id).join(name), bytes)
     }
+}
+
+/// What [`DataDir::check_segments`] found.
+#[derive(Debug, Default)]
+pub struct SegmentCheck {
+    /// The segments, oldest first.
+    pub paths: Vec<PathBuf>,
+    /// Records in all segments (after repair).
+    pub records: usize,
+    /// Damage found and what was done about it, each naming the file.
+    pub warnings: Vec<String>,
+    /// Whether some segment lost records (or was moved aside): what it held
+    /// must then come from the snapshot (or peers).
+    pub lost: bool,
+    /// The newest segment and the hashes of its changes.
+    pub newest: Option<(PathBuf, Vec<automerge::ChangeHash>)>,
+}
+
+const NEW_PREFIX: &str = ".new-";
+
+/// Whether an incident directory holds any history file (a journal, a
+/// snapshot or a segment), whatever their state.
+fn has_history(dir: &Path) -> bool {
+    if fs::symlink_metadata(dir.join(journal::FILE)).is_ok()
+        || fs::symlink_metadata(dir.join(snapshot::FILE)).is_ok()
+    {
+        return true;
+    }
+    fs::read_dir(dir)
+        .map(|entries| {
+            entries
+                .filter_map(|e| e.ok())
+                .any(|e| e.path().extension().is_some_and(|x| x == journal::SEGMENT))
+        })
+        .unwrap_or(false)
+}
+
+fn now_ms() -> u128 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis())
+        .unwrap_or(0)
 }
 
 /// Reads a key file written by [`create_key`]; `None` if it does not exist.
@@ -500,7 +792,12 @@ mod tests {
         data.save_config(&cfg).unwrap();
         assert_eq!(data.config().unwrap(), cfg);
         fs::write(dir.path().join("config.json"), b"{nope").unwrap();
-        let err = data.config().unwrap_err().to_string();
-        assert!(err.contains("config.json"), "{err}");
+        let (config, warning) = data.check_config();
+        assert_eq!(config, Config::default());
+        let warning = warning.expect("damage is said");
+        assert!(warning.contains("config.json: "), "{warning}");
+        assert!(warning.contains("config.json.damaged-"), "{warning}");
+        assert!(!dir.path().join("config.json").exists());
+        assert_eq!(data.config().unwrap(), Config::default());
     }
 }

@@ -57,6 +57,19 @@ pub(crate) fn write(path: &Path, key: &SecretKey, snap: &Snapshot) -> Result<(),
     write_atomic(path, &out)
 }
 
+/// The sealer key and the document of a snapshot, nothing checked but the
+/// layout: for the start-up question of whose history this is.
+pub(crate) fn peek(bytes: &[u8]) -> Option<([u8; 32], Vec<u8>)> {
+    if bytes.len() < 8 + 4 + 4 + 96 + 4 || &bytes[..8] != MAGIC {
+        return None;
+    }
+    let at = bytes.len() - 4 - 96;
+    let sealer: [u8; 32] = bytes[at..at + 32].try_into().ok()?;
+    let n = u32::from_le_bytes(bytes[8..12].try_into().ok()?) as usize;
+    let doc = bytes.get(12..12usize.checked_add(n)?)?.to_vec();
+    Some((sealer, doc))
+}
+
 /// Reads and checks a snapshot: checksum, then the seal, which must be by
 /// `sealer` (this device: only it writes its snapshots).
 pub(crate) fn read(path: &Path, bytes: &[u8], sealer: &PublicKey) -> Result<Snapshot, StoreError> {
