@@ -4,15 +4,19 @@
 //! processes over plain TCP, measured in the same run. Also: where the time
 //! goes (the same paths with data on tmpfs, and notebook-to-notebook sync
 //! with no network), latency through a relay (`dontpanic relay`'s server)
-//! and its memory per circuit.
+//! and its memory per circuit. And the room holding together: a member
+//! restarted while the others edit, a link that goes dead without a word
+//! (through a forwarder in this example), and the re-sync after it heals.
 //!
 //! `cargo run --release --example bench_sync`
 
 use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::net::{Shutdown, TcpListener, TcpStream};
 use std::path::Path;
 use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::Receiver;
+use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use automerge::sync::{self, SyncDoc};
@@ -31,6 +35,11 @@ const WARMUP: usize = 10;
 const PACE: Duration = Duration::from_millis(3);
 /// "Well under a second" for the 10,000-change reconnect.
 const RECONNECT_TARGET: Duration = Duration::from_millis(500);
+/// "A restarted node is back in sync with its members within 2 s"; "a
+/// healed link re-syncs within 2 s".
+const RESYNC_TARGET: Duration = Duration::from_secs(2);
+/// "A dead link is noticed within 10 s".
+const DEAD_LINK_TARGET: Duration = Duration::from_secs(10);
 
 fn now_ns() -> u64 {
     SystemTime::now()
@@ -90,17 +99,24 @@ fn tempdir(root: Option<&Path>) -> tempfile::TempDir {
     }
 }
 
+/// A node on a new port of 127.0.0.1; with `listen` false it listens
+/// nowhere (it can dial, but nobody can dial it: a laptop behind NAT).
 fn start_node(
     rt: &tokio::runtime::Runtime,
     seed: [u8; 32],
     relays: Vec<dontpanic_net::Multiaddr>,
+    listen: bool,
 ) -> (
     NodeHandle,
     tokio::sync::mpsc::Receiver<dontpanic_net::NodeEvent>,
 ) {
     rt.block_on(dontpanic_net::node::start(NodeConfig {
         seed,
-        listen: vec!["/ip4/127.0.0.1/tcp/0".parse().unwrap()],
+        listen: if listen {
+            vec!["/ip4/127.0.0.1/tcp/0".parse().unwrap()]
+        } else {
+            Vec::new()
+        },
         mdns: false,
         relays,
         agent: "bench".into(),
@@ -117,9 +133,21 @@ fn peer(
 ) -> Peer {
     let dir = tempdir(root);
     let nb = Notebook::open(dir.path(), Some(name)).unwrap();
+    attach(rt, nb, dir, relays, true)
+}
+
+/// Starts the notebook's actor, a node and a replicator for `nb` (opened
+/// from `dir`), as `dontpanic` does at start-up.
+fn attach(
+    rt: &tokio::runtime::Runtime,
+    nb: Notebook,
+    dir: tempfile::TempDir,
+    relays: Vec<dontpanic_net::Multiaddr>,
+    listen: bool,
+) -> Peer {
     let seed = nb.device().key.to_bytes();
     let nb = NotebookHandle::spawn(nb);
-    let (node, events) = start_node(rt, seed, relays);
+    let (node, events) = start_node(rt, seed, relays, listen);
     let (r, notices) = Replicator::start(nb.clone(), node.clone(), events, rt.handle().clone());
     Peer {
         nb,
@@ -131,22 +159,54 @@ fn peer(
     }
 }
 
+/// Stops `p` as its process would on exit: the node, then the notebook
+/// (which saves and releases the data directory). Keeps the directory.
+fn stop(rt: &tokio::runtime::Runtime, p: Peer) -> tempfile::TempDir {
+    rt.block_on(p.node.shutdown());
+    p.nb.blocking(p.nb.shutdown()).unwrap();
+    p.dir
+}
+
+/// A new start on `dir`, with no `connect`: the notebook opened again, a
+/// node on a new port, a replicator. Returns the peer and when the open
+/// that succeeded began (the old notebook thread lets go of the lock just
+/// after its shutdown has answered, so the first try may find it held).
+fn restart(rt: &tokio::runtime::Runtime, dir: tempfile::TempDir) -> (Peer, Instant) {
+    let first = Instant::now();
+    loop {
+        let t0 = Instant::now();
+        match Notebook::open(dir.path(), None) {
+            Ok(nb) => return (attach(rt, nb, dir, vec![], true), t0),
+            Err(e) => {
+                assert!(first.elapsed() < Duration::from_secs(5), "reopen: {e}");
+                std::thread::sleep(Duration::from_millis(1));
+            }
+        }
+    }
+}
+
 fn drain(p: &Peer) {
     while p.notices.try_recv().is_ok() {}
 }
 
-/// The moment a `remote_edit` notice containing `marker` is read on `p`.
-fn wait_visible(p: &Peer, marker: &str, limit: Duration) -> Option<Instant> {
+/// The moment a notice with this `event` and containing `marker` is read
+/// on `p`.
+fn wait_notice(p: &Peer, event: &str, marker: &str, limit: Duration) -> Option<(Instant, Notice)> {
     let deadline = Instant::now() + limit;
     while let Ok(n) = p
         .notices
         .recv_timeout(deadline.saturating_duration_since(Instant::now()))
     {
-        if n.json["event"] == "remote_edit" && n.text.contains(marker) {
-            return Some(Instant::now());
+        if n.json["event"] == event && n.text.contains(marker) {
+            return Some((Instant::now(), n));
         }
     }
     None
+}
+
+/// The moment a `remote_edit` notice containing `marker` is read on `p`.
+fn wait_visible(p: &Peer, marker: &str, limit: Duration) -> Option<Instant> {
+    wait_notice(p, "remote_edit", marker, limit).map(|(t, _)| t)
 }
 
 fn note(p: &Peer, text: &str) {
@@ -256,6 +316,19 @@ fn heads_of(nb: &NotebookHandle, id: &str) -> Vec<automerge::ChangeHash> {
     nb.blocking(nb.heads(id.to_string())).unwrap()
 }
 
+/// Waits (polling every millisecond, up to `limit`) until all `peers` have
+/// the same heads of incident `id`.
+fn converge(peers: &[&Peer], id: &str, limit: Duration) {
+    let t = Instant::now();
+    while peers[1..]
+        .iter()
+        .any(|p| heads_of(&p.nb, id) != heads_of(&peers[0].nb, id))
+    {
+        assert!(t.elapsed() < limit, "no convergence within {limit:?}");
+        std::thread::sleep(Duration::from_millis(1));
+    }
+}
+
 /// Sum of raw change bytes `have` holds that `lack` does not.
 fn missing_bytes(have: &[u8], lack: &[u8]) -> u64 {
     let doc = Automerge::load(have).unwrap();
@@ -305,11 +378,7 @@ fn offline(rt: &tokio::runtime::Runtime, base: &mut Baseline, n: usize) -> Offli
     let b = peer(rt, None, "b", vec![]);
     let id = create(&a, "offline");
     b.r.join(&a.r.invite().unwrap().to_string()).unwrap();
-    let t = Instant::now();
-    while heads_of(&a.nb, &id) != heads_of(&b.nb, &id) {
-        assert!(t.elapsed() < Duration::from_secs(10));
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    converge(&[&a, &b], &id, Duration::from_secs(10));
     std::thread::sleep(Duration::from_millis(500));
     rt.block_on(b.node.shutdown());
     std::thread::sleep(Duration::from_millis(200));
@@ -332,20 +401,18 @@ fn offline(rt: &tokio::runtime::Runtime, base: &mut Baseline, n: usize) -> Offli
     copy_dir(b.dir.path(), copies.1.path());
 
     // b comes back: a new node for the same notebook.
-    let (node, events) = start_node(rt, b.seed, vec![]);
+    let (node, events) = start_node(rt, b.seed, vec![], true);
     let (b2, _rx) = Replicator::start(b.nb.clone(), node, events, rt.handle().clone());
     let a_before = a.r.traffic();
     let a_addr = rt.block_on(a.node.addresses())[0].to_string();
     let t0 = Instant::now();
     b2.connect(&a_addr).unwrap();
-    while heads_of(&a.nb, &id) != heads_of(&b.nb, &id) {
-        assert!(t0.elapsed() < Duration::from_secs(60), "no convergence");
-        std::thread::sleep(Duration::from_millis(1));
-    }
+    converge(&[&a, &b], &id, Duration::from_secs(60));
     let took = t0.elapsed();
     std::thread::sleep(Duration::from_millis(300)); // trailing acknowledgements
     let a_after = a.r.traffic();
-    drop((a, b, b2));
+    rt.block_on(b2.node().shutdown());
+    stop_all(rt, vec![a, b]);
 
     let local = local_sync(copies.0.path(), copies.1.path(), &id);
 
@@ -361,6 +428,196 @@ fn offline(rt: &tokio::runtime::Runtime, base: &mut Baseline, n: usize) -> Offli
         base_took,
         base_a_to_b,
         base_b_to_a,
+    }
+}
+
+// ------------------------------------------------- the room holds together
+
+/// Restart to converged, per round (ms).
+struct Restarts {
+    took: Vec<f64>,
+    /// Bare Automerge syncing the same two documents (the member's before
+    /// it stopped, the others' after their notes) over its open socket.
+    base: Vec<f64>,
+}
+
+/// Four members in a full mesh. Each round the last one stops, the three
+/// others make `notes` notes each, and it starts again on its data
+/// directory (a new port, no `connect`: it finds the members through its
+/// address book): time from the start of its open to the others' heads.
+fn restarts(
+    rt: &tokio::runtime::Runtime,
+    base: &mut Baseline,
+    rounds: usize,
+    notes: usize,
+) -> Restarts {
+    let mut peers = mesh(rt, 4, None);
+    let id = peers[0].nb.published().current.unwrap().id;
+    let mut out = Restarts {
+        took: Vec::new(),
+        base: Vec::new(),
+    };
+    for round in 0..rounds {
+        // The mesh has converged: what the stopped member holds.
+        let stale = peers[0].nb.blocking(peers[0].nb.export()).unwrap().1;
+        let dir = stop(rt, peers.pop().unwrap());
+        for i in 0..notes {
+            for p in &peers {
+                note(p, &format!("restart round {round} note {i}"));
+            }
+        }
+        let refs: Vec<&Peer> = peers.iter().collect();
+        converge(&refs, &id, Duration::from_secs(30));
+        let (back, t0) = restart(rt, dir);
+        converge(&[&peers[0], &back], &id, Duration::from_secs(30));
+        out.took.push(ms(t0.elapsed()));
+        let fresh = peers[0].nb.blocking(peers[0].nb.export()).unwrap().1;
+        out.base.push(ms(base.converge(&fresh, &stale).0));
+        peers.push(back);
+        peers.iter().for_each(drain);
+    }
+    stop_all(rt, peers);
+    out
+}
+
+/// A TCP forwarder on 127.0.0.1 to port `to`. While `hole` is set it reads
+/// and drops what comes, both ways, and keeps the sockets open: a network
+/// that drops without a word. (Its accepting thread lives until the end
+/// of the run.)
+struct Forwarder {
+    port: u16,
+    hole: Arc<AtomicBool>,
+}
+
+impl Forwarder {
+    fn start(to: u16) -> Forwarder {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = l.local_addr().unwrap().port();
+        let hole = Arc::new(AtomicBool::new(false));
+        let h = hole.clone();
+        std::thread::spawn(move || {
+            for down in l.incoming().flatten() {
+                let Ok(up) = TcpStream::connect(("127.0.0.1", to)) else {
+                    continue;
+                };
+                let _ = (down.set_nodelay(true), up.set_nodelay(true));
+                let back = (down.try_clone().unwrap(), up.try_clone().unwrap());
+                for (from, into) in [(down, back.1), (up, back.0)] {
+                    let h = h.clone();
+                    std::thread::spawn(move || pump(from, into, &h));
+                }
+            }
+        });
+        Forwarder { port, hole }
+    }
+}
+
+/// Copies `from` into `into` until `from` ends; passes the end on unless
+/// in the hole.
+fn pump(mut from: TcpStream, mut into: TcpStream, hole: &AtomicBool) {
+    let mut buf = vec![0u8; 64 << 10];
+    while let Ok(n @ 1..) = from.read(&mut buf) {
+        if !hole.load(Ordering::Relaxed) && into.write_all(&buf[..n]).is_err() {
+            break;
+        }
+    }
+    if !hole.load(Ordering::Relaxed) {
+        let _ = into.shutdown(Shutdown::Write);
+    }
+}
+
+/// Dead links and their healing, per round (ms).
+#[derive(Default)]
+struct DeadLinks {
+    /// Blackhole to a's `peer_disconnected` notice for b.
+    noticed: Vec<f64>,
+    /// Blackhole lifted (at the notice) to the same heads on a and b.
+    healed: Vec<f64>,
+    /// Bare Automerge syncing the same two documents over its open socket.
+    base: Vec<f64>,
+    /// Rounds whose connection went through the forwarder (it should be
+    /// all), and rounds whose connection after healing did.
+    through_forwarder: usize,
+    healed_through_forwarder: usize,
+    /// What the notice said, first round.
+    reason: String,
+}
+
+/// The TCP port of `/ip4/…/tcp/<port>/…`.
+fn port_of(addr: &str) -> Option<u16> {
+    addr.split('/').nth(4)?.parse().ok()
+}
+
+/// b's route as a's node sees it.
+fn route(a: &Peer, b: &Peer) -> String {
+    a.r.peers()
+        .into_iter()
+        .find(|r| r.peer == b.node.peer_id())
+        .map(|r| r.address)
+        .unwrap_or_default()
+}
+
+/// Per round, a fresh pair: b makes an incident; a, which listens nowhere
+/// (so only a can dial), joins with b's invite pointing at a forwarder, so
+/// their one connection goes through it. The forwarder is blackholed and
+/// both make `notes` notes; time until a says b is disconnected. At that
+/// notice the blackhole is lifted: time until both have the same heads.
+fn dead_links(
+    rt: &tokio::runtime::Runtime,
+    base: &mut Baseline,
+    rounds: usize,
+    notes: usize,
+) -> DeadLinks {
+    let mut out = DeadLinks::default();
+    for round in 0..rounds {
+        let b = peer(rt, None, "b", vec![]);
+        let dir = tempdir(None);
+        let nb = Notebook::open(dir.path(), Some("a")).unwrap();
+        let a = attach(rt, nb, dir, vec![], false);
+        let id = create(&b, "dead link");
+        let b_addr = rt.block_on(b.node.addresses())[0].to_string();
+        let port = port_of(&b_addr).unwrap();
+        let fwd = Forwarder::start(port);
+        let via = format!("/ip4/127.0.0.1/tcp/{}/p2p/{}", fwd.port, b.node.peer_id());
+        let mut invite = b.r.invite().unwrap();
+        invite.addresses = vec![via.parse().unwrap()];
+        a.r.join(&invite.to_string()).unwrap();
+        converge(&[&a, &b], &id, Duration::from_secs(10));
+        // Identify, the address exchange and a few pings go by.
+        std::thread::sleep(Duration::from_millis(1500));
+        out.through_forwarder += usize::from(port_of(&route(&a, &b)) == Some(fwd.port));
+        drain(&a);
+        drain(&b);
+
+        fwd.hole.store(true, Ordering::Relaxed);
+        let t0 = Instant::now();
+        for i in 0..notes {
+            note(&a, &format!("a alone, round {round} note {i}"));
+            note(&b, &format!("b alone, round {round} note {i}"));
+        }
+        let doc_a = a.nb.blocking(a.nb.export()).unwrap().1;
+        let doc_b = b.nb.blocking(b.nb.export()).unwrap().1;
+        let (seen, notice) = wait_notice(&a, "peer_disconnected", "", Duration::from_secs(60))
+            .expect("a notices the dead link");
+        out.noticed.push(ms(seen - t0));
+        if round == 0 {
+            out.reason = notice.text;
+        }
+
+        fwd.hole.store(false, Ordering::Relaxed);
+        let healed = Instant::now();
+        converge(&[&a, &b], &id, Duration::from_secs(60));
+        out.healed.push(ms(healed.elapsed()));
+        out.healed_through_forwarder += usize::from(port_of(&route(&a, &b)) == Some(fwd.port));
+        out.base.push(ms(base.converge(&doc_a, &doc_b).0));
+        stop_all(rt, vec![a, b]);
+    }
+    out
+}
+
+fn stop_all(rt: &tokio::runtime::Runtime, peers: Vec<Peer>) {
+    for p in peers {
+        stop(rt, p);
     }
 }
 
@@ -819,7 +1076,7 @@ fn main() {
 
     let two = mesh(&rt, 2, None);
     let l2 = latency(&two, 300);
-    drop(two);
+    stop_all(&rt, two);
     let p99 = pct(&l2.each, 0.99);
     rows.push(format!(
         "| edit-to-visible, 2 nodes, p50 / p99 / max | {} | {} | {:.1}× (p99) | p99 ≤ 10 ms: {}; ≤ 2× baseline: {} |",
@@ -832,7 +1089,7 @@ fn main() {
 
     let ten = mesh(&rt, 10, None);
     let l10 = latency(&ten, 100);
-    drop(ten);
+    stop_all(&rt, ten);
     let e99 = pct(&l10.each, 0.99);
     rows.push(format!(
         "| edit-to-visible, 10 nodes, each peer, p50 / p99 / max | {} | | | p99 ≤ 25 ms: {} |",
@@ -877,6 +1134,47 @@ fn main() {
         ));
         offs.push(o);
     }
+
+    // The room holds together: restarts, dead links, healing.
+    const RESTARTS: usize = 10;
+    const RESTART_NOTES: usize = 100;
+    let rs = restarts(&rt, &mut base, RESTARTS, RESTART_NOTES);
+    let worst = pct(&rs.took, 1.0);
+    rows.push(format!(
+        "| restart to converged, 1 of 4 members stopped while the 3 others made {RESTART_NOTES} notes each, new port, no `connect` ({RESTARTS} rounds), p50 / max | {:.0} / {:.0} ms | {:.1} / {:.1} ms (sync of the same two documents) | {:.0}× (p50) | ≤ {} s: {} |",
+        pct(&rs.took, 0.5),
+        worst,
+        pct(&rs.base, 0.5),
+        pct(&rs.base, 1.0),
+        pct(&rs.took, 0.5) / pct(&rs.base, 0.5),
+        RESYNC_TARGET.as_secs(),
+        verdict(worst <= ms(RESYNC_TARGET))
+    ));
+    const DEAD: usize = 5;
+    const DEAD_NOTES: usize = 50;
+    let dl = dead_links(&rt, &mut base, DEAD, DEAD_NOTES);
+    let worst = pct(&dl.noticed, 1.0);
+    rows.push(format!(
+        "| dead link (forwarder blackholed, sockets left open) to the `peer_disconnected` notice ({DEAD} rounds; {}/{DEAD} links went through the forwarder; said: \"{}\"), p50 / max | {:.0} / {:.0} ms | (a plain TCP socket notices nothing) | | ≤ {} s: {} |",
+        dl.through_forwarder,
+        dl.reason,
+        pct(&dl.noticed, 0.5),
+        worst,
+        DEAD_LINK_TARGET.as_secs(),
+        verdict(worst <= ms(DEAD_LINK_TARGET))
+    ));
+    let worst = pct(&dl.healed, 1.0);
+    rows.push(format!(
+        "| heal to converged: blackhole lifted at that notice, {DEAD_NOTES} notes made on each side meanwhile ({}/{DEAD} reconnected through the forwarder, the others to b's own address), p50 / max | {:.0} / {:.0} ms | {:.1} / {:.1} ms (sync of the same two documents) | {:.0}× (p50) | ≤ {} s: {} |",
+        dl.healed_through_forwarder,
+        pct(&dl.healed, 0.5),
+        worst,
+        pct(&dl.base, 0.5),
+        pct(&dl.base, 1.0),
+        pct(&dl.healed, 0.5) / pct(&dl.base, 0.5),
+        RESYNC_TARGET.as_secs(),
+        verdict(worst <= ms(RESYNC_TARGET))
+    ));
     base.stop();
 
     // Where the time goes.
@@ -905,7 +1203,7 @@ fn main() {
         ));
         let two = mesh(&rt, 2, Some(tmpfs));
         let t2 = latency(&two, 300);
-        drop(two);
+        stop_all(&rt, two);
         why.push(format!(
             "| 2 nodes, data on tmpfs, edit-to-visible p50 / p99 / max | {} | {} | {:.1}× (p99) | |",
             dist(&t2.each),
@@ -914,7 +1212,7 @@ fn main() {
         ));
         let ten = mesh(&rt, 10, Some(tmpfs));
         let t10 = latency(&ten, 100);
-        drop(ten);
+        stop_all(&rt, ten);
         why.push(format!(
             "| 10 nodes, data on tmpfs, each peer p50 / p99 / max | {} | | | |",
             dist(&t10.each)
