@@ -601,7 +601,11 @@ pub fn doctor_text(report: &dontpanic_notebook::Report) -> String {
             p.file.display(),
             p.offset,
             p.problem,
-            if p.repaired { "repaired" } else { "NOT repaired" }
+            if p.repaired {
+                "repaired"
+            } else {
+                "NOT repaired"
+            }
         ));
     }
     for (id, hashes) in &report.from_peers {

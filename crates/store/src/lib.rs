@@ -662,9 +662,7 @@ impl DataDir {
                     out.extend(journal::check(path, &bytes).1);
                 }
                 Ok(_) => out.push(whole(path, "not a file")),
-                Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                    out.push(whole(path, "missing"))
-                }
+                Err(e) if e.kind() == io::ErrorKind::NotFound => out.push(whole(path, "missing")),
                 Err(e) => return Err(io_err(path)(e)),
             }
         }
@@ -698,7 +696,10 @@ impl DataDir {
             Ok(_) => out.push(whole(&snap, "not a file")),
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
                 if !segments.is_empty() {
-                    out.push(whole(&snap, "missing (the segments hold what it stood for)"));
+                    out.push(whole(
+                        &snap,
+                        "missing (the segments hold what it stood for)",
+                    ));
                 }
             }
             Err(e) => return Err(io_err(&snap)(e)),
