@@ -62,6 +62,10 @@ enum Mode {
         /// The invite string (dpinv1…).
         invite: String,
     },
+    /// Verify every stored file, repair what this device can, list what
+    /// must come from members; no networking. Exit status 0 when nothing
+    /// is left to repair or to fetch, 1 otherwise.
+    Doctor,
     /// Run a circuit relay for responders beyond the LAN (listens on
     /// --listen, default /ip4/0.0.0.0/tcp/4001 and QUIC on udp/4001).
     Relay,
@@ -209,6 +213,9 @@ fn run(cli: Cli) -> Result<bool> {
             .block_on(relay::run(dir, cli.listen.clone()))
             .map(|_| true);
     }
+    if let Some(Mode::Doctor) = &cli.mode {
+        return doctor(&cli);
+    }
     let nb = open_notebook(&cli)?;
     let history = nb.data().history_path();
     // Relays given now come first: per relay peer only the first address is used.
@@ -341,6 +348,29 @@ fn start_node(
             Ok(runtime.block_on(dontpanic_net::node::start(config))?)
         }
     }
+}
+
+/// `dontpanic doctor`: the data directory is opened but no incident is
+/// loaded first, so the damage is seen as it is on disk before loading
+/// repairs it.
+fn doctor(cli: &Cli) -> Result<bool> {
+    let dir = data_dir(cli)?;
+    let mut nb = Notebook::open_with(&dir, cli.name.as_deref(), cli.new_identity)?;
+    for w in nb.start_warnings() {
+        eprintln!("warning: {w}");
+    }
+    let report = nb.doctor()?;
+    let left = !report.is_clean() && !report.problems.iter().all(|p| p.repaired)
+        || report.from_peers.iter().any(|(_, h)| !h.is_empty());
+    if cli.json {
+        let mut j = dontpanic_repl::doctor_json(&report);
+        j["ok"] = serde_json::Value::Bool(true);
+        j["command"] = serde_json::Value::String("doctor".into());
+        println!("{j}");
+    } else {
+        println!("{}", dontpanic_repl::doctor_text(&report));
+    }
+    Ok(!left)
 }
 
 fn print_reply(cli: &Cli, reply: dontpanic_repl::Reply) {

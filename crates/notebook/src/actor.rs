@@ -29,6 +29,18 @@ const QUEUE: usize = 256;
 /// snapshots and segments from a few edits.
 const COMPACT_AT_EXIT: usize = 1_000;
 
+/// How often the notebook thread re-checks the segments' checksums (the
+/// background scrub). Tests may shorten it with `DONTPANIC_SCRUB_SECS`.
+const SCRUB_EVERY: std::time::Duration = std::time::Duration::from_secs(300);
+
+fn scrub_every() -> std::time::Duration {
+    std::env::var("DONTPANIC_SCRUB_SECS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .map(std::time::Duration::from_secs)
+        .unwrap_or(SCRUB_EVERY)
+}
+
 fn compact_at_exit() -> usize {
     std::env::var("DONTPANIC_COMPACT_AT_EXIT")
         .ok()
@@ -63,6 +75,11 @@ pub struct Published {
     pub current: Option<Current>,
     /// Every loaded incident's roster, by incident id.
     pub rosters: BTreeMap<String, Vec<Member>>,
+    /// Incidents waiting for damaged changes from members, and how many
+    /// (their only local copy was damaged; later changes wait for them).
+    pub waiting: BTreeMap<String, usize>,
+    /// What the background scrub found wrong in an incident's segments.
+    pub scrub: BTreeMap<String, Vec<String>>,
 }
 
 impl Published {
@@ -162,6 +179,8 @@ enum Request {
     Blocked(Reply<Blocked>),
     Block(String, String),
     Unblock(String, Reply<()>),
+    Doctor(Reply<crate::Report>),
+    Scrub,
     Shutdown(Reply<()>),
 }
 
@@ -194,6 +213,7 @@ impl NotebookHandle {
             .name("notebook".into())
             .spawn(move || actor.run(rx))
             .expect("spawn the notebook thread");
+        spawn_scrub_ticker(tx.downgrade(), scrub_every());
         NotebookHandle {
             tx,
             published,
@@ -380,10 +400,33 @@ impl NotebookHandle {
         self.ask(|r| Request::Unblock(peer, r)).await
     }
 
+    /// `doctor`: verifies every file, repairs what loading repairs, and
+    /// names the changes that must come from members.
+    pub async fn doctor(&self) -> Result<crate::Report, NotebookError> {
+        self.ask(Request::Doctor).await
+    }
+
     /// Saves sync states, writes snapshots of grown journals and stops the
     /// thread.
     pub async fn shutdown(&self) -> Result<(), NotebookError> {
         self.ask(Request::Shutdown).await
+    }
+}
+
+/// Asks the notebook thread for a scrub every `every`, when its queue has
+/// room (a busy notebook skips a round); ends when the notebook is gone.
+fn spawn_scrub_ticker(tx: mpsc::WeakSender<Request>, every: std::time::Duration) {
+    let spawned = std::thread::Builder::new()
+        .name("notebook-scrub".into())
+        .spawn(move || loop {
+            std::thread::sleep(every);
+            let Some(tx) = tx.upgrade() else { return };
+            if let Err(mpsc::error::TrySendError::Closed(_)) = tx.try_send(Request::Scrub) {
+                return;
+            }
+        });
+    if let Err(e) = spawned {
+        tracing::warn!("no background scrub: {e}");
     }
 }
 
@@ -490,7 +533,23 @@ impl Actor {
                 Some((id, members))
             })
             .collect();
-        let next = Published { current, rosters };
+        let ids = self.nb.held_ids();
+        let waiting = ids
+            .iter()
+            .map(|id| (id.clone(), self.nb.missing_changes(id).len()))
+            .filter(|(_, n)| *n > 0)
+            .collect();
+        let scrub = ids
+            .iter()
+            .map(|id| (id.clone(), self.nb.scrub_findings(id).to_vec()))
+            .filter(|(_, f)| !f.is_empty())
+            .collect();
+        let next = Published {
+            current,
+            rosters,
+            waiting,
+            scrub,
+        };
         self.publish.send_if_modified(|p| {
             if *p == next {
                 false
@@ -670,6 +729,14 @@ impl Actor {
                 blocked.remove(&peer);
                 let r = data.save_blocked(&blocked).map_err(Into::into);
                 self.answer(reply, r);
+            }
+            Request::Doctor(reply) => {
+                let r = nb.doctor();
+                self.answer(reply, r);
+            }
+            Request::Scrub => {
+                nb.scrub();
+                self.publish();
             }
             Request::Shutdown(_) => unreachable!("handled by run"),
         }

@@ -17,6 +17,7 @@
 #![deny(missing_docs)]
 
 pub mod actor;
+pub mod doctor;
 pub mod sync;
 
 use std::collections::{HashMap, HashSet};
@@ -31,6 +32,7 @@ use dontpanic_incident::{Applied, Edit, Editor, Incident, RuleError, Severity};
 use dontpanic_store::{DataDir, Device, Journal, StoreError};
 
 pub use actor::{NotebookHandle, Published};
+pub use doctor::{Problem, Report};
 pub use dontpanic_store::Damage;
 
 /// Errors from the notebook; they name what was wrong.
@@ -171,6 +173,9 @@ pub struct Notebook {
     current: Option<String>,
     /// What opening the data directory did that the user must hear of.
     start_warnings: Vec<String>,
+    /// What the last background scrub found, by incident (see
+    /// [`Notebook::scrub`]).
+    scrub_findings: HashMap<String, Vec<String>>,
 }
 
 /// Milliseconds since the Unix epoch, now.
@@ -255,6 +260,7 @@ impl Notebook {
             held: HashMap::new(),
             current: None,
             start_warnings,
+            scrub_findings: HashMap::new(),
         })
     }
 
@@ -467,7 +473,7 @@ impl Notebook {
         let missing = doc.get_missing_deps(&[]);
         if !missing.is_empty() {
             warnings.push(format!(
-                "{}: some changes wait for {} missing earlier change(s) whose only copy was lost; a peer that has them will fill the gap",
+                "{}: waiting for {} damaged change(s) from members: later changes build on these missing earlier change(s) and wait (kept); a member that has them sends them",
                 journal.path().display(),
                 missing.len()
             ));

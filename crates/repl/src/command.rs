@@ -211,6 +211,13 @@ pub const SPECS: &[Spec] = &[
         flags: &[],
     },
     Spec {
+        name: "doctor",
+        aliases: &[],
+        usage: "doctor",
+        help: "Verify every stored file (journal records, segments, snapshot seal, every signature), report each problem with its file and byte offset, repair what this device can, and list the changes that must come from members.",
+        flags: &[],
+    },
+    Spec {
         name: "whoami",
         aliases: &[],
         usage: "whoami",
@@ -338,6 +345,8 @@ pub enum Command {
     Resolve { field: String, value: String },
     /// `log`
     Log,
+    /// `doctor`
+    Doctor,
     /// `whoami`
     Whoami,
     /// `peers`
@@ -567,6 +576,7 @@ pub fn parse(line: &str) -> Result<Option<Command>, ParseError> {
             value: a.rest(1, "value")?,
         },
         "log" => a.none().map(|_| Command::Log)?,
+        "doctor" => a.none().map(|_| Command::Doctor)?,
         "whoami" => a.none().map(|_| Command::Whoami)?,
         "peers" => a.none().map(|_| Command::Peers)?,
         "connect" => Command::Connect(a.word(0, "multiaddr")?),

@@ -33,7 +33,9 @@ use rustyline::validate::Validator;
 use rustyline::{Context, ExternalPrinter, Helper};
 
 pub use command::{Command, ParseError};
-pub use session::{Company, Network, PeerRow, PromptContext, Reply, Session};
+pub use session::{
+    doctor_json, doctor_text, Company, Network, PeerRow, PromptContext, Reply, Session,
+};
 
 /// Something that happened on its own (not in answer to a command).
 #[derive(Clone, Debug)]

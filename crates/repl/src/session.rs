@@ -335,9 +335,13 @@ impl Session {
                 if bad > 0 {
                     text.insert_str(0, &format!("! {bad} stored change signature(s) failed re-verification: see `log`\n"));
                 }
+                let storage = self.storage_warnings();
+                for w in storage.iter().rev() {
+                    text.insert_str(0, &format!("! {w}\n"));
+                }
                 Ok(Reply::done(
                     text.trim_end().to_string(),
-                    json!({ "text": text, "conflicts": view.conflicts.len() }),
+                    json!({ "text": text, "conflicts": view.conflicts.len(), "storage": storage }),
                 ))
             }
             Command::Timeline { last } => {
@@ -468,8 +472,13 @@ impl Session {
                 }
                 Ok(Reply::done(text, j))
             }
+            Command::Doctor => {
+                let report = self.ask(self.notebook.doctor())?;
+                Ok(Reply::done(doctor_text(&report), doctor_json(&report)))
+            }
             Command::Peers => {
                 let rows = self.network()?.peers()?;
+                let waiting = self.waiting_for_damaged();
                 let text = if rows.is_empty() {
                     "no peers yet".to_string()
                 } else {
@@ -498,7 +507,14 @@ impl Session {
                         .collect::<Vec<_>>()
                         .join("\n")
                 };
-                Ok(Reply::done(text, json!({ "peers": rows })))
+                let text = match &waiting {
+                    Some(line) => format!("{text}\n{line}"),
+                    None => text,
+                };
+                Ok(Reply::done(
+                    text,
+                    json!({ "peers": rows, "waiting": waiting }),
+                ))
             }
             Command::Unblock(peer) => {
                 let peer = self.network()?.unblock(&peer)?;
@@ -540,9 +556,96 @@ impl Session {
         }
     }
 
+    /// "waiting for N damaged changes from members", for the incident at
+    /// the prompt, from what the notebook published.
+    pub fn waiting_for_damaged(&self) -> Option<String> {
+        let published = self.notebook.published();
+        let id = &published.current.as_ref()?.id;
+        let n = *published.waiting.get(id)?;
+        Some(format!(
+            "waiting for {n} damaged change(s) from members (their only copy here was damaged; see `doctor`)"
+        ))
+    }
+
+    /// Storage warnings for `brief`: damaged changes awaited, and what the
+    /// background scrub found.
+    fn storage_warnings(&self) -> Vec<String> {
+        let published = self.notebook.published();
+        let mut out: Vec<String> = self.waiting_for_damaged().into_iter().collect();
+        if let Some(found) = published
+            .current
+            .as_ref()
+            .and_then(|c| published.scrub.get(&c.id))
+        {
+            out.extend(
+                found
+                    .iter()
+                    .map(|f| format!("background check: {f}; run `doctor` to repair")),
+            );
+        }
+        out
+    }
+
     fn view(&self) -> Result<dontpanic_incident::IncidentView, String> {
         self.ask(self.notebook.view()).map(|(view, _)| view)
     }
+}
+
+/// `doctor`'s report for a human: each problem with file and offset,
+/// then what must come from members.
+pub fn doctor_text(report: &dontpanic_notebook::Report) -> String {
+    let mut lines = Vec::new();
+    for p in &report.problems {
+        lines.push(format!(
+            "{}: at byte {}: {} — {}",
+            p.file.display(),
+            p.offset,
+            p.problem,
+            if p.repaired {
+                "repaired"
+            } else {
+                "NOT repaired"
+            }
+        ));
+    }
+    for (id, hashes) in &report.from_peers {
+        lines.push(format!(
+            "incident {id}: waiting for {} damaged change(s) from members:",
+            hashes.len()
+        ));
+        lines.extend(hashes.iter().map(|h| format!("  {h}")));
+    }
+    if report.is_clean() {
+        lines.push(format!(
+            "{} incident(s) checked: every file verifies, nothing to fetch from members",
+            report.incidents
+        ));
+    } else if report.from_peers.iter().all(|(_, h)| h.is_empty()) {
+        lines.push("nothing to fetch from members".into());
+    }
+    lines.join("\n")
+}
+
+/// `doctor`'s report for a script: `problems` (`file`, `offset`,
+/// `problem`, `repaired`), `from_peers` (incident and change hashes).
+pub fn doctor_json(report: &dontpanic_notebook::Report) -> Value {
+    json!({
+        "incidents": report.incidents,
+        "problems": report.problems.iter().map(|p| json!({
+            "incident": p.incident,
+            "file": p.file,
+            "offset": p.offset,
+            "problem": p.problem,
+            "repaired": p.repaired,
+        })).collect::<Vec<_>>(),
+        "from_peers": report.from_peers.iter().map(|(id, hashes)| json!({
+            "incident": id,
+            "changes": hashes.iter().map(|h| h.to_string()).collect::<Vec<_>>(),
+        })).collect::<Vec<_>>(),
+        "missing": report.from_peers.iter().map(|(_, h)| h.len()).sum::<usize>(),
+        "notes": report.notes,
+        "clean": report.is_clean(),
+    })
 }
 
 fn write_file(path: &str, bytes: &[u8]) -> Result<(), String> {
@@ -574,6 +677,7 @@ fn command_name(cmd: &Command) -> &'static str {
         Command::Conflicts => "conflicts",
         Command::Resolve { .. } => "resolve",
         Command::Log => "log",
+        Command::Doctor => "doctor",
         Command::Whoami => "whoami",
         Command::Peers => "peers",
         Command::Connect(_) => "connect",

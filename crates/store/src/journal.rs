@@ -124,13 +124,20 @@ pub(crate) fn scan(buf: &[u8]) -> Scan {
 /// Every change of journal bytes that parses, no checksum or signature
 /// checked (the start-up roster check only).
 pub(crate) fn changes_of(buf: &[u8]) -> Vec<Change> {
+    records_of(buf).into_iter().map(|c| c.change).collect()
+}
+
+/// Every record of journal bytes that passes its checksum and parses, also
+/// those after a damaged one (resynchronising on the record magic), no
+/// signature checked: start-up sanity checks only.
+pub(crate) fn records_of(buf: &[u8]) -> Vec<SignedChange> {
     let mut out = Vec::new();
     let mut at = 0;
     while let Some(found) = buf[at..].windows(4).position(|w| w == MAGIC) {
         let pos = at + found;
         match read_record(&buf[pos..]) {
             Record::Good(c, used) => {
-                out.push(c.change);
+                out.push(*c);
                 at = pos + used;
             }
             _ => at = pos + 1,
@@ -229,6 +236,72 @@ fn resync(buf: &[u8], from: usize) -> usize {
     buf.len()
 }
 
+/// Checks journal bytes record by record (header, magic, length, CRC,
+/// parsing, then every signature) without touching the file: the valid
+/// changes, in file order, and every damaged stretch, by offset.
+pub(crate) fn check(path: &Path, buf: &[u8]) -> (Vec<SignedChange>, Vec<Damage>) {
+    let mut found = Vec::new();
+    let mut damage = |offset: usize, len: usize, reason: String| {
+        found.push(Damage {
+            path: path.to_path_buf(),
+            offset: offset as u64,
+            len: len as u64,
+            reason,
+        })
+    };
+    let mut offsets = Vec::new();
+    let mut changes = Vec::new();
+    let mut pos = if buf.starts_with(HEADER) {
+        HEADER.len()
+    } else {
+        let next = resync(buf, 0);
+        damage(0, next, "missing journal header".into());
+        next
+    };
+    while pos < buf.len() {
+        match read_record(&buf[pos..]) {
+            Record::Good(change, used) => {
+                offsets.push(pos);
+                changes.push(*change);
+                pos += used;
+            }
+            // A record running past the end is a torn tail only if no
+            // good record follows; otherwise its length was damaged.
+            Record::Torn if resync(buf, pos + 1) == buf.len() => {
+                damage(
+                    pos,
+                    buf.len() - pos,
+                    "torn record at the end (an interrupted write)".into(),
+                );
+                break;
+            }
+            Record::Torn => {
+                let next = resync(buf, pos + 1);
+                damage(
+                    pos,
+                    next - pos,
+                    "record length runs past a later record".into(),
+                );
+                pos = next;
+            }
+            Record::Bad(reason) => {
+                let next = resync(buf, pos + 1);
+                damage(pos, next - pos, reason);
+                pos = next;
+            }
+        }
+    }
+    let bad = verify_all(&changes);
+    for (i, err) in bad.iter().rev() {
+        let start = offsets[*i];
+        let len = RECORD_HEAD + changes[*i].change.raw_bytes().len() + 96;
+        damage(start, len, format!("rejected record: {err}"));
+        changes.remove(*i);
+    }
+    found.sort_by_key(|d| d.offset);
+    (changes, found)
+}
+
 impl Journal {
     /// Creates a journal holding `changes`, durably, where nothing was:
     /// the file is written under a temporary name in the same directory,
@@ -265,65 +338,11 @@ impl Journal {
         File::open(path)
             .and_then(|mut f| f.read_to_end(&mut buf))
             .map_err(io_err(path))?;
-        let mut loaded = Loaded::default();
-        let mut damage = |offset: usize, len: usize, reason: String| {
-            loaded.damage.push(Damage {
-                path: path.to_path_buf(),
-                offset: offset as u64,
-                len: len as u64,
-                reason,
-            })
+        let (changes, damage) = check(path, &buf);
+        let mut loaded = Loaded {
+            damage,
+            ..Loaded::default()
         };
-        let mut offsets = Vec::new();
-        let mut changes = Vec::new();
-        let mut pos = if buf.starts_with(HEADER) {
-            HEADER.len()
-        } else {
-            let next = resync(&buf, 0);
-            damage(0, next, "missing journal header".into());
-            next
-        };
-        while pos < buf.len() {
-            match read_record(&buf[pos..]) {
-                Record::Good(change, used) => {
-                    offsets.push(pos);
-                    changes.push(*change);
-                    pos += used;
-                }
-                // A record running past the end is a torn tail only if no
-                // good record follows; otherwise its length was damaged.
-                Record::Torn if resync(&buf, pos + 1) == buf.len() => {
-                    damage(
-                        pos,
-                        buf.len() - pos,
-                        "torn record at the end (an interrupted write)".into(),
-                    );
-                    break;
-                }
-                Record::Torn => {
-                    let next = resync(&buf, pos + 1);
-                    damage(
-                        pos,
-                        next - pos,
-                        "record length runs past a later record".into(),
-                    );
-                    pos = next;
-                }
-                Record::Bad(reason) => {
-                    let next = resync(&buf, pos + 1);
-                    damage(pos, next - pos, reason);
-                    pos = next;
-                }
-            }
-        }
-        let bad = verify_all(&changes);
-        for (i, err) in bad.iter().rev() {
-            let start = offsets[*i];
-            let len = RECORD_HEAD + changes[*i].change.raw_bytes().len() + 96;
-            damage(start, len, format!("rejected record: {err}"));
-            changes.remove(*i);
-        }
-        loaded.damage.sort_by_key(|d| d.offset);
         loaded.changes = changes;
         if !loaded.damage.is_empty() {
             let aside = aside_path(path);
