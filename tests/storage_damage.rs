@@ -501,3 +501,33 @@ fn failed_new_leaves_no_incident() {
     );
     assert_eq!(fs::read_dir(&incidents).unwrap().count(), 0);
 }
+
+/// `new` on a full disk (a real one: a small tmpfs) is refused naming the
+/// file, leaves no incident behind, and works once there is space.
+#[test]
+fn new_on_a_full_disk_leaves_no_incident() {
+    if !support::can_mount("new_on_a_full_disk_leaves_no_incident") {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let disk = support::Tmpfs::mount(&tmp.path().join("disk"), "2m");
+    let dir = disk.0.join("d");
+    let (_, _, code) = script(&dir, NAME, &["whoami"]);
+    assert_eq!(code, 0);
+    let filler = disk.fill();
+    let (replies, _, _) = script(&dir, NAME, &["new doomed", "incidents"]);
+    assert_eq!(replies[0]["ok"], false, "{replies:?}");
+    let err = replies[0]["error"].as_str().unwrap();
+    assert!(err.contains("No space left"), "{err}");
+    assert_eq!(
+        replies[1]["incidents"].as_array().unwrap().len(),
+        0,
+        "{replies:?}"
+    );
+    let left: Vec<_> = fs::read_dir(dir.join("incidents")).unwrap().collect();
+    assert!(left.is_empty(), "nothing left behind: {left:?}");
+    fs::remove_file(filler).unwrap();
+    let (replies, _, code) = script(&dir, NAME, &["new fine", "incidents"]);
+    assert_eq!(code, 0, "{replies:?}");
+    assert_eq!(replies[1]["incidents"].as_array().unwrap().len(), 1);
+}

@@ -568,6 +568,57 @@ pub fn can_use_netns(test: &str) -> bool {
     }
 }
 
+/// Whether this test may mount a small tmpfs (root). Prints why not and
+/// returns false, except under `CI=true`, where it panics.
+pub fn can_mount(test: &str) -> bool {
+    if effective_uid() == Some(0) {
+        return true;
+    }
+    if std::env::var("CI").as_deref() == Ok("true") {
+        panic!("{test}: needs root to mount a tmpfs, and CI=true");
+    }
+    eprintln!("skipping {test}: not running as root (mounts a small tmpfs)");
+    false
+}
+
+/// A small tmpfs mounted at a path for one test; unmounted on drop.
+pub struct Tmpfs(pub PathBuf);
+
+impl Tmpfs {
+    /// Mounts `size` (e.g. `2m`) at `at`, creating the directory.
+    pub fn mount(at: &Path, size: &str) -> Tmpfs {
+        std::fs::create_dir_all(at).expect("mount point");
+        sh(&[
+            "mount",
+            "-t",
+            "tmpfs",
+            "-o",
+            &format!("size={size}"),
+            "tmpfs",
+            at.to_str().unwrap(),
+        ]);
+        Tmpfs(at.to_path_buf())
+    }
+
+    /// Fills it up; returns the filler's path (delete it to give space back).
+    pub fn fill(&self) -> PathBuf {
+        let filler = self.0.join("filler");
+        sh_quiet(&[
+            "dd",
+            "if=/dev/zero",
+            &format!("of={}", filler.display()),
+            "bs=4k",
+        ]);
+        filler
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        sh_quiet(&["umount", "-l", self.0.to_str().unwrap()]);
+    }
+}
+
 /// Lans made by this process so far (tests of one binary run in parallel).
 static LANS: AtomicUsize = AtomicUsize::new(0);
 
