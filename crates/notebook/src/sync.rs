@@ -293,7 +293,31 @@ fn change_within(chunk: &Chunk<'_>, budget: &mut Budget) -> Result<Change, Noteb
         )));
     }
     budget.spend_changes(1, change.len())?;
+    if !expands_cleanly(&change) {
+        return Err(malformed(
+            "change refers to an actor it does not list",
+        ));
+    }
     Ok(change)
+}
+
+/// Whether Automerge can expand `change` without panicking. Automerge 0.12
+/// parses a change whose operations name an actor index missing from its
+/// actor table, then panics in `Change::decode` (found by the fuzz target
+/// `validator`); the validator decodes every change, so the check is made
+/// here, where changes enter, with the panic caught.
+fn expands_cleanly(change: &Change) -> bool {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| change.decode())).is_ok()
+}
+
+/// One change chunk from a peer, parsed within the [`limits`] and checked to
+/// expand cleanly: the path every wire change takes to the validator.
+pub fn decode_change(bytes: &[u8]) -> Result<Change, NotebookError> {
+    let chunk = match chunks(bytes)?.as_slice() {
+        [one] => *one,
+        _ => return Err(malformed("change: not exactly one chunk")),
+    };
+    change_within(&chunk, &mut Budget::new())
 }
 
 /// Checks the declared layout of a document chunk and what its compressed
