@@ -76,7 +76,11 @@ fn run(name: &str) {
     }
     let mut rng = StdRng::seed_from_u64(seed() ^ name.len() as u64);
     // Store targets touch the disk: fewer cases.
-    let n = if name == "store_files" { cases() / 10 } else { cases() };
+    let n = if name == "store_files" {
+        cases() / 10
+    } else {
+        cases()
+    };
     for _ in 0..n {
         let mut input = if seeds.is_empty() || rng.gen_ratio(1, 5) {
             let len = rng.gen_range(0..256);

@@ -138,8 +138,7 @@ pub fn seeds(target: &str) -> Vec<Vec<u8>> {
         "sync_message" | "automerge_message" | "validator" => {
             use automerge::sync::SyncDoc;
             let doc = base_doc();
-            let changes: Vec<automerge::Change> =
-                doc.get_changes(&[]).into_iter().collect();
+            let changes: Vec<automerge::Change> = doc.get_changes(&[]).into_iter().collect();
             let mut out: Vec<Vec<u8>> = changes.iter().map(|c| c.raw_bytes().to_vec()).collect();
             if target == "validator" {
                 return out;
@@ -173,7 +172,10 @@ pub fn seeds(target: &str) -> Vec<Vec<u8>> {
             };
             round.push(msg.clone().encode());
             msg.changes = automerge::sync::ChunkList::from(
-                changes.iter().flat_map(|c| c.raw_bytes().to_vec()).collect::<Vec<u8>>(),
+                changes
+                    .iter()
+                    .flat_map(|c| c.raw_bytes().to_vec())
+                    .collect::<Vec<u8>>(),
             );
             round.push(msg.encode());
             if target == "automerge_message" {

@@ -424,3 +424,33 @@ pub fn report(v: &IncidentView) -> String {
     }
     o
 }
+
+#[cfg(test)]
+mod markdown_tests {
+    use super::{markdown, md, md1};
+
+    #[test]
+    fn remote_text_cannot_open_markdown_structure() {
+        let cases: &[(&str, Option<usize>, &str)] = &[
+            ("plain text.", Some(2), "plain text."),
+            ("# heading", Some(2), "\\# heading"),
+            (
+                "a\n## injected\n- item",
+                Some(2),
+                "a\n  \\#\\# injected\n  \\- item",
+            ),
+            ("1. one", Some(2), "1\\. one"),
+            ("| a | b |", Some(2), "\\| a \\| b \\|"),
+            ("```\ncode", Some(4), "\\`\\`\\`\n    code"),
+            ("x\n\n    indented", Some(2), "x\n\n  indented"),
+            ("a\nb", None, "a ⏎ b"),
+            ("<script>", None, "\\<script\\>"),
+            ("[link](http://x)", None, "\\[link\\](http://x)"),
+            ("===", Some(2), "\\==="),
+        ];
+        for (input, indent, want) in cases {
+            assert_eq!(&markdown(input, *indent), want, "{input:?}");
+        }
+        assert_eq!(md("a", 2), md1("a"));
+    }
+}

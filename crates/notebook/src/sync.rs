@@ -294,9 +294,7 @@ fn change_within(chunk: &Chunk<'_>, budget: &mut Budget) -> Result<Change, Noteb
     }
     budget.spend_changes(1, change.len())?;
     if !expands_cleanly(&change) {
-        return Err(malformed(
-            "change refers to an actor it does not list",
-        ));
+        return Err(malformed("change refers to an actor it does not list"));
     }
     Ok(change)
 }
@@ -667,5 +665,62 @@ mod tests {
             ..msg
         };
         assert!(changes_in(&bad).is_err());
+    }
+
+    fn message_of(changes: Vec<u8>) -> sync::Message {
+        sync::Message {
+            heads: vec![],
+            need: vec![],
+            have: vec![],
+            changes: sync::ChunkList::from(changes),
+            flags: None,
+            version: sync::MessageVersion::V2,
+        }
+    }
+
+    #[test]
+    fn a_compressed_document_that_expands_past_the_limit_is_refused_before_load() {
+        use automerge::transaction::Transactable;
+        let mut doc = automerge::AutoCommit::new();
+        doc.put(automerge::ROOT, "n", "x".repeat(MAX_MESSAGE_BYTES + 1))
+            .unwrap();
+        doc.commit();
+        let saved = doc.save();
+        assert!(
+            saved.len() < MAX_MESSAGE_BYTES / 100,
+            "{} bytes",
+            saved.len()
+        );
+        let err = changes_in(&message_of(saved)).unwrap_err().to_string();
+        assert!(err.contains("expands"), "{err}");
+    }
+
+    #[test]
+    fn a_change_over_the_byte_limit_is_refused() {
+        use automerge::transaction::Transactable;
+        let mut doc = automerge::AutoCommit::new();
+        doc.put(automerge::ROOT, "n", "x".repeat(MAX_CHANGE_BYTES))
+            .unwrap();
+        doc.commit();
+        let big = doc.get_changes(&[]).last().unwrap().raw_bytes().to_vec();
+        let err = changes_in(&message_of(big.clone()))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("exceeds the limit"), "{err}");
+        assert!(decode_change(&big).is_err());
+    }
+
+    #[test]
+    fn a_garbage_document_header_is_refused() {
+        // A document chunk whose column count is absurd: refused by our reader.
+        let mut data = vec![0u8, 0, 0xff, 0xff, 0xff, 0xff, 0x0f];
+        data.extend([0u8; 8]);
+        let mut chunk = CHUNK_MAGIC.to_vec();
+        chunk.extend(checksum_of(CHUNK_DOCUMENT, data.len(), &data));
+        chunk.push(CHUNK_DOCUMENT);
+        chunk.push(data.len() as u8);
+        chunk.extend(&data);
+        let err = changes_in(&message_of(chunk)).unwrap_err().to_string();
+        assert!(err.contains("columns"), "{err}");
     }
 }
