@@ -150,8 +150,17 @@ pub fn shortest_unique<'a>(id: &str, others: impl IntoIterator<Item = &'a str>) 
         })
         .max()
         .unwrap_or(0);
-    let len = (longest_shared + 1).clamp(MIN_SHORT_LEN, id.len());
-    id[..len].to_string()
+    prefix(id, (longest_shared + 1).max(MIN_SHORT_LEN)).to_string()
+}
+
+/// The first `len` bytes of `s`, or more up to the next character boundary
+/// (ids from peers need not be ASCII), or all of `s` if it is shorter.
+pub(crate) fn prefix(s: &str, len: usize) -> &str {
+    let mut end = len.min(s.len());
+    while !s.is_char_boundary(end) {
+        end += 1;
+    }
+    s.split_at(end).0
 }
 
 /// Whether `s` could be (a prefix of) an item id: a kind letter, then only
@@ -172,8 +181,7 @@ pub fn short_forms(sorted: &[String]) -> Vec<String> {
             let id = sorted[i].as_str();
             let before = i.checked_sub(1).map(|j| lcp(id, &sorted[j])).unwrap_or(0);
             let after = sorted.get(i + 1).map(|n| lcp(id, n)).unwrap_or(0);
-            let len = (before.max(after) + 1).clamp(MIN_SHORT_LEN, id.len());
-            id[..len].to_string()
+            prefix(id, (before.max(after) + 1).max(MIN_SHORT_LEN)).to_string()
         })
         .collect()
 }

@@ -22,6 +22,8 @@
 //! assert!(h.id.is_some());
 //! ```
 #![deny(missing_docs)]
+// Strings here come from peers, files and the prompt: no byte-index slicing.
+#![deny(clippy::string_slice)]
 
 pub mod export;
 mod ids;
@@ -514,7 +516,7 @@ impl Incident {
 
     /// The shortest unique prefix of an item id, for display.
     pub fn short(&self, id: &ItemId) -> String {
-        let head = &id.as_str()[..MIN_SHORT_LEN.min(id.as_str().len())];
+        let head = ids::prefix(id.as_str(), MIN_SHORT_LEN);
         let near = self.ids_with_prefix(id.kind(), head, usize::MAX);
         shortest_unique(id.as_str(), near.iter().map(String::as_str))
     }

@@ -179,13 +179,69 @@ pub fn brief(v: &IncidentView) -> String {
     out
 }
 
+/// Remote text placed inside the report's Markdown, so that it stays inside
+/// the place it was put: made terminal-safe, characters that open Markdown
+/// structure (`\`, `` ` ``, `*`, `_`, `[`, `]`, `<`, `>`, `#`, `|`, `~`) are
+/// backslash-escaped everywhere, and at the start of a line so are list,
+/// quote and heading markers (`-`, `+`, `=`, `1.`, `1)`). With `indent`
+/// (the column where the list item's text starts) every further line is
+/// indented to it, so it continues the item instead of starting a block of
+/// its own; without, line breaks are shown as ` ⏎ ` (headings, names).
+fn markdown(text: &str, indent: Option<usize>) -> String {
+    let safe = terminal_safe(text).replace('\t', " ");
+    let mut out = String::with_capacity(safe.len() + 8);
+    for (i, l) in safe.split('\n').enumerate() {
+        let l = if i == 0 { l } else { l.trim_start() };
+        if i > 0 {
+            match indent {
+                Some(_) if l.is_empty() => out.push('\n'),
+                Some(n) => {
+                    out.push('\n');
+                    out.extend(std::iter::repeat_n(' ', n));
+                }
+                None => out.push_str(" ⏎ "),
+            }
+        }
+        let digits = l.chars().take_while(char::is_ascii_digit).count();
+        for (j, c) in l.chars().enumerate() {
+            let opens_line = j == 0 && matches!(c, '-' | '+' | '=')
+                || digits > 0 && j == digits && matches!(c, '.' | ')');
+            if opens_line
+                || matches!(
+                    c,
+                    '\\' | '`' | '*' | '_' | '[' | ']' | '<' | '>' | '#' | '|' | '~'
+                )
+            {
+                out.push('\\');
+            }
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// Remote text continuing a list item whose text starts at column `indent`.
+fn md(text: &str, indent: usize) -> String {
+    markdown(text, Some(indent))
+}
+
+/// Remote text kept on one line (a heading, a name, a table of one line).
+fn md1(text: &str) -> String {
+    markdown(text, None)
+}
+
+/// A short id as inline code: one line, no backtick to close it early.
+fn code(text: &str) -> String {
+    format!("`{}`", one_line(text).replace('`', "'"))
+}
+
 /// The Production Incident Report, as Markdown.
 pub fn report(v: &IncidentView) -> String {
     let mut o = String::new();
     let sev = v.severity.map(|s| s.label()).unwrap_or_default();
-    let _ = writeln!(o, "# Production Incident Report: {}\n", v.title);
+    let _ = writeln!(o, "# Production Incident Report: {}\n", md1(&v.title));
     let _ = writeln!(o, "## Summary\n");
-    let _ = writeln!(o, "- Incident: `{}`", v.id);
+    let _ = writeln!(o, "- Incident: {}", code(&v.id));
     let _ = writeln!(o, "- Severity: {sev}");
     let _ = writeln!(
         o,
@@ -197,7 +253,7 @@ pub fn report(v: &IncidentView) -> String {
         let _ = writeln!(o, "- {status}: {}", utc(*at));
     }
     for (role, name) in &v.roles {
-        let _ = writeln!(o, "- {role}: {name}");
+        let _ = writeln!(o, "- {role}: {}", md1(name));
     }
     let confirmed: Vec<&Item> = v
         .items(Kind::Hypothesis)
@@ -212,7 +268,7 @@ pub fn report(v: &IncidentView) -> String {
         } else {
             confirmed
                 .iter()
-                .map(|h| h.get("text"))
+                .map(|h| md(h.get("text"), 2))
                 .collect::<Vec<_>>()
                 .join("; ")
         }
@@ -228,22 +284,22 @@ pub fn report(v: &IncidentView) -> String {
         let _ = writeln!(o, "No impact was recorded.");
     }
     for s in impacts {
-        let _ = writeln!(o, "- {} ({})", s.get("impact"), s.get("text"));
+        let _ = writeln!(o, "- {} ({})", md(s.get("impact"), 2), md(s.get("text"), 2));
     }
 
     let _ = writeln!(o, "\n## Symptoms\n");
     for s in v.items(Kind::Symptom) {
-        let _ = write!(o, "- `{}` {}", s.short, s.get("text"));
+        let _ = write!(o, "- {} {}", code(&s.short), md(s.get("text"), 2));
         for (k, label) in [
             ("where", "where"),
             ("frequency", "how often"),
             ("impact", "impact"),
         ] {
             if !s.get(k).is_empty() {
-                let _ = write!(o, "; {label}: {}", s.get(k));
+                let _ = write!(o, "; {label}: {}", md(s.get(k), 2));
             }
         }
-        let _ = writeln!(o, " — {}, {}", v.name_of(&s.by), utc(s.at));
+        let _ = writeln!(o, " — {}, {}", md1(&v.name_of(&s.by)), utc(s.at));
     }
 
     let _ = writeln!(o, "\n## Hypotheses\n");
@@ -252,24 +308,29 @@ pub fn report(v: &IncidentView) -> String {
             Some(HypothesisStatus::RuledOut) => {
                 let obs = v
                     .item(h.get("ruled_out_result"))
-                    .map(|r| r.get("observation"))
-                    .unwrap_or("");
+                    .map(|r| md(r.get("observation"), 2))
+                    .unwrap_or_default();
                 format!(
-                    "**ruled out** by test `{}`: {obs}",
-                    v.short(h.get("ruled_out_by"))
+                    "**ruled out** by test {}: {obs}",
+                    code(&v.short(h.get("ruled_out_by")))
                 )
             }
             Some(HypothesisStatus::Confirmed) => {
                 let by = h.get("confirmed_by");
                 if by.is_empty() {
-                    format!("**confirmed**: {}", h.get("evidence"))
+                    format!("**confirmed**: {}", md(h.get("evidence"), 2))
                 } else {
-                    format!("**confirmed** by test `{}`", v.short(by))
+                    format!("**confirmed** by test {}", code(&v.short(by)))
                 }
             }
             _ => "still open".to_string(),
         };
-        let _ = writeln!(o, "- `{}` {} — {outcome}", h.short, h.get("text"));
+        let _ = writeln!(
+            o,
+            "- {} {} — {outcome}",
+            code(&h.short),
+            md(h.get("text"), 2)
+        );
         for t in v
             .items(Kind::Test)
             .iter()
@@ -277,10 +338,10 @@ pub fn report(v: &IncidentView) -> String {
         {
             let _ = writeln!(
                 o,
-                "  - test `{}`: {} (rules it out if: {})",
-                t.short,
-                t.get("action"),
-                t.get("rules_out_if")
+                "  - test {}: {} (rules it out if: {})",
+                code(&t.short),
+                md(t.get("action"), 4),
+                md(t.get("rules_out_if"), 4)
             );
             for r in v
                 .items(Kind::Result)
@@ -295,8 +356,8 @@ pub fn report(v: &IncidentView) -> String {
                 let _ = writeln!(
                     o,
                     "    - result: {} — {verdict} ({}, {})",
-                    r.get("observation"),
-                    v.name_of(&r.by),
+                    md(r.get("observation"), 6),
+                    md1(&v.name_of(&r.by)),
                     utc(r.at)
                 );
             }
@@ -308,7 +369,7 @@ pub fn report(v: &IncidentView) -> String {
         let _ = writeln!(o, "No hypothesis was confirmed.");
     }
     for h in &confirmed {
-        let _ = writeln!(o, "{}", h.get("text"));
+        let _ = writeln!(o, "{}\n", md(h.get("text"), 0));
     }
 
     let _ = writeln!(o, "\n## Fix\n");
@@ -320,13 +381,16 @@ pub fn report(v: &IncidentView) -> String {
         let flag = if why.is_empty() {
             String::new()
         } else {
-            format!(" — ⚠ made before the cause was confirmed, because: {why}")
+            format!(
+                " — ⚠ made before the cause was confirmed, because: {}",
+                md(why, 2)
+            )
         };
         let _ = writeln!(
             o,
             "- {}{flag} ({}, {})",
-            f.get("text"),
-            v.name_of(&f.by),
+            md(f.get("text"), 2),
+            md1(&v.name_of(&f.by)),
             utc(f.at)
         );
     }
@@ -336,22 +400,57 @@ pub fn report(v: &IncidentView) -> String {
         let _ = writeln!(o, "None recorded.");
     }
     for a in v.items(Kind::FollowUp) {
-        let _ = writeln!(o, "- [ ] {} ({})", a.get("text"), v.name_of(&a.by));
+        let _ = writeln!(
+            o,
+            "- [ ] {} ({})",
+            md(a.get("text"), 6),
+            md1(&v.name_of(&a.by))
+        );
     }
 
     let _ = writeln!(o, "\n## Timeline (UTC)\n");
     for e in &v.timeline {
-        let _ = writeln!(o, "- {} — {} — {}", utc(e.at), e.name, e.text);
+        let _ = writeln!(o, "- {} — {} — {}", utc(e.at), md1(&e.name), md(&e.text, 2));
     }
 
     let _ = writeln!(o, "\n## Participants\n");
     for m in &v.members {
         let _ = writeln!(
             o,
-            "- {} (`{}`)",
-            m.name,
-            m.key.chars().take(16).collect::<String>()
+            "- {} ({})",
+            md1(&m.name),
+            code(&m.key.chars().take(16).collect::<String>())
         );
     }
     o
+}
+
+#[cfg(test)]
+mod markdown_tests {
+    use super::{markdown, md, md1};
+
+    #[test]
+    fn remote_text_cannot_open_markdown_structure() {
+        let cases: &[(&str, Option<usize>, &str)] = &[
+            ("plain text.", Some(2), "plain text."),
+            ("# heading", Some(2), "\\# heading"),
+            (
+                "a\n## injected\n- item",
+                Some(2),
+                "a\n  \\#\\# injected\n  \\- item",
+            ),
+            ("1. one", Some(2), "1\\. one"),
+            ("| a | b |", Some(2), "\\| a \\| b \\|"),
+            ("```\ncode", Some(4), "\\`\\`\\`\n    code"),
+            ("x\n\n    indented", Some(2), "x\n\n  indented"),
+            ("a\nb", None, "a ⏎ b"),
+            ("<script>", None, "\\<script\\>"),
+            ("[link](http://x)", None, "\\[link\\](http://x)"),
+            ("===", Some(2), "\\==="),
+        ];
+        for (input, indent, want) in cases {
+            assert_eq!(&markdown(input, *indent), want, "{input:?}");
+        }
+        assert_eq!(md("a", 2), md1("a"));
+    }
 }

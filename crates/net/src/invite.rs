@@ -123,7 +123,8 @@ impl FromStr for Invite {
         let version_end = rest
             .find(|c: char| !c.is_ascii_digit())
             .unwrap_or(rest.len());
-        let version = &rest[..version_end];
+        // `find` returns a char boundary.
+        let (version, body) = rest.split_at(version_end);
         if version != VERSION.to_string() {
             return Err(if version.is_empty() {
                 InviteError::Kind
@@ -131,7 +132,7 @@ impl FromStr for Invite {
                 InviteError::Version(version.to_string())
             });
         }
-        let body = rest[version_end..].to_ascii_uppercase();
+        let body = body.to_ascii_uppercase();
         let bytes = BASE32.decode(body.as_bytes()).map_err(|e| match e.kind {
             // A length no encoder produces means the invite was cut short.
             data_encoding::DecodeKind::Length => InviteError::Checksum,
@@ -219,7 +220,10 @@ mod tests {
                 good.replacen("dpinv1", "dpinv9", 1),
                 InviteError::Version("9".into()),
             ),
-            (good[..good.len() - 7].to_string(), InviteError::Checksum),
+            (
+                good.get(..good.len() - 7).expect("ascii").to_string(),
+                InviteError::Checksum,
+            ),
             (String::from_utf8(typo).unwrap(), InviteError::Checksum),
         ];
         for (text, want) in cases {

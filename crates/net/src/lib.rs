@@ -14,6 +14,8 @@
 //! This crate moves opaque frames between authenticated peers; it knows
 //! nothing of incidents, Automerge or the REPL.
 #![deny(missing_docs)]
+// Strings here come from peers, files and the prompt: no byte-index slicing.
+#![deny(clippy::string_slice)]
 
 pub mod frame;
 mod invite;

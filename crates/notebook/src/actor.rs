@@ -908,7 +908,9 @@ mod tests {
         });
         // Only `open` puts one at the prompt.
         assert!(h.published().current.is_none());
-        let (_, view) = h.blocking(h.open(first.incident[..6].into())).unwrap();
+        let (_, view) = h
+            .blocking(h.open(first.incident.get(..6).expect("ascii id").into()))
+            .unwrap();
         assert_eq!(view.title, "one");
         assert_eq!(h.published().current.unwrap().id, first.incident);
     }

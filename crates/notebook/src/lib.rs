@@ -15,6 +15,8 @@
 //! The notebook knows nothing of terminals or networks: it is driven by the
 //! REPL and by the node, and returns plain values.
 #![deny(missing_docs)]
+// Strings here come from peers, files and the prompt: no byte-index slicing.
+#![deny(clippy::string_slice)]
 
 pub mod actor;
 pub mod doctor;

@@ -101,55 +101,311 @@ impl SignedSyncMessage {
     }
 }
 
+/// What one peer's message may expand to. Every limit is the sender's
+/// fault when exceeded: the message is rejected as a whole, nothing of it is
+/// applied, and the sender is treated like any sender of a bad message.
+/// docs/protocol.md has the table.
+pub mod limits {
+    /// Bytes of one change once decompressed (a change chunk is never
+    /// compressed inside; a compressed change chunk is inflated at most this far).
+    pub const MAX_CHANGE_BYTES: usize = 1 << 20;
+    /// Operations in one change.
+    pub const MAX_OPS_PER_CHANGE: usize = 100_000;
+    /// Decompressed bytes of all the chunks of one message (or one joining
+    /// history) together, whole documents included.
+    pub const MAX_MESSAGE_BYTES: usize = 64 << 20;
+    /// Changes in one message or joining history (a whole document counts
+    /// every change it holds).
+    pub const MAX_CHANGES_PER_MESSAGE: usize = 500_000;
+    /// Operations in one message or joining history.
+    pub const MAX_OPS_PER_MESSAGE: usize = 4_000_000;
+    /// Columns a document chunk may declare (Automerge writes about 25).
+    pub const MAX_COLUMNS: u64 = 256;
+}
+
+use limits::*;
+
+const CHUNK_CHANGE: u8 = 1;
+const CHUNK_COMPRESSED: u8 = 2;
+
+/// One Automerge chunk, its header read by us (magic, checksum, type,
+/// LEB128 length) so that its size is known before Automerge sees it.
+#[derive(Clone, Copy)]
+struct Chunk<'a> {
+    kind: u8,
+    checksum: [u8; 4],
+    /// The whole chunk, header included.
+    bytes: &'a [u8],
+    /// The data after the header.
+    data: &'a [u8],
+}
+
+/// Reads an unsigned LEB128 number (at most 64 bits) at the front of `bytes`.
+fn leb128(bytes: &[u8]) -> Option<(u64, &[u8])> {
+    let mut value = 0u64;
+    for (i, b) in bytes.iter().enumerate().take(10) {
+        let part = u64::from(b & 0x7f);
+        if i == 9 && part > 1 {
+            return None;
+        }
+        value |= part << (7 * i);
+        if b & 0x80 == 0 {
+            return Some((value, bytes.get(i + 1..)?));
+        }
+    }
+    None
+}
+
 /// Splits a byte string of concatenated Automerge chunks.
-fn chunks(mut bytes: &[u8]) -> Result<Vec<(u8, &[u8])>, NotebookError> {
+fn chunks(mut bytes: &[u8]) -> Result<Vec<Chunk<'_>>, NotebookError> {
     let mut out = Vec::new();
     while !bytes.is_empty() {
-        if bytes.len() < 10 || bytes[..4] != CHUNK_MAGIC {
+        let (magic, rest) = bytes
+            .split_first_chunk::<4>()
+            .ok_or_else(|| malformed("changes are not Automerge chunks"))?;
+        if *magic != CHUNK_MAGIC {
             return Err(malformed("changes are not Automerge chunks"));
         }
-        let kind = bytes[8];
-        let (mut len, mut shift, mut i) = (0usize, 0u32, 9usize);
-        loop {
-            let b = *bytes
-                .get(i)
-                .ok_or_else(|| malformed("chunk length is cut short"))?;
-            len |= ((b & 0x7f) as usize)
-                .checked_shl(shift)
-                .ok_or_else(|| malformed("chunk length"))?;
-            i += 1;
-            if b & 0x80 == 0 {
-                break;
-            }
-            shift += 7;
-            if shift > 56 {
-                return Err(malformed("chunk length"));
-            }
+        let (checksum, rest) = rest
+            .split_first_chunk::<4>()
+            .ok_or_else(|| malformed("chunk header is cut short"))?;
+        let (&kind, after_kind) = rest
+            .split_first()
+            .ok_or_else(|| malformed("chunk header is cut short"))?;
+        let (len, data) = leb128(after_kind).ok_or_else(|| malformed("chunk length"))?;
+        let len = usize::try_from(len).map_err(|_| malformed("chunk length"))?;
+        if len > data.len() {
+            return Err(malformed("chunk is cut short"));
         }
-        let end = i
-            .checked_add(len)
-            .filter(|e| *e <= bytes.len())
-            .ok_or_else(|| malformed("chunk is cut short"))?;
-        out.push((kind, &bytes[..end]));
-        bytes = &bytes[end..];
+        let header = bytes.len() - data.len();
+        let (whole, next) = bytes.split_at(header + len);
+        out.push(Chunk {
+            kind,
+            checksum: *checksum,
+            bytes: whole,
+            data: &data[..len],
+        });
+        bytes = next;
     }
     Ok(out)
 }
 
+fn checksum_of(kind: u8, len: usize, data: &[u8]) -> [u8; 4] {
+    use sha2::{Digest, Sha256};
+    let mut h = Sha256::new();
+    h.update([kind]);
+    let mut n = len as u64;
+    loop {
+        let b = (n & 0x7f) as u8;
+        n >>= 7;
+        if n == 0 {
+            h.update([b]);
+            break;
+        }
+        h.update([b | 0x80]);
+    }
+    h.update(data);
+    let d = h.finalize();
+    [d[0], d[1], d[2], d[3]]
+}
+
+/// What a message has used of its [`limits`] so far.
+struct Budget {
+    bytes: usize,
+    changes: usize,
+    ops: usize,
+}
+
+impl Budget {
+    fn new() -> Budget {
+        Budget {
+            bytes: MAX_MESSAGE_BYTES,
+            changes: MAX_CHANGES_PER_MESSAGE,
+            ops: MAX_OPS_PER_MESSAGE,
+        }
+    }
+
+    fn spend_bytes(&mut self, n: usize) -> Result<(), NotebookError> {
+        self.bytes = self
+            .bytes
+            .checked_sub(n)
+            .ok_or_else(|| malformed(format!("expands to more than {MAX_MESSAGE_BYTES} bytes")))?;
+        Ok(())
+    }
+
+    fn spend_changes(&mut self, changes: usize, ops: usize) -> Result<(), NotebookError> {
+        self.changes = self.changes.checked_sub(changes).ok_or_else(|| {
+            malformed(format!("holds more than {MAX_CHANGES_PER_MESSAGE} changes"))
+        })?;
+        self.ops = self.ops.checked_sub(ops).ok_or_else(|| {
+            malformed(format!("holds more than {MAX_OPS_PER_MESSAGE} operations"))
+        })?;
+        Ok(())
+    }
+}
+
+/// Inflates raw DEFLATE `data`, refusing to produce more than `max` bytes.
+fn inflate_at_most(data: &[u8], max: usize) -> Result<Vec<u8>, NotebookError> {
+    use std::io::Read;
+    let mut out = Vec::with_capacity(data.len().min(max));
+    flate2::read::DeflateDecoder::new(data)
+        .take(max as u64 + 1)
+        .read_to_end(&mut out)
+        .map_err(|e| malformed(format!("compressed data: {e}")))?;
+    if out.len() > max {
+        return Err(malformed(format!(
+            "compressed data expands beyond {max} bytes"
+        )));
+    }
+    Ok(out)
+}
+
+/// Parses one change chunk (plain or compressed) within the limits.
+fn change_within(chunk: &Chunk<'_>, budget: &mut Budget) -> Result<Change, NotebookError> {
+    match chunk.kind {
+        CHUNK_CHANGE => {
+            if chunk.data.len() > MAX_CHANGE_BYTES {
+                return Err(malformed(format!(
+                    "a change of {} bytes exceeds the limit of {MAX_CHANGE_BYTES}",
+                    chunk.data.len()
+                )));
+            }
+            budget.spend_bytes(chunk.bytes.len())?;
+        }
+        CHUNK_COMPRESSED => {
+            // The format does not declare the inflated size: inflate here,
+            // at most one change's worth, and check the checksum (which
+            // covers the inflated change) before Automerge inflates it again.
+            let data = inflate_at_most(chunk.data, MAX_CHANGE_BYTES)?;
+            budget.spend_bytes(data.len())?;
+            if checksum_of(CHUNK_CHANGE, data.len(), &data) != chunk.checksum {
+                return Err(malformed("compressed change chunk checksum mismatch"));
+            }
+        }
+        other => return Err(malformed(format!("unexpected chunk type {other}"))),
+    }
+    let change =
+        Change::try_from(chunk.bytes).map_err(|e| malformed(format!("change chunk: {e}")))?;
+    if change.len() > MAX_OPS_PER_CHANGE {
+        return Err(malformed(format!(
+            "a change of {} operations exceeds the limit of {MAX_OPS_PER_CHANGE}",
+            change.len()
+        )));
+    }
+    budget.spend_changes(1, change.len())?;
+    if !expands_cleanly(&change) {
+        return Err(malformed("change refers to an actor it does not list"));
+    }
+    Ok(change)
+}
+
+/// Whether Automerge can expand `change` without panicking. Automerge 0.12
+/// parses a change whose operations name an actor index missing from its
+/// actor table, then panics in `Change::decode` (found by the fuzz target
+/// `validator`); the validator decodes every change, so the check is made
+/// here, where changes enter, with the panic caught.
+fn expands_cleanly(change: &Change) -> bool {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| change.decode())).is_ok()
+}
+
+/// One change chunk from a peer, parsed within the [`limits`] and checked to
+/// expand cleanly: the path every wire change takes to the validator.
+pub fn decode_change(bytes: &[u8]) -> Result<Change, NotebookError> {
+    let chunk = match chunks(bytes)?.as_slice() {
+        [one] => *one,
+        _ => return Err(malformed("change: not exactly one chunk")),
+    };
+    change_within(&chunk, &mut Budget::new())
+}
+
+/// Checks the declared layout of a document chunk and what its compressed
+/// columns inflate to, before Automerge allocates anything for it. Columns
+/// are inflated one at a time into a scratch buffer that is dropped.
+fn check_document(chunk: &Chunk<'_>, budget: &mut Budget) -> Result<(), NotebookError> {
+    let bad = |what: &str| malformed(format!("document chunk: {what}"));
+    if checksum_of(chunk.kind, chunk.data.len(), chunk.data) != chunk.checksum {
+        return Err(bad("checksum mismatch"));
+    }
+    budget.spend_bytes(chunk.bytes.len())?;
+    let mut rest = chunk.data;
+    let number = |rest: &mut &[u8], what: &str| -> Result<u64, NotebookError> {
+        let (n, after) = leb128(rest).ok_or_else(|| bad(what))?;
+        *rest = after;
+        Ok(n)
+    };
+    // Actors: a count, then each a length-prefixed id.
+    let actors = number(&mut rest, "actor count")?;
+    if actors > rest.len() as u64 {
+        return Err(bad("more actors than bytes"));
+    }
+    for _ in 0..actors {
+        let len = number(&mut rest, "actor length")?;
+        let len = usize::try_from(len).map_err(|_| bad("actor length"))?;
+        rest = rest.get(len..).ok_or_else(|| bad("actor is cut short"))?;
+    }
+    // Heads: a count, then 32 bytes each.
+    let heads = number(&mut rest, "head count")?;
+    let head_bytes = heads
+        .checked_mul(32)
+        .and_then(|n| usize::try_from(n).ok())
+        .ok_or_else(|| bad("head count"))?;
+    rest = rest
+        .get(head_bytes..)
+        .ok_or_else(|| bad("heads are cut short"))?;
+    // Change and op column metadata: a count, then (spec, stored length) pairs.
+    let mut columns = Vec::new();
+    for _ in 0..2 {
+        let n = number(&mut rest, "column count")?;
+        if n > MAX_COLUMNS {
+            return Err(bad("too many columns"));
+        }
+        for _ in 0..n {
+            let spec = number(&mut rest, "column spec")?;
+            let len = number(&mut rest, "column length")?;
+            let len = usize::try_from(len).map_err(|_| bad("column length"))?;
+            columns.push((spec & 0b1000 != 0, len));
+        }
+    }
+    // Column data follows in the same order. A compressed column is the
+    // only thing here that grows: the format stores only its compressed
+    // length, so inflate it, bounded by what the message has left.
+    for (deflated, len) in columns {
+        let data = rest.get(..len).ok_or_else(|| bad("column is cut short"))?;
+        rest = &rest[len..];
+        if deflated {
+            let inflated = inflate_at_most(data, budget.bytes)?;
+            budget.spend_bytes(inflated.len())?;
+        }
+    }
+    Ok(())
+}
+
 /// Every change inside an Automerge sync message, whether sent as changes or
-/// as a whole saved document.
+/// as a whole saved document, within the [`limits`].
 pub fn changes_in(message: &sync::Message) -> Result<Vec<Change>, NotebookError> {
+    let mut budget = Budget::new();
     let mut out = Vec::new();
     for blob in message.changes.iter() {
-        for (kind, chunk) in chunks(blob)? {
-            if kind == CHUNK_DOCUMENT {
-                let doc = Automerge::load(chunk)
+        for chunk in chunks(blob)? {
+            if chunk.kind == CHUNK_DOCUMENT {
+                check_document(&chunk, &mut budget)?;
+                let doc = Automerge::load(chunk.bytes)
                     .map_err(|e| malformed(format!("document chunk: {e}")))?;
-                out.extend(doc.get_changes(&[]));
+                // Counted before the changes are materialised.
+                let stats = automerge::ReadDoc::stats(&doc);
+                let count = |n: u64| usize::try_from(n).unwrap_or(usize::MAX);
+                budget.spend_changes(count(stats.num_changes), count(stats.num_ops))?;
+                for change in doc.get_changes(&[]) {
+                    if change.len() > MAX_OPS_PER_CHANGE {
+                        return Err(malformed(format!(
+                            "a change of {} operations exceeds the limit of {MAX_OPS_PER_CHANGE}",
+                            change.len()
+                        )));
+                    }
+                    out.push(change);
+                }
             } else {
-                out.push(
-                    Change::try_from(chunk).map_err(|e| malformed(format!("change chunk: {e}")))?,
-                );
+                out.push(change_within(&chunk, &mut budget)?);
             }
         }
     }
@@ -180,16 +436,22 @@ pub fn decode_changes(bytes: &[u8]) -> Result<Vec<SignedChange>, NotebookError> 
         at = end;
         Ok(s)
     };
+    let mut budget = Budget::new();
     let count = u32::from_be_bytes(take(4, "count")?.try_into().expect("4")) as usize;
-    let mut out = Vec::with_capacity(count.min(1 << 16));
+    // Each change takes at least 100 bytes: never reserve more than are there.
+    let mut out = Vec::with_capacity(count.min(bytes.len() / 100));
     for _ in 0..count {
         let len = u32::from_be_bytes(take(4, "length")?.try_into().expect("4")) as usize;
         let signer =
             PublicKey::from_bytes(take(32, "key")?).map_err(|e| malformed(e.to_string()))?;
         let signature =
             Signature::from_bytes(take(64, "signature")?).map_err(|e| malformed(e.to_string()))?;
-        let change = Change::try_from(take(len, "change")?)
-            .map_err(|e| malformed(format!("change: {e}")))?;
+        let bytes = take(len, "change")?;
+        let chunk = match chunks(bytes)?.as_slice() {
+            [one] => *one,
+            _ => return Err(malformed("change: not exactly one chunk")),
+        };
+        let change = change_within(&chunk, &mut budget)?;
         out.push(SignedChange::from_parts(change, signer, signature));
     }
     if at != bytes.len() {
@@ -208,7 +470,7 @@ pub struct SyncStates {
 }
 
 fn state_file(peer: &str) -> String {
-    format!("sync-{}.state", &peer[..peer.len().min(32)])
+    format!("sync-{}.state", peer.chars().take(32).collect::<String>())
 }
 
 impl Notebook {
@@ -292,7 +554,7 @@ impl Notebook {
             .collect::<Result<Vec<_>, _>>()?
             .iter()
             .flatten()
-            .any(|(kind, _)| *kind == CHUNK_DOCUMENT);
+            .any(|c| c.kind == CHUNK_DOCUMENT);
         let signatures: Vec<ChangeSignature> = if whole {
             open.signatures.values().copied().collect()
         } else {
@@ -403,5 +665,62 @@ mod tests {
             ..msg
         };
         assert!(changes_in(&bad).is_err());
+    }
+
+    fn message_of(changes: Vec<u8>) -> sync::Message {
+        sync::Message {
+            heads: vec![],
+            need: vec![],
+            have: vec![],
+            changes: sync::ChunkList::from(changes),
+            flags: None,
+            version: sync::MessageVersion::V2,
+        }
+    }
+
+    #[test]
+    fn a_compressed_document_that_expands_past_the_limit_is_refused_before_load() {
+        use automerge::transaction::Transactable;
+        let mut doc = automerge::AutoCommit::new();
+        doc.put(automerge::ROOT, "n", "x".repeat(MAX_MESSAGE_BYTES + 1))
+            .unwrap();
+        doc.commit();
+        let saved = doc.save();
+        assert!(
+            saved.len() < MAX_MESSAGE_BYTES / 100,
+            "{} bytes",
+            saved.len()
+        );
+        let err = changes_in(&message_of(saved)).unwrap_err().to_string();
+        assert!(err.contains("expands"), "{err}");
+    }
+
+    #[test]
+    fn a_change_over_the_byte_limit_is_refused() {
+        use automerge::transaction::Transactable;
+        let mut doc = automerge::AutoCommit::new();
+        doc.put(automerge::ROOT, "n", "x".repeat(MAX_CHANGE_BYTES))
+            .unwrap();
+        doc.commit();
+        let big = doc.get_changes(&[]).last().unwrap().raw_bytes().to_vec();
+        let err = changes_in(&message_of(big.clone()))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("exceeds the limit"), "{err}");
+        assert!(decode_change(&big).is_err());
+    }
+
+    #[test]
+    fn a_garbage_document_header_is_refused() {
+        // A document chunk whose column count is absurd: refused by our reader.
+        let mut data = vec![0u8, 0, 0xff, 0xff, 0xff, 0xff, 0x0f];
+        data.extend([0u8; 8]);
+        let mut chunk = CHUNK_MAGIC.to_vec();
+        chunk.extend(checksum_of(CHUNK_DOCUMENT, data.len(), &data));
+        chunk.push(CHUNK_DOCUMENT);
+        chunk.push(data.len() as u8);
+        chunk.extend(&data);
+        let err = changes_in(&message_of(chunk)).unwrap_err().to_string();
+        assert!(err.contains("columns"), "{err}");
     }
 }

@@ -453,9 +453,10 @@ fn split_args(spec: &'static Spec, tokens: Vec<String>) -> Result<Args, ParseErr
             args.words.push(tok);
             continue;
         }
-        let (name, inline) = match tok[2..].split_once('=') {
+        let flag = tok.get(2..).unwrap_or_default();
+        let (name, inline) = match flag.split_once('=') {
             Some((n, v)) => (n.to_string(), Some(v.to_string())),
-            None => (tok[2..].to_string(), None),
+            None => (flag.to_string(), None),
         };
         let Some((fname, takes)) = spec.flags.iter().find(|(f, _)| *f == name) else {
             return Err(args.usage(format!("unknown flag `--{name}`")));

@@ -13,6 +13,8 @@
 //! This crate knows nothing of libp2p: the network is reached through the
 //! [`Network`] trait, implemented by the binary.
 #![deny(missing_docs)]
+// Strings here come from peers, files and the prompt: no byte-index slicing.
+#![deny(clippy::string_slice)]
 
 pub mod command;
 mod session;
@@ -90,12 +92,14 @@ impl Completer for IdCompleter {
         pos: usize,
         _: &Context<'_>,
     ) -> rustyline::Result<(usize, Vec<Pair>)> {
-        let start = line[..pos]
+        // rustyline gives a char boundary; `get` keeps a bad one harmless.
+        let before = line.get(..pos).unwrap_or(line);
+        let start = before
             .rfind(char::is_whitespace)
             .map(|i| i + 1)
             .unwrap_or(0);
-        let word = &line[start..pos];
-        let first = line[..start].trim().is_empty();
+        let (head, word) = before.split_at(start);
+        let first = head.trim().is_empty();
         let candidates: Vec<String> = if first {
             command::SPECS
                 .iter()

@@ -176,7 +176,7 @@ impl Session {
             },
         };
         Some(PromptContext {
-            incident: current.id[..5.min(current.id.len())].to_string(),
+            incident: current.id.chars().take(5).collect(),
             status: current.status.clone(),
             company,
         })
@@ -430,7 +430,7 @@ impl Session {
                     .map(|e| {
                         format!(
                             "{} {} {:<10} {} {}  {}",
-                            &e.hash.to_string()[..12],
+                            e.hash.to_string().chars().take(12).collect::<String>(),
                             render::utc(e.time * 1000),
                             e.name.clone().unwrap_or_else(|| "(non-member)".into()),
                             e.signer.fingerprint(),

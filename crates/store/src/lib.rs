@@ -20,6 +20,8 @@
 //! Only this crate touches the disk. It knows signed changes, not what an
 //! incident is.
 #![deny(missing_docs)]
+// Strings here come from peers, files and the prompt: no byte-index slicing.
+#![deny(clippy::string_slice)]
 
 mod addresses;
 mod journal;

@@ -252,7 +252,7 @@ impl Driver {
         self.in_flight.remove(&pair);
         let again = self.dirty.remove(&pair);
         let name = self.name_of(&f.peer).unwrap_or_else(|| f.peer.to_string());
-        let short = &f.incident[..5.min(f.incident.len())];
+        let short: &str = &f.incident.chars().take(5).collect::<String>();
         let mut problem = None;
         match f.outcome {
             Outcome::Converged => {
@@ -632,7 +632,7 @@ fn local_fault(r: &Replicator, notices: &Notifier, incident: &str, from: &str, e
     notices.send(
         format!(
             "! local error: cannot store changes of incident {} from {from}: {error}. This is a problem on this machine, not {from}'s; sync resumes by itself once it is fixed",
-            &incident[..5.min(incident.len())]
+            incident.chars().take(5).collect::<String>()
         ),
         json!({"event": "local_error", "incident": incident, "from": from, "error": error}),
     );
@@ -694,7 +694,7 @@ fn announce(r: &Replicator, notices: &Notifier, incident: &str, rcv: &Received) 
     let place = if current.as_deref() == Some(incident) {
         String::new()
     } else {
-        format!(" in {}", &incident[..5.min(incident.len())])
+        format!(" in {}", incident.chars().take(5).collect::<String>())
     };
     for e in &rcv.edits {
         notices.send(

@@ -27,6 +27,8 @@
 //! of its own, so pings, relay renewals and other peers go on meanwhile.
 //! Notices for the user come out of a bounded channel as [`Notice`]s.
 #![deny(missing_docs)]
+// Strings here come from peers, files and the prompt: no byte-index slicing.
+#![deny(clippy::string_slice)]
 
 mod driver;
 mod join;

@@ -1,0 +1,6 @@
+#![no_main]
+// The target body is shared with the stable property tests (tests/fuzz_props.rs).
+#[path = "../../tests/fuzz/targets.rs"]
+mod targets;
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| targets::automerge_message(data));

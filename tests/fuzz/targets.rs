@@ -1,0 +1,233 @@
+//! The fuzz targets: each takes arbitrary bytes, feeds them to one decoder
+//! of remote or on-disk input, and must return (an error is fine) without
+//! panicking, hanging or allocating from an announced length. Shared by
+//! `fuzz/` (cargo-fuzz, nightly) and `tests/fuzz_props.rs` (stable, seeded
+//! inputs and mutations of valid ones, in every `cargo test`).
+
+#![allow(dead_code)]
+
+use std::str::FromStr;
+
+use dontpanic_net::frame::{read_frame, write_frame};
+use dontpanic_net::{Frame, Invite};
+use dontpanic_notebook::sync::{changes_in, decode_changes, SignedSyncMessage};
+
+/// Frames as they arrive on a stream.
+pub fn frame(data: &[u8]) {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .expect("runtime");
+    rt.block_on(async {
+        let mut io = data;
+        // Several frames back to back, as a stream carries them.
+        while read_frame(&mut io, 1 << 20).await.is_ok() {}
+    });
+}
+
+/// Invite strings as pasted.
+pub fn invite(data: &[u8]) {
+    if let Ok(s) = std::str::from_utf8(data) {
+        let _ = Invite::from_str(s);
+    }
+}
+
+/// Opening a signed sync message: the envelope, Automerge's message, every
+/// change inside (documents included), within the limits.
+pub fn sync_message(data: &[u8]) {
+    if let Ok(signed) = SignedSyncMessage::decode(data) {
+        if let Ok(msg) = automerge::sync::Message::decode(&signed.message) {
+            let _ = changes_in(&msg);
+        }
+    }
+    // The joining history uses the same chunk reader.
+    let _ = decode_changes(data);
+}
+
+/// Automerge sync message bytes alone (most mutations of a whole signed
+/// message die in the envelope).
+pub fn automerge_message(data: &[u8]) {
+    if let Ok(msg) = automerge::sync::Message::decode(data) {
+        let _ = changes_in(&msg);
+    }
+}
+
+/// Reading a journal and a snapshot file.
+pub fn store_files(data: &[u8]) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let journal = dir.path().join("journal");
+    std::fs::write(&journal, data).expect("write");
+    let _ = dontpanic_store::Journal::open(&journal);
+
+    let store = dontpanic_store::DataDir::open(&dir.path().join("data")).expect("data dir");
+    let inc = store.incident_dir("i1");
+    std::fs::create_dir_all(&inc).expect("dir");
+    std::fs::write(inc.join("snapshot"), data).expect("write");
+    let key = dontpanic_identity::SecretKey::generate();
+    let _ = store.read_snapshot("i1", &key.public());
+    let _ = store.peek_snapshot("i1");
+}
+
+/// A change given to the schema validator against a small incident, as
+/// changes reach it: through the notebook's change decoder.
+pub fn validator(data: &[u8]) {
+    let Ok(change) = dontpanic_notebook::sync::decode_change(data) else {
+        return;
+    };
+    let doc = base_doc();
+    let _ = dontpanic_incident::validate::validate(doc, &change, &"aa".repeat(32));
+}
+
+/// An incident with one member and one symptom, made once.
+pub fn base_doc() -> &'static automerge::Automerge {
+    use std::sync::OnceLock;
+    static DOC: OnceLock<automerge::Automerge> = OnceLock::new();
+    DOC.get_or_init(|| {
+        let alice = dontpanic_incident::Editor {
+            key: "aa".repeat(32),
+            name: "alice".into(),
+        };
+        let (mut i, _) = dontpanic_incident::Incident::create(
+            "DNS down",
+            dontpanic_incident::Severity::Sev2,
+            &alice,
+            0,
+        )
+        .expect("create");
+        i.apply(
+            dontpanic_incident::Edit::AddSymptom {
+                text: "timeouts".into(),
+                place: None,
+                frequency: None,
+                impact: None,
+            },
+            &alice,
+            1,
+        )
+        .expect("symptom");
+        i.doc().clone()
+    })
+}
+
+/// Valid inputs to mutate, per target.
+pub fn seeds(target: &str) -> Vec<Vec<u8>> {
+    match target {
+        "frame" => {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .build()
+                .expect("runtime");
+            rt.block_on(async {
+                let mut out = Vec::new();
+                for f in [
+                    Frame::new(0, "ip57fstq", vec![1, 2, 3]),
+                    Frame::new(3, "é", vec![0; 300]),
+                ] {
+                    write_frame(&mut out, &f).await.expect("write");
+                }
+                vec![out]
+            })
+        }
+        "invite" => {
+            let inv = Invite {
+                incident: "ip57fstq".into(),
+                secret: [7; 32],
+                inviter: dontpanic_net::PeerId::random(),
+                addresses: vec!["/ip4/127.0.0.1/tcp/4001".parse().expect("addr")],
+            };
+            vec![inv.to_string().into_bytes()]
+        }
+        "sync_message" | "automerge_message" | "validator" => {
+            use automerge::sync::SyncDoc;
+            let doc = base_doc();
+            let changes: Vec<automerge::Change> = doc.get_changes(&[]).into_iter().collect();
+            let mut out: Vec<Vec<u8>> = changes.iter().map(|c| c.raw_bytes().to_vec()).collect();
+            if target == "validator" {
+                return out;
+            }
+            // A first sync message ships the whole document.
+            let mut state = automerge::sync::State::new();
+            let mut peer = automerge::sync::State::new();
+            let empty = automerge::Automerge::new();
+            let mut round = Vec::new();
+            for _ in 0..3 {
+                if let Some(m) = empty.generate_sync_message(&mut peer) {
+                    let mut d = doc.clone();
+                    let _ = d.receive_sync_message(&mut state, m);
+                }
+                if let Some(m) = doc.generate_sync_message(&mut state) {
+                    round.push(m.encode());
+                }
+            }
+            let key = dontpanic_identity::SecretKey::generate();
+            let sigs: Vec<_> = changes
+                .iter()
+                .map(|c| dontpanic_identity::ChangeSignature::sign(&key, c.hash()))
+                .collect();
+            let mut msg = automerge::sync::Message {
+                heads: vec![],
+                need: vec![],
+                have: vec![],
+                changes: automerge::sync::ChunkList::from(doc.save()),
+                flags: None,
+                version: automerge::sync::MessageVersion::V2,
+            };
+            round.push(msg.clone().encode());
+            msg.changes = automerge::sync::ChunkList::from(
+                changes
+                    .iter()
+                    .flat_map(|c| c.raw_bytes().to_vec())
+                    .collect::<Vec<u8>>(),
+            );
+            round.push(msg.encode());
+            if target == "automerge_message" {
+                return round;
+            }
+            for m in round {
+                out.push(
+                    SignedSyncMessage {
+                        message: m,
+                        signatures: sigs.clone(),
+                    }
+                    .encode(),
+                );
+            }
+            let signed: Vec<_> = changes
+                .iter()
+                .map(|c| {
+                    dontpanic_identity::SignedChange::from_parts(
+                        c.clone(),
+                        key.public(),
+                        dontpanic_identity::ChangeSignature::sign(&key, c.hash()).signature,
+                    )
+                })
+                .collect();
+            out.push(dontpanic_notebook::sync::encode_changes(&signed));
+            out
+        }
+        "store_files" => {
+            let dir = tempfile::tempdir().expect("tempdir");
+            let path = dir.path().join("journal");
+            let key = dontpanic_identity::SecretKey::generate();
+            let signed: Vec<_> = base_doc()
+                .get_changes(&[])
+                .into_iter()
+                .map(|c| {
+                    let s = dontpanic_identity::ChangeSignature::sign(&key, c.hash()).signature;
+                    dontpanic_identity::SignedChange::from_parts(c, key.public(), s)
+                })
+                .collect();
+            let _ = dontpanic_store::Journal::create(&path).map(|mut j| j.append(&signed));
+            vec![std::fs::read(&path).unwrap_or_default()]
+        }
+        _ => Vec::new(),
+    }
+}
+
+/// Every target by name.
+pub const TARGETS: &[(&str, fn(&[u8]))] = &[
+    ("frame", frame),
+    ("invite", invite),
+    ("sync_message", sync_message),
+    ("automerge_message", automerge_message),
+    ("store_files", store_files),
+    ("validator", validator),
+];
