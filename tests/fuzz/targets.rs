@@ -222,8 +222,11 @@ pub fn seeds(target: &str) -> Vec<Vec<u8>> {
     }
 }
 
+/// A fuzz target: a name and a function that must not panic on any input.
+pub type Target = (&'static str, fn(&[u8]));
+
 /// Every target by name.
-pub const TARGETS: &[(&str, fn(&[u8]))] = &[
+pub const TARGETS: &[Target] = &[
     ("frame", frame),
     ("invite", invite),
     ("sync_message", sync_message),
