@@ -346,9 +346,13 @@ pub fn report(v: &IncidentView) -> String {
 
     let _ = writeln!(o, "\n## Participants\n");
     for m in &v.members {
+        let removed = v
+            .removal_of(&m.key)
+            .map(|r| format!(" — removed by {}: {}", v.name_of(&r.by), r.reason))
+            .unwrap_or_default();
         let _ = writeln!(
             o,
-            "- {} (`{}`)",
+            "- {} (`{}`){removed}",
             m.name,
             m.key.chars().take(16).collect::<String>()
         );
