@@ -29,6 +29,8 @@ use dontpanic_notebook::sync::{changes_in, SignedSyncMessage};
 use dontpanic_notebook::{Notebook, NotebookHandle};
 use dontpanic_sync::{Notice, Replicator};
 
+/// How long the benchmark's invites admit joiners.
+const HOUR: Duration = Duration::from_secs(3600);
 /// Warm-up edits before any latency is recorded.
 const WARMUP: usize = 10;
 /// Pause between two latency probes: paced edits, not a flood.
@@ -231,7 +233,7 @@ fn mesh(rt: &tokio::runtime::Runtime, n: usize, root: Option<&Path>) -> Vec<Peer
         .map(|i| peer(rt, root, &format!("p{i}"), vec![]))
         .collect();
     create(&peers[0], "bench");
-    let invite = peers[0].r.invite().unwrap().to_string();
+    let invite = peers[0].r.invite(HOUR, false).unwrap().to_string();
     for p in &peers[1..] {
         p.r.join(&invite).unwrap();
     }
@@ -377,7 +379,8 @@ fn offline(rt: &tokio::runtime::Runtime, base: &mut Baseline, n: usize) -> Offli
     let a = peer(rt, None, "a", vec![]);
     let b = peer(rt, None, "b", vec![]);
     let id = create(&a, "offline");
-    b.r.join(&a.r.invite().unwrap().to_string()).unwrap();
+    b.r.join(&a.r.invite(HOUR, false).unwrap().to_string())
+        .unwrap();
     converge(&[&a, &b], &id, Duration::from_secs(10));
     std::thread::sleep(Duration::from_millis(500));
     rt.block_on(b.node.shutdown());
@@ -579,7 +582,7 @@ fn dead_links(
         let port = port_of(&b_addr).unwrap();
         let fwd = Forwarder::start(port);
         let via = format!("/ip4/127.0.0.1/tcp/{}/p2p/{}", fwd.port, b.node.peer_id());
-        let mut invite = b.r.invite().unwrap();
+        let mut invite = b.r.invite(HOUR, false).unwrap();
         invite.addresses = vec![via.parse().unwrap()];
         a.r.join(&invite.to_string()).unwrap();
         converge(&[&a, &b], &id, Duration::from_secs(10));
@@ -1004,7 +1007,7 @@ fn relayed(rt: &tokio::runtime::Runtime, rows: &mut Vec<String>, direct: &Lat) {
             }
             std::thread::sleep(Duration::from_millis(50));
         };
-        let mut inv = a.r.invite().unwrap();
+        let mut inv = a.r.invite(HOUR, false).unwrap();
         inv.addresses = vec![circuit];
         // A join through a relay has failed now and then with this many
         // nodes in one process (see docs/benchmarks.md); count and retry.

@@ -173,9 +173,9 @@ impl Network for War {
             .map(|p| p.to_string())
             .map_err(|e| e.to_string())
     }
-    fn invite(&self) -> Result<String, String> {
+    fn invite(&self, valid_for: std::time::Duration, once: bool) -> Result<String, String> {
         self.0
-            .invite()
+            .invite(valid_for, once)
             .map(|i| i.to_string())
             .map_err(|e| e.to_string())
     }

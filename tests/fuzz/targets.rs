@@ -130,6 +130,9 @@ pub fn seeds(target: &str) -> Vec<Vec<u8>> {
             let inv = Invite {
                 incident: "ip57fstq".into(),
                 secret: [7; 32],
+                expires_ms: 1_900_000_000_000,
+                once: true,
+                nonce: [3; 16],
                 inviter: dontpanic_net::PeerId::random(),
                 addresses: vec!["/ip4/127.0.0.1/tcp/4001".parse().expect("addr")],
             };

@@ -38,7 +38,9 @@ use automerge::{ActorId, Automerge, Change, ObjId, ObjType, ReadDoc, ScalarValue
 pub use ids::{short_forms, shortest_unique, ItemId, Kind, MIN_SHORT_LEN};
 pub use types::{HypothesisStatus, Role, Severity, Status, Verdict};
 pub use validate::{validate, Rule, Validator, Violation};
-pub use view::{Conflict, IncidentView, Item, Member, TimelineEntry};
+pub use view::{
+    removals, removed_keys, Conflict, IncidentView, Item, Member, Removal, TimelineEntry,
+};
 
 /// Version of the document layout, stored at the root.
 pub const SCHEMA: i64 = 1;
@@ -119,6 +121,15 @@ pub enum RuleError {
     /// The key is already on the roster.
     #[error("{0} is already a member")]
     AlreadyMember(String),
+    /// No current member matches what was typed.
+    #[error("no member matches `{0}` (see `who`)")]
+    UnknownMember(String),
+    /// A member cannot remove itself.
+    #[error("you cannot remove yourself; ask another member")]
+    RemoveSelf,
+    /// The key was removed from the roster: it cannot be admitted again.
+    #[error("{0} was removed from this incident; a removed key cannot rejoin (start with --new-identity and a fresh invite)")]
+    Removed(String),
     /// The document is not a dontpanic incident or is damaged.
     #[error("document is not a readable incident: {0}")]
     Document(String),
@@ -226,6 +237,14 @@ pub enum Edit {
         /// Display name.
         name: String,
     },
+    /// Take a member off the roster, saying why. The removal also writes
+    /// a new join secret, so invites made before it stop working.
+    RemoveMember {
+        /// The member: roster name, or a prefix of its hex key.
+        member: String,
+        /// Why.
+        reason: String,
+    },
     /// Settle a conflicting field on one value.
     Resolve {
         /// The field path as [`Conflict::field`] names it.
@@ -258,6 +277,21 @@ pub fn claimed_authors(change: &Change) -> Vec<String> {
         }
     }
     out
+}
+
+/// The kind of the timeline entry a change writes (`remove`, `note`, ...),
+/// if it writes one.
+pub fn change_event(change: &Change) -> Option<String> {
+    change.decode().operations.into_iter().find_map(|op| {
+        let (automerge::legacy::Key::Seq(_), automerge::legacy::OpType::Put(ScalarValue::Str(s))) =
+            (&op.key, &op.action)
+        else {
+            return None;
+        };
+        serde_json::from_str::<TimelineEntry>(s)
+            .ok()
+            .map(|e| e.kind)
+    })
 }
 
 /// What an applied edit produced.
@@ -388,13 +422,48 @@ impl Incident {
         }
     }
 
-    /// Hex keys of the roster.
+    /// Hex keys of the current members: the roster without removed keys.
     pub fn member_keys(&self) -> Vec<String> {
+        let removed = removed_keys(&self.doc);
+        self.roster_keys()
+            .into_iter()
+            .filter(|k| !removed.contains(k))
+            .collect()
+    }
+
+    /// Hex keys of everyone ever on the roster, removed members included.
+    pub fn roster_keys(&self) -> Vec<String> {
         match self.doc.get(ROOT, "roster").ok().flatten() {
             Some((Value::Object(ObjType::Map), roster)) => {
                 self.doc.keys(&roster).map(|k| k.to_string()).collect()
             }
             _ => Vec::new(),
+        }
+    }
+
+    /// The current member `typed` names: its roster name (no case), or a
+    /// unique prefix of its hex key.
+    pub fn resolve_member(&self, typed: &str) -> Result<String, RuleError> {
+        let t = typed.trim();
+        let want = t.to_lowercase();
+        let keys = self.member_keys();
+        if let Some(k) = keys.iter().find(|k| {
+            self.roster_name(k)
+                .is_some_and(|n| n.trim().to_lowercase() == want)
+        }) {
+            return Ok(k.clone());
+        }
+        let hits: Vec<&String> = keys
+            .iter()
+            .filter(|k| !want.is_empty() && k.starts_with(&want))
+            .collect();
+        match hits.as_slice() {
+            [k] => Ok((*k).clone()),
+            [] => Err(RuleError::UnknownMember(t.chars().take(24).collect())),
+            many => Err(RuleError::AmbiguousId {
+                id: t.chars().take(24).collect(),
+                candidates: many.iter().map(|k| k.chars().take(16).collect()).collect(),
+            }),
         }
     }
 
@@ -565,6 +634,13 @@ impl Incident {
             return Err(RuleError::Resolved);
         }
         let plan = self.plan(edit, status)?;
+        if plan
+            .writes
+            .iter()
+            .any(|w| matches!(w, Write::Removal { key, .. } if *key == editor.key))
+        {
+            return Err(RuleError::RemoveSelf);
+        }
         // Names come from the roster: a member's entries carry the name it
         // was admitted under, whatever its device calls itself.
         let editor = &Editor {
@@ -851,6 +927,25 @@ impl Incident {
                     ),
                 );
             }
+            Edit::RemoveMember { member, reason } => {
+                let reason = need(&reason, "reason for the removal")?;
+                let key = self.resolve_member(&member)?;
+                let name = self.roster_name(&key).unwrap_or_default();
+                let mut secret = [0u8; 32];
+                rand::Rng::fill(&mut rand::thread_rng(), &mut secret);
+                plan.writes.push(Write::Removal {
+                    key: key.clone(),
+                    reason: reason.clone(),
+                    secret,
+                });
+                plan.finish(
+                    "remove",
+                    format!(
+                        "removed {name} ({}): {reason}",
+                        key.chars().take(16).collect::<String>()
+                    ),
+                );
+            }
             Edit::Resolve { field, value } => {
                 let known = self.conflicts().into_iter().any(|c| c.field == field);
                 if !known {
@@ -898,6 +993,12 @@ enum Write {
     Role(Role, String),
     Member(String, String),
     Path(String, String),
+    /// A removal: the entry under `removals` and a new join secret.
+    Removal {
+        key: String,
+        reason: String,
+        secret: [u8; 32],
+    },
 }
 
 impl Plan {
@@ -1007,6 +1108,24 @@ impl Write {
                 tx.put(&m, "name", name.as_str())?;
                 tx.put(&m, "at", now_ms)?;
                 tx.put(&m, "added_by", editor.key.as_str())?;
+            }
+            Write::Removal {
+                key,
+                reason,
+                secret,
+            } => {
+                // `removals` is made by the first removal; two made
+                // concurrently both stay readable (`view::removals` reads
+                // every object at the key).
+                let removals = match tx.get(ROOT, "removals")? {
+                    Some((_, r)) => r,
+                    None => tx.put_object(ROOT, "removals", ObjType::Map)?,
+                };
+                let m = tx.put_object(&removals, key.as_str(), ObjType::Map)?;
+                tx.put(&m, "by", editor.key.as_str())?;
+                tx.put(&m, "at", now_ms)?;
+                tx.put(&m, "reason", reason.as_str())?;
+                tx.put(ROOT, "join_secret", ScalarValue::Bytes(secret.to_vec()))?;
             }
             Write::Path(path, value) => {
                 let mut obj = ROOT;

@@ -415,9 +415,19 @@ pub fn report(v: &IncidentView) -> String {
 
     let _ = writeln!(o, "\n## Participants\n");
     for m in &v.members {
+        let removed = v
+            .removal_of(&m.key)
+            .map(|r| {
+                format!(
+                    " — removed by {}: {}",
+                    md1(&v.name_of(&r.by)),
+                    md1(&r.reason)
+                )
+            })
+            .unwrap_or_default();
         let _ = writeln!(
             o,
-            "- {} ({})",
+            "- {} ({}){removed}",
             md1(&m.name),
             code(&m.key.chars().take(16).collect::<String>())
         );

@@ -61,6 +61,9 @@ pub enum Rule {
     Name,
     /// The change writes an object that is not part of the schema.
     UnknownObject,
+    /// A removal: one current member (not the signer), with `by`, `at`
+    /// and a reason, written once, with a new join secret.
+    Removal,
 }
 
 impl Rule {
@@ -79,6 +82,7 @@ impl Rule {
             Rule::Author => "author",
             Rule::Name => "name",
             Rule::UnknownObject => "unknown-object",
+            Rule::Removal => "removal",
         }
     }
 }
@@ -125,6 +129,8 @@ enum Target {
     Timeline,
     Collection(Kind),
     RosterEntry { key: String, new: bool },
+    Removals,
+    RemovalEntry { new: bool },
     Item { kind: Kind, id: String, new: bool },
     Other,
 }
@@ -296,6 +302,10 @@ struct Facts {
     roles: usize,
     item_edits: Vec<ItemEditFact>,
     items_without_author: Vec<String>,
+    /// Keys removed by the change.
+    removed: Vec<String>,
+    /// Fields written into the new removal entry.
+    removal_fields: Vec<&'static str>,
 }
 
 /// Checks changes against the schema. Keeps a cache of where the objects
@@ -343,7 +353,9 @@ impl Validator {
             self.classify(doc, &parent.obj.to_string(), depth - 1)
         };
         match up {
+            Target::Root if key == "removals" => Target::Removals,
             Target::Root => container(&key).map(|(t, _)| t).unwrap_or(Target::Other),
+            Target::Removals => Target::RemovalEntry { new: false },
             Target::Roster => Target::RosterEntry { key, new: false },
             Target::Collection(kind) => Target::Item {
                 kind,
@@ -433,6 +445,21 @@ impl Validator {
                             Some(Ok(_)) => facts.root.push("status"),
                             _ => return broke(Rule::RootKey, "`status` must be a status"),
                         },
+                        "join_secret" if !creating => {
+                            // Rotated by a removal (checked in the shape).
+                            if !matches!(&op.action, OpType::Put(ScalarValue::Bytes(b)) if b.len() == 32) {
+                                return broke(Rule::Removal, "`join_secret` is 32 bytes");
+                            }
+                            facts.root.push("join_secret");
+                        }
+                        "removals" if !creating => {
+                            // Made by the first removal; never replaced.
+                            if op.action != OpType::Make(ObjType::Map) || !op.pred.is_empty() {
+                                return broke(Rule::Removal, "`removals` is a map, made once");
+                            }
+                            created.insert(opid, Target::Removals);
+                            facts.root.push("removals");
+                        }
                         "schema" | "id" | "created_at" | "join_secret" if creating => {
                             let ok = match k {
                                 "id" => str_value(&op.action)
@@ -582,6 +609,45 @@ impl Validator {
                     );
                     facts.new_items.push((kind, id.to_string()));
                     facts.items_without_author.push(id.to_string());
+                }
+                Target::Removals => {
+                    let Some(k) = key.filter(|k| is_key_hex(k)) else {
+                        return broke(Rule::Removal, "removals are keyed by hex public keys");
+                    };
+                    if op.action != OpType::Make(ObjType::Map) || !op.pred.is_empty() {
+                        return broke(Rule::Removal, "a removal is a map, written once");
+                    }
+                    if !roster_names(doc, None).contains_key(k) {
+                        return broke(Rule::Removal, format!("{} is not on the roster", clip(k)));
+                    }
+                    created.insert(opid, Target::RemovalEntry { new: true });
+                    facts.removed.push(k.to_string());
+                }
+                Target::RemovalEntry { new } => {
+                    if !new {
+                        return broke(
+                            Rule::Removal,
+                            "rewrites a removal; removals are written once",
+                        );
+                    }
+                    match key {
+                        Some("by") if str_value(&op.action) == Some(signer) => {
+                            facts.removal_fields.push("by")
+                        }
+                        Some("by") => return broke(Rule::Author, "`by` is not the signer"),
+                        Some("at") if is_int(&op.action) => facts.removal_fields.push("at"),
+                        Some("reason")
+                            if str_value(&op.action).is_some_and(|r| !r.trim().is_empty()) =>
+                        {
+                            facts.removal_fields.push("reason")
+                        }
+                        _ => {
+                            return broke(
+                                Rule::Removal,
+                                "a removal holds only by, at and a non-empty reason",
+                            )
+                        }
+                    }
                 }
                 Target::Item {
                     kind,
@@ -753,8 +819,30 @@ impl Validator {
                 )
             }
         }
+        // A removal: one member, not the signer, whole, with a new secret.
+        if ev == "remove" {
+            let whole = ["by", "at", "reason"]
+                .iter()
+                .all(|f| facts.removal_fields.contains(f));
+            match facts.removed.as_slice() {
+                [k] if k == signer => return broke(Rule::Removal, "a member cannot remove itself"),
+                [_] if whole && facts.root.contains(&"join_secret") => {}
+                _ => {
+                    return broke(
+                        Rule::Removal,
+                        "a `remove` change removes one member, with by, at, reason and a new join secret",
+                    )
+                }
+            }
+        } else if !facts.removed.is_empty() {
+            return broke(
+                Rule::Shape,
+                format!("a `{}` change removes a member", clip(ev)),
+            );
+        }
         for k in &facts.root {
             let allowed: &[&str] = match *k {
+                "join_secret" | "removals" => &["remove"],
                 "title" => &["title", "resolve", "open"],
                 "severity" => &["severity", "resolve", "open"],
                 _ => &["status", "reopen", "resolve", "open"],
@@ -819,6 +907,8 @@ fn describe(t: &Target) -> String {
         Target::Collection(k) => k.collection().into(),
         Target::RosterEntry { key, .. } => format!("the roster entry of {}", clip(key)),
         Target::Item { kind, id, .. } => format!("{} {}", kind.noun(), clip(id)),
+        Target::Removals => "removals".into(),
+        Target::RemovalEntry { .. } => "a removal".into(),
         Target::Other => "an object outside the schema".into(),
     }
 }

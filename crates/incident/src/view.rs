@@ -86,6 +86,8 @@ pub struct IncidentView {
     pub timeline: Vec<TimelineEntry>,
     /// Unresolved conflicts.
     pub conflicts: Vec<Conflict>,
+    /// Members taken off the roster, oldest first.
+    pub removals: Vec<Removal>,
     /// Creation time.
     pub created_at: i64,
 }
@@ -100,6 +102,12 @@ impl IncidentView {
     pub fn item(&self, id: &str) -> Option<&Item> {
         let kind = Kind::from_letter(id.chars().next()?)?;
         self.items(kind).iter().find(|i| i.id.as_str() == id)
+    }
+
+    /// The removal of `key`, if it was removed (the first, when several
+    /// members removed it concurrently).
+    pub fn removal_of(&self, key: &str) -> Option<&Removal> {
+        self.removals.iter().find(|r| r.key == key)
     }
 
     /// Display name of a key: the roster name, else a fingerprint.
@@ -198,6 +206,7 @@ pub(crate) fn read(doc: &Automerge) -> Result<IncidentView, RuleError> {
             v.members.push(Member { key, name });
         }
     }
+    v.removals = removals(doc);
     for kind in Kind::ITEMS {
         let Some(col) = get_map(doc, &ROOT, kind.collection()) else {
             continue;
@@ -321,4 +330,53 @@ pub(crate) fn canonical_value(field: &str, value: &str) -> Result<String, RuleEr
             .to_string(),
         _ => value.to_string(),
     })
+}
+
+/// A member taken off the roster by a `remove` change.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Removal {
+    /// The removed member's hex key.
+    pub key: String,
+    /// The remover's hex key.
+    pub by: String,
+    /// When (the remover's clock, ms).
+    pub at: i64,
+    /// Why.
+    pub reason: String,
+    /// The change that made the removal.
+    pub change: Option<automerge::ChangeHash>,
+}
+
+/// Every removal in the document, oldest first. Reads every object at
+/// `removals` and every entry at each key, so removals made concurrently
+/// (two first removals, two removals of the same member) all count:
+/// removals only accumulate, and every node reads the same set.
+pub fn removals(doc: &Automerge) -> Vec<Removal> {
+    let mut out = Vec::new();
+    for (v, list) in doc.get_all(ROOT, "removals").unwrap_or_default() {
+        if !matches!(v, Value::Object(ObjType::Map)) {
+            continue;
+        }
+        for key in doc.keys(&list) {
+            for (v, entry) in doc.get_all(&list, key.as_str()).unwrap_or_default() {
+                if !matches!(v, Value::Object(ObjType::Map)) {
+                    continue;
+                }
+                out.push(Removal {
+                    key: key.clone(),
+                    by: get_str(doc, &entry, "by").unwrap_or_default(),
+                    at: get_int(doc, &entry, "at"),
+                    reason: get_str(doc, &entry, "reason").unwrap_or_default(),
+                    change: doc.hash_for_opid(&entry),
+                });
+            }
+        }
+    }
+    out.sort_by(|a, b| (a.at, &a.key, &a.by).cmp(&(b.at, &b.key, &b.by)));
+    out
+}
+
+/// Hex keys of removed members.
+pub fn removed_keys(doc: &Automerge) -> std::collections::HashSet<String> {
+    removals(doc).into_iter().map(|r| r.key).collect()
 }

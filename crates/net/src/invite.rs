@@ -1,12 +1,18 @@
 //! The invite: one pasteable string that lets a newcomer join an incident.
 //!
-//! `dpinv1` followed by lower-case base32 (no padding) of:
+//! `dpinv2` followed by lower-case base32 (no padding) of:
 //!
 //! ```text
-//! version u8 (=1) | incident id: u8 len + utf8 | join secret: 32 bytes
+//! version u8 (=2) | incident id: u8 len + utf8 | invite key: 32 bytes
+//! | expires: u64 BE (unix ms) | flags u8 (bit 0: single use) | nonce: 16 bytes
 //! | inviter peer id: u8 len + bytes | addresses: u8 count, each u16 len + multiaddr bytes
 //! | checksum: first 4 bytes of sha256(everything before)
 //! ```
+//!
+//! The invite key is derived by the inviter from the incident's join secret
+//! and the invite's terms (expiry, flags, nonce, inviter); the admitting
+//! member derives it again from what the joiner says the terms are, so a
+//! joiner who changes the expiry holds the wrong key (see `dontpanic-sync`).
 //!
 //! The checksum turns a mistyped or truncated invite into a clear error
 //! instead of a dial that hangs.
@@ -19,17 +25,17 @@ use sha2::{Digest, Sha256};
 
 /// The prefix every invite starts with.
 pub const PREFIX: &str = "dpinv";
-const VERSION: u8 = 1;
+const VERSION: u8 = 2;
 const BASE32: data_encoding::Encoding = data_encoding::BASE32_NOPAD;
 
 /// Why an invite could not be read.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum InviteError {
-    /// Not starting with `dpinv1`.
-    #[error("not a dontpanic invite: it should start with `{PREFIX}1`")]
+    /// Not starting with `dpinv`.
+    #[error("not a dontpanic invite: it should start with `{PREFIX}{VERSION}`")]
     Kind,
     /// A version this build does not know.
-    #[error("invite version {0} is not supported by this dontpanic (it reads version {VERSION})")]
+    #[error("invite version {0} is not supported by this dontpanic (it reads version {VERSION}; ask for a new invite)")]
     Version(String),
     /// Not base32.
     #[error("invite is not valid base32 (a character was mistyped?): {0}")]
@@ -47,8 +53,16 @@ pub enum InviteError {
 pub struct Invite {
     /// The incident id.
     pub incident: String,
-    /// The incident's join secret; proves membership to be.
+    /// The invite key: derived from the incident's join secret and this
+    /// invite's terms; proves the right to join.
     pub secret: [u8; 32],
+    /// When the invite stops admitting anyone (unix ms, the inviter's
+    /// clock; checked by the admitting member's clock).
+    pub expires_ms: u64,
+    /// Admits one joiner only (and only through its inviter).
+    pub once: bool,
+    /// Names this invite (single use is remembered by it).
+    pub nonce: [u8; 16],
     /// The inviting member's peer id.
     pub inviter: PeerId,
     /// Addresses where the inviter was listening (direct and relayed).
@@ -61,6 +75,8 @@ impl std::fmt::Debug for Invite {
         f.debug_struct("Invite")
             .field("incident", &self.incident)
             .field("secret", &"(redacted)")
+            .field("expires_ms", &self.expires_ms)
+            .field("once", &self.once)
             .field("inviter", &self.inviter)
             .field("addresses", &self.addresses)
             .finish()
@@ -73,6 +89,9 @@ impl Invite {
         p.push(self.incident.len() as u8);
         p.extend_from_slice(self.incident.as_bytes());
         p.extend_from_slice(&self.secret);
+        p.extend_from_slice(&self.expires_ms.to_be_bytes());
+        p.push(u8::from(self.once));
+        p.extend_from_slice(&self.nonce);
         let pid = self.inviter.to_bytes();
         p.push(pid.len() as u8);
         p.extend_from_slice(&pid);
@@ -153,7 +172,13 @@ impl FromStr for Invite {
         let n = r.byte("incident id")? as usize;
         let incident = String::from_utf8(r.take(n, "incident id")?.to_vec())
             .map_err(|_| InviteError::Content("incident id is not text".into()))?;
-        let secret: [u8; 32] = r.take(32, "join secret")?.try_into().expect("32 bytes");
+        let secret: [u8; 32] = r.take(32, "invite key")?.try_into().expect("32 bytes");
+        let expires_ms = u64::from_be_bytes(r.take(8, "expiry")?.try_into().expect("8 bytes"));
+        let flags = r.byte("flags")?;
+        if flags > 1 {
+            return Err(InviteError::Content(format!("unknown flags {flags:#04x}")));
+        }
+        let nonce: [u8; 16] = r.take(16, "nonce")?.try_into().expect("16 bytes");
         let n = r.byte("peer id")? as usize;
         let inviter = PeerId::from_bytes(r.take(n, "peer id")?)
             .map_err(|e| InviteError::Content(format!("peer id: {e}")))?;
@@ -171,6 +196,9 @@ impl FromStr for Invite {
         Ok(Invite {
             incident,
             secret,
+            expires_ms,
+            once: flags == 1,
+            nonce,
             inviter,
             addresses,
         })
@@ -185,6 +213,9 @@ mod tests {
         Invite {
             incident: "ip57fstq".into(),
             secret: [7; 32],
+            expires_ms: 1_764_580_000_000,
+            once: true,
+            nonce: [3; 16],
             inviter: PeerId::random(),
             addresses: vec![
                 "/ip4/127.0.0.1/tcp/4001".parse().unwrap(),
@@ -197,11 +228,11 @@ mod tests {
     fn invite_round_trips() {
         let inv = sample();
         let text = inv.to_string();
-        assert!(text.starts_with("dpinv1"));
+        assert!(text.starts_with("dpinv2"));
         assert_eq!(text.parse::<Invite>().unwrap(), inv);
         assert_eq!(
             text.to_uppercase()
-                .replacen("DPINV1", "dpinv1", 1)
+                .replacen("DPINV2", "dpinv2", 1)
                 .parse::<Invite>()
                 .unwrap(),
             inv
@@ -217,8 +248,14 @@ mod tests {
         let cases: Vec<(String, InviteError)> = vec![
             ("hello".into(), InviteError::Kind),
             (
-                good.replacen("dpinv1", "dpinv9", 1),
+                good.replacen("dpinv2", "dpinv9", 1),
                 InviteError::Version("9".into()),
+            ),
+            // A version-1 invite (before expiry) says so rather than failing
+            // its checksum.
+            (
+                good.replacen("dpinv2", "dpinv1", 1),
+                InviteError::Version("1".into()),
             ),
             (
                 good.get(..good.len() - 7).expect("ascii").to_string(),

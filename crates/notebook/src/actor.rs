@@ -804,6 +804,12 @@ fn admit(
     name: String,
 ) -> Result<Vec<SignedChange>, NotebookError> {
     nb.ensure_loaded(incident)?;
+    if nb
+        .held(incident)
+        .is_some_and(|o| dontpanic_incident::removed_keys(o.incident().doc()).contains(&key))
+    {
+        return Err(dontpanic_incident::RuleError::Removed(key.chars().take(16).collect()).into());
+    }
     let on_roster = nb
         .held(incident)
         .is_some_and(|o| o.incident().member_keys().contains(&key));

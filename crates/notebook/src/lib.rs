@@ -705,7 +705,7 @@ impl Notebook {
         if accepted.is_empty() {
             return Ok(Vec::new());
         }
-        let names = roster_names(&trial);
+        let names = roster_entries(&trial);
         Self::apply_accepted(open, accepted, &names)
     }
 
@@ -825,6 +825,7 @@ fn check_batch(
 ) -> Result<(Vec<SignedChange>, Vec<SignedChange>), String> {
     let mut validator = dontpanic_incident::Validator::default();
     let mut accepted = Vec::with_capacity(batch.len());
+    let mut refused = 0usize;
     let mut pending = batch;
     loop {
         let mut rest = Vec::new();
@@ -835,11 +836,26 @@ fn check_batch(
                 .deps()
                 .iter()
                 .all(|d| trial.get_change_by_hash(d).is_some());
-            let signer = c.signer.to_string();
-            let creates = c.change.deps().is_empty() && trial.get_heads().is_empty();
-            if !ready || !(creates || roster_of(trial).contains(&signer)) {
+            if !ready {
                 rest.push(c);
                 continue;
+            }
+            let signer = c.signer.to_string();
+            let creates = c.change.deps().is_empty() && trial.get_heads().is_empty();
+            match membership(trial, &c, &signer) {
+                _ if creates => {}
+                Membership::Member => {}
+                Membership::Stranger => {
+                    rest.push(c);
+                    continue;
+                }
+                Membership::Removed => {
+                    // Written after (or without having seen) its author's
+                    // removal: set aside, nobody blamed — the sender may be
+                    // a member that got it before the removal reached it.
+                    refused += 1;
+                    continue;
+                }
             }
             validator
                 .check(trial, &c.change, &signer)
@@ -855,6 +871,11 @@ fn check_batch(
             break;
         }
     }
+    if refused > 0 {
+        tracing::warn!(
+            "{refused} change(s) by removed members refused: written after their removal"
+        );
+    }
     let ready = |c: &&SignedChange| {
         c.change
             .deps()
@@ -869,6 +890,70 @@ fn check_batch(
         ));
     }
     Ok((accepted, pending))
+}
+
+/// Where the signer of a change stands, for that change.
+#[derive(Debug, PartialEq, Eq)]
+enum Membership {
+    /// On the roster and not removed (or see [`membership`]).
+    Member,
+    /// Removed, and the change is not one the removal allows.
+    Removed,
+    /// Never on the roster.
+    Stranger,
+}
+
+/// The membership rule (docs/security.md, "Removing a member"), decided
+/// from the document alone so every node decides the same:
+///
+/// * a change by a removed key is accepted only if it is an ancestor of
+///   every removal of that key (the remover had seen it). A change that is
+///   not in the document yet cannot be an ancestor of a removal that is, so
+///   every change by a removed key that arrives after its removal is
+///   refused;
+/// * except a `remove` change whose author had not seen its own removal
+///   (no removal of its author among its ancestors): concurrent removals
+///   all stand, so two members who remove each other while apart are both
+///   removed, on every node, whatever the order changes arrive in.
+fn membership(trial: &Automerge, c: &SignedChange, signer: &str) -> Membership {
+    if !roster_all(trial).contains(signer) {
+        return Membership::Stranger;
+    }
+    let removals: Vec<_> = dontpanic_incident::removals(trial)
+        .into_iter()
+        .filter(|r| r.key == signer)
+        .collect();
+    if removals.is_empty() {
+        return Membership::Member;
+    }
+    let is_removal = dontpanic_incident::change_event(&c.change).as_deref() == Some("remove");
+    let saw_own_removal = removals
+        .iter()
+        .filter_map(|r| r.change)
+        .any(|h| is_ancestor(trial, h, c.change.deps()));
+    if is_removal && !saw_own_removal {
+        Membership::Member
+    } else {
+        Membership::Removed
+    }
+}
+
+/// Whether change `anc` is among `heads` or their ancestors in `doc`.
+fn is_ancestor(doc: &Automerge, anc: ChangeHash, heads: &[ChangeHash]) -> bool {
+    let mut seen: HashSet<ChangeHash> = HashSet::new();
+    let mut stack: Vec<ChangeHash> = heads.to_vec();
+    while let Some(h) = stack.pop() {
+        if h == anc {
+            return true;
+        }
+        if !seen.insert(h) {
+            continue;
+        }
+        if let Some(c) = doc.get_change_by_hash(&h) {
+            stack.extend(c.deps().iter().copied());
+        }
+    }
+    false
 }
 
 /// Journal records that trigger a snapshot during a session.
@@ -901,7 +986,7 @@ fn knows_key(data: &DataDir, ids: &[String], key: &PublicKey) -> bool {
             .and_then(|(_, bytes)| Automerge::load(&bytes).ok())
             .unwrap_or_default();
         let _ = doc.apply_changes(data.unverified_changes(id));
-        roster_names(&doc).contains_key(&hex)
+        roster_entries(&doc).contains_key(&hex)
     })
 }
 
@@ -933,11 +1018,21 @@ fn summary_of(i: &Incident, id: &str) -> IncidentSummary {
     }
 }
 
-fn roster_of(doc: &Automerge) -> HashSet<String> {
-    roster_names(doc).into_keys().collect()
+/// Every key ever on the roster, removed members included.
+fn roster_all(doc: &Automerge) -> HashSet<String> {
+    roster_entries(doc).into_keys().collect()
 }
 
+/// The current members (the roster without removed keys) and their names:
+/// whom the node syncs with and accepts changes from.
 pub(crate) fn roster_names(doc: &Automerge) -> HashMap<String, String> {
+    let removed = dontpanic_incident::removed_keys(doc);
+    let mut names = roster_entries(doc);
+    names.retain(|k, _| !removed.contains(k));
+    names
+}
+
+fn roster_entries(doc: &Automerge) -> HashMap<String, String> {
     use automerge::{ObjType, ReadDoc, Value, ROOT};
     let Ok(Some((Value::Object(ObjType::Map), roster))) = doc.get(ROOT, "roster") else {
         return HashMap::new();

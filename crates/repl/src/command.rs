@@ -248,8 +248,15 @@ pub const SPECS: &[Spec] = &[
     Spec {
         name: "invite",
         aliases: &[],
-        usage: "invite",
-        help: "Print an invite string for the open incident.",
+        usage: "invite [--expires <duration>] [--once]",
+        help: "Print an invite string for the open incident. It expires after --expires (like 30m, 2h, 1d; default 24h), by the clock of the member who admits; --once admits one joiner only, through this node.",
+        flags: &[("expires", V), ("once", N)],
+    },
+    Spec {
+        name: "remove",
+        aliases: &[],
+        usage: "remove <member> <reason>",
+        help: "Take a member (its roster name or key prefix) off the roster, saying why: its later changes are refused and it is disconnected wherever the removal reaches, and every earlier invite stops working (a new join secret).",
         flags: &[],
     },
     Spec {
@@ -356,13 +363,47 @@ pub enum Command {
     /// `unblock`
     Unblock(String),
     /// `invite`
-    Invite,
+    Invite {
+        /// How long the invite admits joiners.
+        expires: std::time::Duration,
+        /// Admits one joiner only.
+        once: bool,
+    },
+    /// `remove`
+    Remove {
+        /// Roster name or key prefix.
+        member: String,
+        /// Why.
+        reason: String,
+    },
     /// `join`
     Join(String),
     /// `help`
     Help(Option<String>),
     /// `quit`
     Quit,
+}
+
+/// How long an invite admits joiners unless `--expires` says otherwise.
+pub const DEFAULT_INVITE_VALIDITY: std::time::Duration = std::time::Duration::from_secs(24 * 3600);
+
+/// `90s`, `30m`, `2h`, `1d` (a number and one unit), at most a year.
+fn parse_duration(s: &str) -> Option<std::time::Duration> {
+    let s = s.trim();
+    let split = s.find(|c: char| !c.is_ascii_digit())?;
+    let (digits, unit) = s.split_at_checked(split)?;
+    let n: u64 = digits.parse().ok()?;
+    let unit = match unit {
+        "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        "d" => 86_400,
+        _ => return None,
+    };
+    let secs = n
+        .checked_mul(unit)
+        .filter(|&t| t > 0 && t <= 366 * 86_400)?;
+    Some(std::time::Duration::from_secs(secs))
 }
 
 /// Finds a command's spec by name or alias.
@@ -582,7 +623,23 @@ pub fn parse(line: &str) -> Result<Option<Command>, ParseError> {
         "peers" => a.none().map(|_| Command::Peers)?,
         "connect" => Command::Connect(a.word(0, "multiaddr")?),
         "unblock" => Command::Unblock(a.word(0, "peer id")?),
-        "invite" => a.none().map(|_| Command::Invite)?,
+        "invite" => {
+            a.none()?;
+            let expires = match a.flag("expires") {
+                Some(d) => parse_duration(&d).ok_or_else(|| {
+                    a.usage(format!("`{d}` is not a duration (like 30m, 2h, 1d)"))
+                })?,
+                None => DEFAULT_INVITE_VALIDITY,
+            };
+            Command::Invite {
+                expires,
+                once: a.has("once"),
+            }
+        }
+        "remove" => Command::Remove {
+            member: a.word(0, "member")?,
+            reason: a.rest(1, "reason")?,
+        },
         "join" => Command::Join(a.word(0, "invite")?),
         "help" => Command::Help(a.at_most_one()?),
         "quit" => Command::Quit,

@@ -54,8 +54,9 @@ pub trait Network: Send + Sync {
     fn connect(&self, addr: &str) -> Result<String, String>;
     /// `unblock <peer>`: trust a rejected peer again; returns its peer id.
     fn unblock(&self, peer: &str) -> Result<String, String>;
-    /// `invite`: the invite string for the open incident.
-    fn invite(&self) -> Result<String, String>;
+    /// `invite`: the invite string for the open incident, valid for
+    /// `valid_for`, for one joiner if `once`.
+    fn invite(&self, valid_for: std::time::Duration, once: bool) -> Result<String, String>;
     /// `join <invite>`: returns the joined incident's id once it is stored.
     fn join(&self, invite: &str) -> Result<String, String>;
     /// The incident that is now open (after `new`/`open`), so the node syncs it.
@@ -527,10 +528,14 @@ impl Session {
                 let msg = self.network()?.connect(&addr)?;
                 Ok(Reply::done(msg, json!({ "address": addr })))
             }
-            Command::Invite => {
-                let invite = self.network()?.invite()?;
-                Ok(Reply::done(invite.clone(), json!({ "invite": invite })))
+            Command::Invite { expires, once } => {
+                let invite = self.network()?.invite(expires, once)?;
+                Ok(Reply::done(
+                    invite.clone(),
+                    json!({ "invite": invite, "once": once, "expires_in_s": expires.as_secs() }),
+                ))
             }
+            Command::Remove { member, reason } => self.edit(Edit::RemoveMember { member, reason }),
             Command::Join(invite) => {
                 let id = self.network()?.join(&invite)?;
                 if let Some(net) = &self.network {
@@ -682,7 +687,8 @@ fn command_name(cmd: &Command) -> &'static str {
         Command::Peers => "peers",
         Command::Connect(_) => "connect",
         Command::Unblock(_) => "unblock",
-        Command::Invite => "invite",
+        Command::Invite { .. } => "invite",
+        Command::Remove { .. } => "remove",
         Command::Join(_) => "join",
         Command::Help(_) => "help",
         Command::Quit => "quit",

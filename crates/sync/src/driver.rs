@@ -14,7 +14,7 @@ use dontpanic_notebook::{NotebookError, Published};
 use serde_json::json;
 use tokio::sync::{mpsc, oneshot};
 
-use crate::join::{joiner_name, proof, verify_proof};
+use crate::join::{self, invite_key, joiner_name, proof, verify_proof, Terms};
 use crate::redial::Backoff;
 use crate::{hex_key, key_peer, kind, Kick, Notifier, Problem, Replicator};
 
@@ -299,10 +299,37 @@ impl Driver {
         self.maybe_flushed();
     }
 
+    /// Members that left every roster (removed) are disconnected: nothing
+    /// more is sent to them, and their requests are refused as a
+    /// non-member's.
+    fn drop_removed(&mut self, before: &BTreeMap<String, Vec<dontpanic_notebook::actor::Member>>) {
+        let now = self.member_peers();
+        let gone: Vec<(PeerId, String)> = before
+            .iter()
+            .filter_map(|(id, old)| Some((old, self.rosters.get(id)?)))
+            .flat_map(|(old, new)| old.iter().filter(move |m| !new.contains(m)))
+            .filter(|m| m.key != self.my_key)
+            .filter_map(|m| Some((key_peer(&m.key)?, one_line(&m.name))))
+            .filter(|(p, _)| !now.contains(p))
+            .collect();
+        for (peer, name) in gone {
+            self.redial.remove(&peer);
+            self.r.shared().redialing.remove(&peer);
+            if self.connected(&peer) {
+                self.r.node.disconnect(peer);
+            }
+            self.notify(
+                format!("* {name} is no longer a member: disconnected"),
+                json!({"event": "member_removed", "peer": peer.to_string(), "name": name}),
+            );
+        }
+    }
+
     /// The notebook published new rosters: file addresses of new members,
     /// tell connected members about them, and sync what is new.
     fn rosters_changed(&mut self, published: Published) {
         let before = std::mem::replace(&mut self.rosters, published.rosters);
+        self.drop_removed(&before);
         let mut grown: Vec<String> = Vec::new();
         for (id, roster) in &self.rosters {
             let old = before.get(id);
@@ -575,13 +602,53 @@ impl Driver {
                 Ok(s) => s,
                 Err(e) => return deny(&r, &e.to_string()),
             };
-            if !verify_proof(&secret, b"join", &peer, &me, &body[..32]) {
+            let Some((terms, name)) = Terms::decode(&body[32..]) else {
+                return deny(&r, "malformed invite terms");
+            };
+            let invite = invite_key(&secret, &terms);
+            if !verify_proof(&invite, b"join", &peer, &me, &body[..32]) {
                 return deny(&r, "wrong proof");
             }
-            let name = joiner_name(&body[32..]);
+            // The joiner holds a genuine invite of this incident: it may
+            // learn why it is not admitted.
+            let refuse = |r: &Replicator, why: String| {
+                tracing::warn!("join from {peer} refused: {why}");
+                r.node
+                    .respond(token, Frame::new(kind::DENIED, &incident, why.into_bytes()));
+            };
+            if join::now_ms() >= terms.expires_ms {
+                let at = dontpanic_notebook::incident::render::utc(terms.expires_ms as i64);
+                return refuse(
+                    &r,
+                    format!("this invite expired at {at}; ask a member for a new one"),
+                );
+            }
+            if terms.once {
+                if terms.inviter != me {
+                    return refuse(
+                        &r,
+                        "a single-use invite admits only through the member who made it".into(),
+                    );
+                }
+                let mut s = r.shared();
+                match s.used_once.get(&terms.nonce) {
+                    Some(k) if *k != key => {
+                        drop(s);
+                        return refuse(
+                            &r,
+                            "this single-use invite was already used; ask a member for a new one"
+                                .into(),
+                        );
+                    }
+                    _ => {
+                        s.used_once.insert(terms.nonce, key.clone());
+                    }
+                }
+            }
+            let name = joiner_name(name);
             match r.notebook.admit(incident.clone(), key, name.clone()).await {
                 Ok(history) => {
-                    let mut answer = proof(&secret, b"admit", &me, &peer).to_vec();
+                    let mut answer = proof(&invite, b"admit", &me, &peer).to_vec();
                     answer.extend_from_slice(&encode_changes(&history));
                     count(&r, answer.len(), body.len());
                     r.node
@@ -592,6 +659,9 @@ impl Driver {
                     );
                     r.kick(Kick::Edit(incident));
                 }
+                Err(
+                    e @ NotebookError::Rule(dontpanic_notebook::incident::RuleError::Removed(_)),
+                ) => refuse(&r, e.to_string()),
                 Err(e) => deny(&r, &e.to_string()),
             }
         });

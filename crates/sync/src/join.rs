@@ -9,12 +9,78 @@ use sha2::Sha256;
 
 use crate::kind;
 
-/// The join proof: an HMAC of the invite secret bound to both peer ids, so
-/// it proves knowledge of the secret without revealing it and cannot be
+/// The terms an invite was made on, as the joiner states them in its join
+/// request: the admitting member derives the invite key from them, so a
+/// joiner that changes them (a later expiry) proves the wrong key.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct Terms {
+    pub expires_ms: u64,
+    pub once: bool,
+    pub nonce: [u8; 16],
+    pub inviter: PeerId,
+}
+
+impl Terms {
+    pub(crate) fn of(inv: &Invite) -> Terms {
+        Terms {
+            expires_ms: inv.expires_ms,
+            once: inv.once,
+            nonce: inv.nonce,
+            inviter: inv.inviter,
+        }
+    }
+
+    /// `expires u64 | flags u8 | nonce 16 | inviter: u8 length + bytes`.
+    pub(crate) fn encode(&self) -> Vec<u8> {
+        let mut out = self.expires_ms.to_be_bytes().to_vec();
+        out.push(u8::from(self.once));
+        out.extend_from_slice(&self.nonce);
+        let pid = self.inviter.to_bytes();
+        out.push(pid.len() as u8);
+        out.extend_from_slice(&pid);
+        out
+    }
+
+    /// Reads the terms at the start of `b`; returns them and the rest.
+    pub(crate) fn decode(b: &[u8]) -> Option<(Terms, &[u8])> {
+        let expires_ms = u64::from_be_bytes(b.get(..8)?.try_into().ok()?);
+        let once = match *b.get(8)? {
+            0 => false,
+            1 => true,
+            _ => return None,
+        };
+        let nonce: [u8; 16] = b.get(9..25)?.try_into().ok()?;
+        let n = *b.get(25)? as usize;
+        let inviter = PeerId::from_bytes(b.get(26..26 + n)?).ok()?;
+        Some((
+            Terms {
+                expires_ms,
+                once,
+                nonce,
+                inviter,
+            },
+            &b[26 + n..],
+        ))
+    }
+}
+
+/// The invite key: an HMAC of the incident's join secret over the invite's
+/// terms. Only members (who hold the join secret) can make one, so the
+/// terms inside an invite cannot be changed by whoever holds it; and a
+/// removal writes a new join secret, so every earlier invite stops working.
+pub(crate) fn invite_key(join_secret: &[u8], t: &Terms) -> [u8; 32] {
+    let mut mac = Hmac::<Sha256>::new_from_slice(join_secret).expect("hmac takes any key length");
+    mac.update(b"dontpanic/invite/v2:");
+    mac.update(&t.encode());
+    mac.finalize().into_bytes().into()
+}
+
+/// The join proof: an HMAC of the invite key bound to both peer ids, so
+/// it proves knowledge of the key without revealing it and cannot be
 /// replayed by anyone else.
 fn proof_mac(secret: &[u8], label: &[u8], a: &PeerId, b: &PeerId) -> Hmac<Sha256> {
     let mut mac = Hmac::<Sha256>::new_from_slice(secret).expect("hmac takes any key length");
-    mac.update(b"dontpanic/join/v1:");
+    mac.update(b"dontpanic/join/v2:");
     mac.update(label);
     mac.update(&a.to_bytes());
     mac.update(&b.to_bytes());
@@ -38,6 +104,14 @@ pub(crate) fn verify_proof(
     got: &[u8],
 ) -> bool {
     proof_mac(secret, label, a, b).verify_slice(got).is_ok()
+}
+
+/// Now, by this machine's clock, in unix ms.
+pub(crate) fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
 }
 
 /// The relay part (`…/p2p/<relay>`) of every circuit address.
@@ -67,6 +141,7 @@ pub(crate) async fn ask_to_join(
     peer: PeerId,
 ) -> Result<Vec<u8>, String> {
     let mut body = proof(&inv.secret, b"join", me, &peer).to_vec();
+    body.extend_from_slice(&Terms::of(inv).encode());
     body.extend_from_slice(name.as_bytes());
     let frame = Frame::new(0, &inv.incident, body);
     match tokio::time::timeout(
@@ -121,6 +196,42 @@ mod tests {
         assert!(!verify_proof(b"secret", b"admit", &a, &b, &p));
         assert!(!verify_proof(b"secret", b"join", &b, &a, &p));
         assert!(!verify_proof(b"secret", b"join", &a, &b, &p[..31]));
+    }
+
+    #[test]
+    fn the_invite_key_binds_every_term() {
+        let t = Terms {
+            expires_ms: 1_000,
+            once: false,
+            nonce: [1; 16],
+            inviter: PeerId::random(),
+        };
+        let bytes = [t.encode(), b"carol".to_vec()].concat();
+        let (back, rest) = Terms::decode(&bytes).unwrap();
+        assert_eq!((back, rest), (t.clone(), &b"carol"[..]));
+        let k = invite_key(b"secret", &t);
+        let changed = [
+            Terms {
+                expires_ms: 2_000,
+                ..t.clone()
+            },
+            Terms {
+                once: true,
+                ..t.clone()
+            },
+            Terms {
+                nonce: [2; 16],
+                ..t.clone()
+            },
+            Terms {
+                inviter: PeerId::random(),
+                ..t.clone()
+            },
+        ];
+        for c in changed {
+            assert_ne!(invite_key(b"secret", &c), k, "{c:?}");
+        }
+        assert_ne!(invite_key(b"rotated", &t), k);
     }
 
     #[test]

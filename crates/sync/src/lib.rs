@@ -132,6 +132,9 @@ struct Shared {
     redialing: HashMap<PeerId, (Instant, Option<String>)>,
     /// When a local fault was last said, per incident.
     local_faults: HashMap<String, Instant>,
+    /// Single-use invites this node admitted someone with: nonce → the
+    /// joiner's key (the same joiner may ask again; nobody else may).
+    used_once: HashMap<[u8; 16], String>,
     traffic: Traffic,
 }
 
@@ -474,8 +477,9 @@ impl Replicator {
     }
 
     /// `invite`: a capability to join the incident at the prompt, with our
-    /// addresses.
-    pub fn invite(&self) -> Result<Invite, SyncError> {
+    /// addresses, valid for `valid_for` (by the admitting member's clock),
+    /// admitting one joiner only if `once`.
+    pub fn invite(&self, valid_for: Duration, once: bool) -> Result<Invite, SyncError> {
         let incident = self
             .notebook
             .published()
@@ -489,11 +493,24 @@ impl Replicator {
             let secret = nb.join_secret(inc).await;
             (secret, node.addresses().await)
         });
-        let secret = <[u8; 32]>::try_from(secret?.as_slice())
-            .map_err(|_| SyncError::Join("this incident's join secret is malformed".into()))?;
+        let secret = secret?;
+        if secret.len() != 32 {
+            return Err(SyncError::Join(
+                "this incident's join secret is malformed".into(),
+            ));
+        }
+        let terms = join::Terms {
+            expires_ms: join::now_ms().saturating_add(valid_for.as_millis() as u64),
+            once,
+            nonce: rand::random(),
+            inviter: self.node.peer_id(),
+        };
         Ok(Invite {
             incident,
-            secret,
+            secret: join::invite_key(&secret, &terms),
+            expires_ms: terms.expires_ms,
+            once,
+            nonce: terms.nonce,
             inviter: self.node.peer_id(),
             addresses,
         })
