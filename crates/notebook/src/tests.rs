@@ -399,3 +399,75 @@ fn a_multi_byte_claimed_author_is_refused_without_a_panic() {
         .unwrap_err();
     assert!(err.to_string().contains("in the name of"), "{err}");
 }
+
+/// Long batches are checked change by change but applied in runs: a
+/// joiner's whole history (notes around a roster change) is taken whole,
+/// and one bad note deep inside a run of good ones still refuses the batch
+/// and leaves the journal untouched.
+#[test]
+fn long_batches_are_checked_whole_and_refused_whole() {
+    let (ta, tb) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let mut a = notebook(ta.path());
+    let mut b = Notebook::open(tb.path(), Some("bob")).unwrap();
+    a.create("long", Severity::Sev2).unwrap();
+    let id = a.current_id().unwrap().to_string();
+    (0..300).for_each(|i| note(&mut a, &format!("before {i}")));
+    a.edit(Edit::AddMember {
+        key: b.device().key.public().to_string(),
+        name: "bob".into(),
+    })
+    .unwrap();
+    (0..300).for_each(|i| note(&mut a, &format!("after {i}")));
+    b.adopt(a.signed_changes(&id).unwrap()).unwrap();
+    assert_eq!(b.incident().unwrap().view().unwrap().timeline.len(), 602);
+
+    // a writes 200 more; the 101st, signed by a, names bob in its entry.
+    let mut batch = Vec::new();
+    let editor = a.editor();
+    let key = a.device().key.clone();
+    let me = editor.key.clone();
+    for i in 0..200 {
+        let inc = &mut a.held.get_mut(&id).unwrap().incident;
+        let change = if i == 100 {
+            use automerge::transaction::Transactable;
+            let doc = inc.doc_mut();
+            let tl = match doc.get(automerge::ROOT, "timeline").unwrap() {
+                Some((_, tl)) => tl,
+                None => unreachable!("the incident has a timeline"),
+            };
+            let entry = serde_json::json!({
+                "at": 1, "by": me, "name": "bob", "kind": "note", "item": null,
+                "text": "note: spoofed",
+            });
+            let mut tx = doc.transaction();
+            let len = tx.length(&tl);
+            tx.insert(&tl, len, entry.to_string()).unwrap();
+            tx.commit_with(
+                automerge::transaction::CommitOptions::default()
+                    .with_message("note: spoofed".to_string()),
+            );
+            doc.get_last_local_change().unwrap()
+        } else {
+            inc.apply(
+                Edit::AddNote {
+                    text: format!("late {i}"),
+                },
+                &editor,
+                1,
+            )
+            .unwrap()
+            .change
+        };
+        batch.push(SignedChange::sign(&key, change));
+    }
+    let journal = b.held(&id).unwrap().journal.path().to_path_buf();
+    let before = std::fs::read(&journal).unwrap();
+    let err = b.accept(&id, batch).unwrap_err();
+    assert!(err.to_string().contains("schema rule"), "{err}");
+    assert_eq!(
+        std::fs::read(&journal).unwrap(),
+        before,
+        "nothing journaled"
+    );
+    assert_eq!(b.incident().unwrap().view().unwrap().timeline.len(), 602);
+}
