@@ -613,20 +613,7 @@ fn rogue_change(
         );
         d.get_last_local_change().unwrap()
     };
-    let signature = ChangeSignature::sign(member, change.hash());
-    SignedSyncMessage {
-        message: Message {
-            heads: vec![change.hash()],
-            need: vec![],
-            have: vec![],
-            changes: ChunkList::from(change.raw_bytes().to_vec()),
-            flags: None,
-            version: MessageVersion::V1,
-        }
-        .encode(),
-        signatures: vec![signature],
-    }
-    .encode()
+    support::one_change_message(&change, ChangeSignature::sign(member, change.hash()))
 }
 
 /// A member trusted to add, not to erase: each hand-written change against

@@ -306,18 +306,6 @@ fn journal_of(dir: &Path) -> PathBuf {
     inc.join("journal")
 }
 
-/// Offsets of the records of a journal (header is 8 bytes).
-fn record_offsets(bytes: &[u8]) -> Vec<usize> {
-    let mut out = Vec::new();
-    let mut at = 8;
-    while at + 12 <= bytes.len() {
-        out.push(at);
-        let len = u32::from_le_bytes(bytes[at + 4..at + 8].try_into().unwrap()) as usize;
-        at += 12 + len;
-    }
-    out
-}
-
 /// Each case damages the journal of a 10-note incident and says which
 /// entries (0 = the incident's creation, 1..=10 the notes) stay visible.
 /// Every local change depends on the one before (Automerge's hash chain), so
@@ -362,7 +350,7 @@ fn damaged_journals_are_reported_and_valid_history_kept() {
         assert_eq!(code, 0);
         let journal = journal_of(&dir);
         let mut bytes = fs::read(&journal).unwrap();
-        let offsets = record_offsets(&bytes);
+        let offsets = support::record_offsets(&bytes);
         assert_eq!(offsets.len(), 11, "{name}");
         damage(&mut bytes, &offsets);
         fs::write(&journal, &bytes).unwrap();
@@ -395,7 +383,7 @@ fn damaged_journals_are_reported_and_valid_history_kept() {
         }
         let repaired = fs::read(&journal).unwrap();
         assert_eq!(
-            record_offsets(&repaired).len(),
+            support::record_offsets(&repaired).len(),
             records_kept,
             "{name}: every valid record is kept"
         );

@@ -15,18 +15,6 @@ use support::{bin, converge, wait_until, Node};
 
 const CONVERGE: Duration = Duration::from_secs(30);
 
-/// Offsets of the journal's records (after the 8-byte header).
-fn record_offsets(bytes: &[u8]) -> Vec<usize> {
-    let mut out = Vec::new();
-    let mut at = 8;
-    while at + 12 <= bytes.len() {
-        out.push(at);
-        let len = u32::from_le_bytes(bytes[at + 4..at + 8].try_into().unwrap()) as usize;
-        at += 12 + len;
-    }
-    out
-}
-
 /// The only incident's directory under a data directory.
 fn incident_dir(data: &Path) -> PathBuf {
     let mut dirs: Vec<PathBuf> = fs::read_dir(data.join("incidents"))
@@ -41,7 +29,7 @@ fn incident_dir(data: &Path) -> PathBuf {
 /// record's offset.
 fn damage_record(journal: &Path, index: usize) -> usize {
     let mut bytes = fs::read(journal).unwrap();
-    let offsets = record_offsets(&bytes);
+    let offsets = support::record_offsets(&bytes);
     assert!(index + 2 < offsets.len(), "a middle record: {offsets:?}");
     let at = offsets[index];
     bytes[at + 12 + 40] ^= 0xff;
@@ -190,7 +178,10 @@ fn doctor_names_file_and_offset_repairs_and_lists_what_peers_must_send() {
     assert!(again["problems"].as_array().unwrap().is_empty(), "{again}");
     assert_eq!(missing(&again), 1, "{again}");
     assert_eq!(code, 1);
-    assert_eq!(record_offsets(&fs::read(&journal).unwrap()).len(), 6);
+    assert_eq!(
+        support::record_offsets(&fs::read(&journal).unwrap()).len(),
+        6
+    );
     assert!(fs::read_dir(journal.parent().unwrap()).unwrap().any(|e| e
         .unwrap()
         .file_name()

@@ -64,19 +64,7 @@ fn crafted(member_dir: &std::path::Path, member: &SecretKey, attack: Attack) -> 
             s
         }
     };
-    let message = Message {
-        heads: vec![change.hash()],
-        need: vec![],
-        have: vec![],
-        changes: ChunkList::from(change.raw_bytes().to_vec()),
-        flags: None,
-        version: MessageVersion::V1,
-    };
-    let mut body = SignedSyncMessage {
-        message: message.encode(),
-        signatures: vec![signature],
-    }
-    .encode();
+    let mut body = support::one_change_message(&change, signature);
     if let Attack::Truncated = attack {
         body.truncate(body.len() / 2);
     }

@@ -568,6 +568,41 @@ pub fn can_use_netns(test: &str) -> bool {
     }
 }
 
+/// Offsets of a journal's records (after its 8-byte header): record =
+/// magic 4 | payload length u32 LE | crc 4 | payload.
+pub fn record_offsets(bytes: &[u8]) -> Vec<usize> {
+    let mut out = Vec::new();
+    let mut at = 8;
+    while at + 12 <= bytes.len() {
+        out.push(at);
+        let len = u32::from_le_bytes(bytes[at + 4..at + 8].try_into().unwrap()) as usize;
+        at += 12 + len;
+    }
+    out
+}
+
+/// A signed sync message carrying one change and its signature, as a
+/// member's node would send it.
+pub fn one_change_message(
+    change: &automerge::Change,
+    signature: dontpanic_identity::ChangeSignature,
+) -> Vec<u8> {
+    use automerge::sync::{ChunkList, Message, MessageVersion};
+    dontpanic_notebook::sync::SignedSyncMessage {
+        message: Message {
+            heads: vec![change.hash()],
+            need: vec![],
+            have: vec![],
+            changes: ChunkList::from(change.raw_bytes().to_vec()),
+            flags: None,
+            version: MessageVersion::V1,
+        }
+        .encode(),
+        signatures: vec![signature],
+    }
+    .encode()
+}
+
 /// Whether this test may mount a small tmpfs (root). Prints why not and
 /// returns false, except under `CI=true`, where it panics.
 pub fn can_mount(test: &str) -> bool {
