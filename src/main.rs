@@ -328,15 +328,7 @@ fn start_node(
     let Some(port) = port else {
         return Ok(runtime.block_on(dontpanic_net::node::start(config))?);
     };
-    let on = |p: u16| -> Vec<Multiaddr> {
-        [
-            format!("/ip4/0.0.0.0/tcp/{p}"),
-            format!("/ip4/0.0.0.0/udp/{p}/quic-v1"),
-        ]
-        .iter()
-        .filter_map(|a| a.parse().ok())
-        .collect()
-    };
+    let on = NodeConfig::listen_everywhere;
     config.listen = on(port);
     match runtime.block_on(dontpanic_net::node::start(config.clone())) {
         Ok(started) => Ok(started),

@@ -150,13 +150,16 @@ pub struct NodeConfig {
 }
 
 impl NodeConfig {
-    /// Listen on every interface, TCP and QUIC, on ports the OS picks.
-    pub fn default_listen() -> Vec<Multiaddr> {
+    /// Listen on every interface, TCP and QUIC, on `port` (0: the OS picks).
+    pub fn listen_everywhere(port: u16) -> Vec<Multiaddr> {
         vec![
-            "/ip4/0.0.0.0/tcp/0".parse().expect("valid multiaddr"),
-            "/ip4/0.0.0.0/udp/0/quic-v1"
-                .parse()
-                .expect("valid multiaddr"),
+            Multiaddr::empty()
+                .with(Protocol::Ip4(std::net::Ipv4Addr::UNSPECIFIED))
+                .with(Protocol::Tcp(port)),
+            Multiaddr::empty()
+                .with(Protocol::Ip4(std::net::Ipv4Addr::UNSPECIFIED))
+                .with(Protocol::Udp(port))
+                .with(Protocol::QuicV1),
         ]
     }
 }

@@ -238,7 +238,8 @@ impl NotebookHandle {
 
     /// Runs a request future to completion on a plain (non-async) thread.
     pub fn blocking<T>(&self, f: impl std::future::Future<Output = T>) -> T {
-        futures_lite_block_on(f)
+        // The requests only wait on tokio channels, which need no runtime.
+        futures::executor::block_on(f)
     }
 
     async fn ask<T>(&self, make: impl FnOnce(Reply<T>) -> Request) -> Result<T, NotebookError> {
@@ -427,27 +428,6 @@ fn spawn_scrub_ticker(tx: mpsc::WeakSender<Request>, every: std::time::Duration)
         });
     if let Err(e) = spawned {
         tracing::warn!("no background scrub: {e}");
-    }
-}
-
-/// Drives a future on the calling thread (the REPL's thread, not a tokio
-/// worker): the requests only wait on tokio channels, which need no runtime.
-fn futures_lite_block_on<T>(f: impl std::future::Future<Output = T>) -> T {
-    use std::task::{Context, Poll, Wake, Waker};
-    struct Unpark(std::thread::Thread);
-    impl Wake for Unpark {
-        fn wake(self: Arc<Self>) {
-            self.0.unpark();
-        }
-    }
-    let waker = Waker::from(Arc::new(Unpark(std::thread::current())));
-    let mut cx = Context::from_waker(&waker);
-    let mut f = std::pin::pin!(f);
-    loop {
-        if let Poll::Ready(v) = f.as_mut().poll(&mut cx) {
-            return v;
-        }
-        std::thread::park();
     }
 }
 
