@@ -93,4 +93,17 @@ fn a_single_use_invite_admits_one_joiner() {
     let _bob = Node::loopback_join(&tmp.path().join("bob"), "bob", &once);
     let e = join_refused(&tmp.path().join("carol"), "carol", &once);
     assert!(e.contains("already used"), "{e}");
+    // Used stays used across a restart of the member who made it, back on
+    // the address the invite names.
+    let address = alice.address();
+    let listen = address.split("/p2p/").next().unwrap().to_string();
+    alice.quit();
+    let _alice = Node::spawn(
+        &[],
+        &tmp.path().join("alice"),
+        "alice",
+        &["--listen", &listen, "--no-mdns"],
+    );
+    let e = join_refused(&tmp.path().join("dave"), "dave", &once);
+    assert!(e.contains("already used"), "after a restart: {e}");
 }

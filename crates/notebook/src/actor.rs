@@ -17,7 +17,7 @@ use dontpanic_incident::{Applied, Edit, IncidentView, Severity};
 use dontpanic_store::{AddressBook, Blocked, Config};
 use tokio::sync::{mpsc, oneshot, watch};
 
-use crate::{now_ms, IncidentSummary, LogEntry, Notebook, NotebookError, RemoteEdit};
+use crate::{now_ms, IncidentSummary, LogEntry, Notebook, NotebookError, RemoteEdit, SingleUse};
 
 /// Rejected peers remembered; the oldest is forgotten beyond this.
 const BLOCKED_KEPT: usize = 1024;
@@ -172,7 +172,13 @@ enum Request {
     },
     PeerGone(String),
     JoinSecret(String, Reply<Vec<u8>>),
-    Admit(String, String, String, Reply<Vec<SignedChange>>),
+    Admit(
+        String,
+        String,
+        String,
+        Option<SingleUse>,
+        Reply<Vec<SignedChange>>,
+    ),
     Adopt(Vec<SignedChange>, Reply<String>),
     AddressBook(Reply<AddressBook>),
     Learn(String, Vec<String>),
@@ -360,14 +366,18 @@ impl NotebookHandle {
     }
 
     /// Adds `key` as `name` to the roster of `incident` (if not there yet)
-    /// and returns the incident's whole signed history for it.
+    /// and returns the incident's whole signed history for it. A single-use
+    /// invite is refused if it admitted another key before (here, across
+    /// restarts), and recorded durably before anyone is admitted with it.
     pub async fn admit(
         &self,
         incident: String,
         key: String,
         name: String,
+        once: Option<SingleUse>,
     ) -> Result<Vec<SignedChange>, NotebookError> {
-        self.ask(|r| Request::Admit(incident, key, name, r)).await
+        self.ask(|r| Request::Admit(incident, key, name, once, r))
+            .await
     }
 
     /// Stores an incident received whole (joining), verified, and puts it
@@ -659,8 +669,8 @@ impl Actor {
                 });
                 self.answer(reply, r);
             }
-            Request::Admit(incident, key, name, reply) => {
-                let r = admit(nb, &incident, key, name);
+            Request::Admit(incident, key, name, once, reply) => {
+                let r = admit(nb, &incident, key, name, once);
                 self.answer(reply, r);
             }
             Request::Adopt(changes, reply) => {
@@ -782,6 +792,7 @@ fn admit(
     incident: &str,
     key: String,
     name: String,
+    once: Option<SingleUse>,
 ) -> Result<Vec<SignedChange>, NotebookError> {
     nb.ensure_loaded(incident)?;
     if nb
@@ -789,6 +800,9 @@ fn admit(
         .is_some_and(|o| dontpanic_incident::removed_keys(o.incident().doc()).contains(&key))
     {
         return Err(dontpanic_incident::RuleError::Removed(key.chars().take(16).collect()).into());
+    }
+    if let Some(once) = once {
+        nb.use_invite(once, &key)?;
     }
     let on_roster = nb
         .held(incident)

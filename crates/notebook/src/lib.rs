@@ -80,6 +80,9 @@ pub enum NotebookError {
     /// Automerge refused the changes.
     #[error("document error: {0}")]
     Document(String),
+    /// A single-use invite came back with another key.
+    #[error("this single-use invite was already used; ask a member for a new one")]
+    InviteUsed,
     /// The notebook thread has stopped.
     #[error("the notebook has stopped")]
     Stopped,
@@ -95,6 +98,16 @@ impl NotebookError {
             NotebookError::Rejected { .. } | NotebookError::Document(_)
         )
     }
+}
+
+/// What identifies a single-use invite at admission: its nonce, and its
+/// expiry (after which the record of its use may be forgotten).
+#[derive(Clone, Copy, Debug)]
+pub struct SingleUse {
+    /// The invite's random nonce.
+    pub nonce: [u8; 16],
+    /// When it expires, in ms since the epoch.
+    pub expires_ms: u64,
 }
 
 /// A change with its verification, as `log` shows it.
@@ -735,6 +748,28 @@ impl Notebook {
         Ok(edits)
     }
 
+    /// Records that a single-use invite admits `key`, or refuses it if it
+    /// already admitted another key. Durable before it returns, so a
+    /// restart of this node does not make the invite new again; records of
+    /// expired invites are dropped as it writes.
+    pub fn use_invite(&mut self, once: SingleUse, key: &str) -> Result<(), NotebookError> {
+        let nonce = data_encoding::HEXLOWER.encode(&once.nonce);
+        let (mut used, warning) = self.data.used_invites();
+        if let Some(w) = warning {
+            tracing::warn!("{w}");
+        }
+        match used.get(&nonce) {
+            Some((_, k)) if k == key => return Ok(()),
+            Some(_) => return Err(NotebookError::InviteUsed),
+            None => {}
+        }
+        let now = u64::try_from(now_ms()).unwrap_or(0);
+        used.retain(|_, (expires, _)| *expires > now);
+        used.insert(nonce, (once.expires_ms, key.to_string()));
+        self.data.save_used_invites(&used)?;
+        Ok(())
+    }
+
     /// Stores an incident received whole from a peer (joining), after
     /// verifying every change (signature, membership, schema), and opens it.
     pub fn adopt(&mut self, changes: Vec<SignedChange>) -> Result<String, NotebookError> {
@@ -865,9 +900,9 @@ fn check_batch(
                     continue;
                 }
                 Membership::Removed => {
-                    // Written after (or without having seen) its author's
-                    // removal: set aside, nobody blamed — the sender may be
-                    // a member that got it before the removal reached it.
+                    // Written after its author saw its own removal: refused,
+                    // nobody blamed — the sender may be the removed member
+                    // itself, reached before the removal reached this node.
                     refused += 1;
                     continue;
                 }
@@ -918,44 +953,42 @@ fn check_batch(
 enum Membership {
     /// On the roster and not removed (or see [`membership`]).
     Member,
-    /// Removed, and the change is not one the removal allows.
+    /// Removed, and the change was written after its author saw the removal.
     Removed,
     /// Never on the roster.
     Stranger,
 }
 
 /// The membership rule (docs/security.md, "Removing a member"), decided
-/// from the document alone so every node decides the same:
+/// from the change's own history so every node decides the same, whatever
+/// order changes arrive in:
 ///
-/// * a change by a removed key is accepted only if it is an ancestor of
-///   every removal of that key (the remover had seen it). A change that is
-///   not in the document yet cannot be an ancestor of a removal that is, so
-///   every change by a removed key that arrives after its removal is
-///   refused;
-/// * except a `remove` change whose author had not seen its own removal
-///   (no removal of its author among its ancestors): concurrent removals
-///   all stand, so two members who remove each other while apart are both
-///   removed, on every node, whatever the order changes arrive in.
+/// * a change by a removed key is refused if a removal of that key is among
+///   its ancestors: its author had seen the removal and wrote on anyway;
+/// * one that does not descend from its author's removal was written before
+///   the author knew of it, and is accepted wherever it arrives. A rule that
+///   looked at what a node happens to hold instead ("accepted only if the
+///   remover had seen it") splits honest nodes: one that got the change
+///   before the removal keeps it, one that got the removal first refuses it,
+///   and every later change of the first that builds on it waits forever at
+///   the second. The window this rule leaves is bounded the same way: only a
+///   node that does not hold the removal yet syncs with the removed key.
+///
+/// Concurrent removals follow: two members who remove each other apart are
+/// both removed on every node that holds both removals.
 fn membership(trial: &Automerge, c: &SignedChange, signer: &str) -> Membership {
     if !roster_all(trial).contains(signer) {
         return Membership::Stranger;
     }
-    let removals: Vec<_> = dontpanic_incident::removals(trial)
+    let saw_own_removal = dontpanic_incident::removals(trial)
         .into_iter()
         .filter(|r| r.key == signer)
-        .collect();
-    if removals.is_empty() {
-        return Membership::Member;
-    }
-    let is_removal = dontpanic_incident::change_event(&c.change).as_deref() == Some("remove");
-    let saw_own_removal = removals
-        .iter()
         .filter_map(|r| r.change)
         .any(|h| is_ancestor(trial, h, c.change.deps()));
-    if is_removal && !saw_own_removal {
-        Membership::Member
-    } else {
+    if saw_own_removal {
         Membership::Removed
+    } else {
+        Membership::Member
     }
 }
 

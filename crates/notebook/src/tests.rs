@@ -471,3 +471,132 @@ fn long_batches_are_checked_whole_and_refused_whole() {
     );
     assert_eq!(b.incident().unwrap().view().unwrap().timeline.len(), 602);
 }
+
+/// A responder's notebook admitted to alice's incident, holding it.
+fn admitted(alice: &mut Notebook, dir: &Path, name: &str) -> Notebook {
+    let mut nb = Notebook::open(dir, Some(name)).unwrap();
+    alice
+        .edit(Edit::AddMember {
+            key: nb.device().key.public().to_string(),
+            name: name.into(),
+        })
+        .unwrap();
+    let id = alice.current_id().unwrap().to_string();
+    nb.adopt(alice.signed_changes(&id).unwrap()).unwrap();
+    nb
+}
+
+/// Everything `from` holds, offered to `to` as one sync would.
+fn give(from: &Notebook, to: &mut Notebook, id: &str) {
+    to.accept(id, from.signed_changes(id).unwrap()).unwrap();
+}
+
+fn shows(nb: &Notebook, text: &str) -> bool {
+    let view = nb.incident().unwrap().view().unwrap();
+    view.timeline.iter().any(|e| e.text.contains(text))
+}
+
+fn heads(nb: &Notebook) -> Vec<ChangeHash> {
+    let mut h = nb.incident().unwrap().doc().get_heads();
+    h.sort();
+    h
+}
+
+/// A change a removed member wrote before it knew of its removal is kept
+/// by every node, whichever reached it first; one written after it saw the
+/// removal is refused by all. (The old rule, "kept only if the remover had
+/// seen it", split honest nodes here: dave refused bob's note, and every
+/// later note of carol's, which builds on it, waited at dave forever.)
+#[test]
+fn removal_decides_from_history_so_honest_nodes_never_split() {
+    let dirs: Vec<_> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
+    let mut alice = notebook(dirs[0].path());
+    let (bob, bob_editor) = with_bob(&mut alice);
+    let id = alice.current_id().unwrap().to_string();
+    let mut carol = admitted(&mut alice, dirs[1].path(), "carol");
+    let mut dave = admitted(&mut alice, dirs[2].path(), "dave");
+    give(&alice, &mut carol, &id);
+
+    // Bob's device: his copy of the document and his key.
+    let mut bobs =
+        dontpanic_incident::Incident::from_doc(alice.incident().unwrap().doc().fork()).unwrap();
+    bobs.set_author(&bob.public().to_bytes());
+    let bob_note = |doc: &mut dontpanic_incident::Incident, text: &str| {
+        let edit = Edit::AddNote { text: text.into() };
+        SignedChange::sign(&bob, doc.apply(edit, &bob_editor, 1).unwrap().change)
+    };
+
+    let before = bob_note(&mut bobs, "written before the removal");
+    carol.accept(&id, vec![before]).unwrap();
+    note(&mut carol, "built on bob's note");
+    alice
+        .edit(Edit::RemoveMember {
+            member: "bob".into(),
+            reason: "laptop stolen".into(),
+        })
+        .unwrap();
+    give(&alice, &mut dave, &id); // dave holds the removal first...
+    give(&carol, &mut dave, &id); // ...then gets bob's note through carol
+    assert!(shows(&dave, "written before the removal"));
+    assert!(
+        shows(&dave, "built on bob's note"),
+        "carol's note does not wait"
+    );
+    give(&dave, &mut carol, &id);
+    give(&dave, &mut alice, &id);
+    assert_eq!(heads(&alice), heads(&carol));
+    assert_eq!(heads(&alice), heads(&dave));
+
+    // Bob learns of his removal and writes on: refused everywhere, nobody blamed.
+    bobs.doc_mut()
+        .apply_changes(alice.incident().unwrap().doc().get_changes(&[]))
+        .unwrap();
+    let after = bob_note(&mut bobs, "written after I saw my removal");
+    for nb in [&mut alice, &mut carol, &mut dave] {
+        nb.accept(&id, vec![after.clone()]).unwrap();
+        assert!(!shows(nb, "after I saw my removal"));
+    }
+    assert_eq!(heads(&alice), heads(&dave));
+}
+
+/// Two members who remove each other while apart are both removed on
+/// every node that gets both removals, in either order.
+#[test]
+fn concurrent_removals_both_stand_in_either_order() {
+    let dirs: Vec<_> = (0..4).map(|_| tempfile::tempdir().unwrap()).collect();
+    let mut alice = notebook(dirs[0].path());
+    alice.create("x", Severity::Sev2).unwrap();
+    let id = alice.current_id().unwrap().to_string();
+    let mut carol = admitted(&mut alice, dirs[1].path(), "carol");
+    let mut dave = admitted(&mut alice, dirs[2].path(), "dave");
+    let mut erin = admitted(&mut alice, dirs[3].path(), "erin");
+    for nb in [&mut carol, &mut dave, &mut erin] {
+        give(&alice, nb, &id);
+    }
+    let remove = |nb: &mut Notebook, member: &str| {
+        nb.edit(Edit::RemoveMember {
+            member: member.into(),
+            reason: "apart".into(),
+        })
+        .unwrap();
+    };
+    remove(&mut alice, "dave");
+    remove(&mut dave, "alice");
+    give(&alice, &mut carol, &id);
+    give(&dave, &mut carol, &id);
+    give(&dave, &mut erin, &id);
+    give(&alice, &mut erin, &id);
+    let members = |nb: &Notebook| {
+        let mut m = nb.incident().unwrap().member_keys();
+        m.sort();
+        m
+    };
+    assert_eq!(heads(&carol), heads(&erin));
+    assert_eq!(members(&carol), members(&erin));
+    let gone = [&alice, &dave].map(|nb| nb.device().key.public().to_string());
+    assert!(
+        members(&carol).iter().all(|k| !gone.contains(k)),
+        "both removed"
+    );
+    assert_eq!(members(&carol).len(), 2, "carol and erin stay");
+}

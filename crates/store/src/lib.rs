@@ -119,6 +119,11 @@ struct DeviceFile {
 /// Peers rejected for hostile input: peer id → (ms since the epoch, reason).
 pub type Blocked = std::collections::BTreeMap<String, (i64, String)>;
 
+/// Single-use invites this device has admitted through: hex nonce → (the
+/// invite's expiry in ms, the hex key it admitted). Kept across restarts so a
+/// `--once` invite stays used; entries past their expiry can go.
+pub type UsedInvites = std::collections::BTreeMap<String, (u64, String)>;
+
 /// An opened and locked data directory.
 pub struct DataDir {
     root: PathBuf,
@@ -314,6 +319,18 @@ impl DataDir {
     pub fn save_blocked(&self, blocked: &Blocked) -> Result<(), StoreError> {
         let json = serde_json::to_vec_pretty(blocked).expect("plain map");
         write_atomic(&self.root.join("blocked.json"), &json)
+    }
+
+    /// Single-use invites already used here (`invites-used.json`).
+    pub fn used_invites(&self) -> (UsedInvites, Option<String>) {
+        self.read_json_or_default("invites-used.json")
+    }
+
+    /// Saves the used single-use invites atomically (and durably: a joiner
+    /// is admitted only after this returns).
+    pub fn save_used_invites(&self, used: &UsedInvites) -> Result<(), StoreError> {
+        let json = serde_json::to_vec_pretty(used).expect("plain map");
+        write_atomic(&self.root.join("invites-used.json"), &json)
     }
 
     /// Ids of the stored incidents: every incident directory holding a

@@ -623,30 +623,25 @@ impl Driver {
                     format!("this invite expired at {at}; ask a member for a new one"),
                 );
             }
-            if terms.once {
-                if terms.inviter != me {
+            let once = match terms.once {
+                false => None,
+                true if terms.inviter != me => {
                     return refuse(
                         &r,
                         "a single-use invite admits only through the member who made it".into(),
-                    );
+                    )
                 }
-                let mut s = r.shared();
-                match s.used_once.get(&terms.nonce) {
-                    Some(k) if *k != key => {
-                        drop(s);
-                        return refuse(
-                            &r,
-                            "this single-use invite was already used; ask a member for a new one"
-                                .into(),
-                        );
-                    }
-                    _ => {
-                        s.used_once.insert(terms.nonce, key.clone());
-                    }
-                }
-            }
+                true => Some(dontpanic_notebook::SingleUse {
+                    nonce: terms.nonce,
+                    expires_ms: terms.expires_ms,
+                }),
+            };
             let name = joiner_name(name);
-            match r.notebook.admit(incident.clone(), key, name.clone()).await {
+            match r
+                .notebook
+                .admit(incident.clone(), key, name.clone(), once)
+                .await
+            {
                 Ok(history) => {
                     let mut answer = proof(&invite, b"admit", &me, &peer).to_vec();
                     answer.extend_from_slice(&encode_changes(&history));
@@ -660,7 +655,8 @@ impl Driver {
                     r.kick(Kick::Edit(incident));
                 }
                 Err(
-                    e @ NotebookError::Rule(dontpanic_notebook::incident::RuleError::Removed(_)),
+                    e @ (NotebookError::Rule(dontpanic_notebook::incident::RuleError::Removed(_))
+                    | NotebookError::InviteUsed),
                 ) => refuse(&r, e.to_string()),
                 Err(e) => deny(&r, &e.to_string()),
             }

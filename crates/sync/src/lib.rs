@@ -132,9 +132,6 @@ struct Shared {
     redialing: HashMap<PeerId, (Instant, Option<String>)>,
     /// When a local fault was last said, per incident.
     local_faults: HashMap<String, Instant>,
-    /// Single-use invites this node admitted someone with: nonce → the
-    /// joiner's key (the same joiner may ask again; nobody else may).
-    used_once: HashMap<[u8; 16], String>,
     traffic: Traffic,
 }
 
