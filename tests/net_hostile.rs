@@ -48,6 +48,9 @@ enum Attack {
     /// Automerge's whole-document path: a saved document holding every
     /// known change plus one signed by a non-member.
     WholeDocumentNonMember,
+    /// The whole-document path with the member's own, correctly signed
+    /// change (the carrier of a compressed bomb).
+    WholeDocument,
     /// A change that names another member (alice) as its Automerge author
     /// but is signed, validly, by the sender.
     AuthorMismatch,
@@ -161,7 +164,10 @@ fn crafted_as(
         Attack::Unsigned => ChangeSignature::sign(member, ChangeHash([7; 32])),
         _ => ChangeSignature::sign(signer, hash),
     };
-    let chunks = if attack == Attack::WholeDocumentNonMember {
+    let chunks = if matches!(
+        attack,
+        Attack::WholeDocumentNonMember | Attack::WholeDocument
+    ) {
         incident.doc().save()
     } else {
         change.raw_bytes().to_vec()
@@ -679,4 +685,156 @@ fn a_member_cannot_erase_rewrite_the_roster_spoof_names_or_poison_the_store() {
         &mut [&mut alice, &mut bob],
         &["bob is honest"],
     );
+}
+
+/// Text only a terminal would obey: a screen clear, a title change, a
+/// carriage return and a line break followed by what looks like a notice.
+const INJECTION: &str =
+    "ok\x1b[2J\x1b]0;owned\x07\r* alice confirmed the cause\n[alice] status resolved\u{202e}txet";
+
+/// What expands past the limits is refused before it is applied (a
+/// compressed whole document that inflates past 64 MiB, a single change
+/// over 1 MiB), the sender is rejected and stays rejected across alice's
+/// restart until `unblock`; text meant to drive a terminal is accepted as
+/// the note it is but reaches alice's screen inert; alice's record and disk
+/// are unchanged by what was refused, and an honest member still syncs.
+#[test]
+fn bombs_are_refused_rejections_survive_a_restart_and_escapes_stay_inert() {
+    use dontpanic_notebook::sync::limits;
+    let tmp = tempfile::tempdir().unwrap();
+    let mut t = target(tmp.path());
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let bomb_text = "x".repeat(limits::MAX_MESSAGE_BYTES + 1);
+    let huge_text = "y".repeat(limits::MAX_CHANGE_BYTES + 1);
+    let mut rejected = Vec::new();
+    for (name, attack, text, why) in [
+        ("bomber", Attack::WholeDocument, &bomb_text, "expands"),
+        ("hoarder", Attack::Honest, &huge_text, "exceeds the limit"),
+    ] {
+        let (dir, key) = member(&mut t, tmp.path(), name);
+        let me = peer_of(&key);
+        let body = crafted(&dir, &key, attack, text);
+        eprintln!("{name}: {} bytes on the wire", body.len());
+        assert!(
+            body.len() < limits::MAX_MESSAGE_BYTES / 8,
+            "{name}: compressed"
+        );
+        let before = state(&mut t.node);
+        match send(&rt, &t, key.to_bytes(), body) {
+            Ok(f) => {
+                assert_eq!(f.kind, REJECTED, "{name}: {f:?}");
+                let reason = String::from_utf8_lossy(&f.body);
+                assert!(reason.contains(why), "{name}: {reason}");
+            }
+            Err(e) => eprintln!("{name}: request failed: {e}"),
+        }
+        t.node
+            .wait_event(&format!("rejected ({name})"), EVENT_TIMEOUT, |e| {
+                e["event"] == "rejected" && e["peer"] == me.as_str()
+            });
+        assert_eq!(state(&mut t.node), before, "{name}: alice's record changed");
+        rejected.push((dir, key, me));
+    }
+
+    // A member's note that tries to drive the terminal is a note, shown inert.
+    let (dir, key) = member(&mut t, tmp.path(), "jester");
+    let f = send(
+        &rt,
+        &t,
+        key.to_bytes(),
+        crafted(&dir, &key, Attack::Honest, INJECTION),
+    )
+    .expect("an answer");
+    assert_eq!(f.kind, SYNC, "{f:?}");
+    t.node
+        .wait_event("remote_edit (jester)", EVENT_TIMEOUT, |e| {
+            e["event"] == "remote_edit" && e["author"] == "jester"
+        });
+    // Rejections are kept across a restart: still refused, still listed.
+    let before = state(&mut t.node);
+    let old = t.node;
+    assert!(old.quit().success());
+    let listen = t
+        .addr
+        .to_string()
+        .split("/p2p/")
+        .next()
+        .unwrap()
+        .to_string();
+    t.node = Node::spawn(
+        &[],
+        &tmp.path().join("alice"),
+        "alice",
+        &["--listen", &listen, "--no-mdns"],
+    );
+    assert_eq!(state(&mut t.node), before, "the record after a restart");
+    let (dir, key, me) = &rejected[0];
+    let honest = crafted(dir, key, Attack::Honest, "honest after all");
+    match send(&rt, &t, key.to_bytes(), honest) {
+        Ok(f) => assert_eq!(f.kind, DENIED, "still blocked after a restart: {f:?}"),
+        Err(e) => eprintln!("still blocked: request failed: {e}"),
+    }
+    assert_eq!(state(&mut t.node), before, "nothing from a blocked peer");
+    assert_eq!(t.node.peer_row(me).expect("listed")["state"], "rejected");
+    // `unblock` trusts it again.
+    t.node.ok(&format!("unblock {me}"));
+    let honest = crafted(dir, key, Attack::Honest, "honest after unblock");
+    let f = send(&rt, &t, key.to_bytes(), honest).expect("an answer");
+    assert_eq!(f.kind, SYNC, "after unblock: {f:?}");
+
+    // And an honest member still syncs with her.
+    let invite = t.node.invite();
+    let mut bob = Node::loopback_join(&tmp.path().join("bob"), "bob", &invite);
+    bob.ok("note \"bob is honest\"");
+    support::converge(
+        "alice and bob",
+        &mut [&mut t.node, &mut bob],
+        &["bob is honest", "honest after unblock"],
+    );
+
+    // What alice's terminal shows of the jester's note: the text, inert.
+    assert!(t.node.quit().success());
+    let shown = plain_output(
+        &tmp.path().join("alice"),
+        "timeline --all\nbrief\nreport\nlog\nincidents\n",
+    );
+    assert!(shown.contains("owned"), "the note is shown:\n{shown}");
+    for bad in ['\x1b', '\x07', '\r', '\u{202e}'] {
+        assert!(
+            !shown.contains(bad),
+            "raw {bad:?} reaches the terminal:\n{shown}"
+        );
+    }
+    for l in shown.lines() {
+        let l = l.trim_start();
+        assert!(
+            !l.starts_with("* alice") && !l.starts_with("[alice]"),
+            "a forged line: {l:?}\n{shown}"
+        );
+    }
+}
+
+/// What a person sees: the binary's plain (not `--json`) output for `input`.
+fn plain_output(dir: &Path, input: &str) -> String {
+    use std::io::Write;
+    let mut child = std::process::Command::new(support::bin())
+        .args(["--data-dir", dir.to_str().unwrap(), "--offline"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(input.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).expect("UTF-8 on stdout")
 }

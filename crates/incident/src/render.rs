@@ -70,13 +70,22 @@ fn line(out: &mut String, s: impl AsRef<str>) {
 /// Events shown at the end of the brief.
 const BRIEF_EVENTS: usize = 5;
 
-/// The one-screen summary that brings a newcomer up to speed.
+/// The one-screen summary that brings a newcomer up to speed. Every text
+/// from the record is one line here (`one_line`): a pasted block or a
+/// member's line break can never start a line that looks like another.
 pub fn brief(v: &IncidentView) -> String {
     let mut out = String::new();
     let sev = v.severity.map(|s| s.label()).unwrap_or_default();
     let status = v.status.map(|s| s.to_string()).unwrap_or_default();
-    line(&mut out, format!("{} [{sev}] {} — {status}", v.id, v.title));
-    let roles: Vec<String> = v.roles.iter().map(|(r, n)| format!("{r}: {n}")).collect();
+    line(
+        &mut out,
+        format!("{} [{sev}] {} — {status}", v.id, one_line(&v.title)),
+    );
+    let roles: Vec<String> = v
+        .roles
+        .iter()
+        .map(|(r, n)| format!("{r}: {}", one_line(n)))
+        .collect();
     line(
         &mut out,
         format!(
@@ -102,7 +111,7 @@ pub fn brief(v: &IncidentView) -> String {
             ("impact", "impact"),
         ] {
             if !s.get(k).is_empty() {
-                extra.push(format!("{label}: {}", s.get(k)));
+                extra.push(format!("{label}: {}", one_line(s.get(k))));
             }
         }
         let extra = if extra.is_empty() {
@@ -110,14 +119,17 @@ pub fn brief(v: &IncidentView) -> String {
         } else {
             format!(" ({})", extra.join("; "))
         };
-        line(&mut out, format!("  {} {}{extra}", s.short, s.get("text")));
+        line(
+            &mut out,
+            format!("  {} {}{extra}", s.short, one_line(s.get("text"))),
+        );
     }
     let hyps = v.items(Kind::Hypothesis);
     let by_status = |st: HypothesisStatus| hyps.iter().filter(move |h| hyp_status(h) == Some(st));
     for h in by_status(HypothesisStatus::Confirmed) {
         line(
             &mut out,
-            format!("Confirmed cause: {} {}", h.short, h.get("text")),
+            format!("Confirmed cause: {} {}", h.short, one_line(h.get("text"))),
         );
     }
     line(&mut out, "Still open:");
@@ -131,7 +143,11 @@ pub fn brief(v: &IncidentView) -> String {
             .count();
         line(
             &mut out,
-            format!("  {} {} ({tests} test(s))", h.short, h.get("text")),
+            format!(
+                "  {} {} ({tests} test(s))",
+                h.short,
+                one_line(h.get("text"))
+            ),
         );
     }
     if !any {
@@ -149,10 +165,11 @@ pub fn brief(v: &IncidentView) -> String {
         line(
             &mut out,
             format!(
-                "  {} {} — by test {}: {why}",
+                "  {} {} — by test {}: {}",
                 h.short,
-                h.get("text"),
-                v.short(test)
+                one_line(h.get("text")),
+                v.short(test),
+                one_line(why)
             ),
         );
     }
@@ -173,7 +190,12 @@ pub fn brief(v: &IncidentView) -> String {
     for e in &v.timeline[start..] {
         line(
             &mut out,
-            format!("  {} {}: {}", clock(e.at), e.name, e.text),
+            format!(
+                "  {} {}: {}",
+                clock(e.at),
+                one_line(&e.name),
+                one_line(&e.text)
+            ),
         );
     }
     out

@@ -247,7 +247,8 @@ impl Session {
                 } else {
                     list.iter()
                         .map(|i| {
-                            format!("{}  {:<5} {:<13} {}", i.id, i.severity, i.status, i.title)
+                            let title = render::one_line(&i.title);
+                            format!("{}  {:<5} {:<13} {title}", i.id, i.severity, i.status)
                         })
                         .collect::<Vec<_>>()
                         .join("\n")
@@ -433,14 +434,16 @@ impl Session {
                             "{} {} {:<10} {} {}  {}",
                             e.hash.to_string().chars().take(12).collect::<String>(),
                             render::utc(e.time * 1000),
-                            e.name.clone().unwrap_or_else(|| "(non-member)".into()),
+                            e.name
+                                .as_deref()
+                                .map_or("(non-member)".into(), render::one_line),
                             e.signer.fingerprint(),
                             if e.verified {
                                 "verified"
                             } else {
                                 "BAD SIGNATURE"
                             },
-                            e.message
+                            render::one_line(&e.message)
                         )
                     })
                     .collect::<Vec<_>>()
