@@ -64,9 +64,11 @@ pub async fn read_frame<T: AsyncRead + Unpin>(io: &mut T, max: usize) -> io::Res
     read_frame_within(io, max, None).await
 }
 
-/// Bytes all inbound frames being read may hold together; a frame that
-/// would go over waits for nobody: it is refused (not the sender's fault,
-/// so not `InvalidData`).
+/// Bytes all inbound frames being read may hold together. A frame takes
+/// its share as its bytes arrive (never its announced length, so a stalled
+/// stream holds only what it sent, at most twice over while its buffer
+/// doubles); a frame that would go over waits for nobody: it is refused
+/// (not the sender's fault, so not `InvalidData`).
 #[derive(Clone, Debug)]
 pub struct InboundBudget {
     left: Arc<AtomicUsize>,
@@ -104,6 +106,21 @@ struct Reserved {
     bytes: usize,
 }
 
+impl Reserved {
+    /// Takes `more` bytes of the budget too, if they are free now.
+    fn grow(&mut self, more: usize) -> bool {
+        let taken = self
+            .budget
+            .left
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |l| l.checked_sub(more))
+            .is_ok();
+        if taken {
+            self.bytes += more;
+        }
+        taken
+    }
+}
+
 impl Drop for Reserved {
     fn drop(&mut self) {
         self.budget.left.fetch_add(self.bytes, Ordering::AcqRel);
@@ -126,23 +143,36 @@ async fn read_frame_within<T: AsyncRead + Unpin>(
     if len < 2 {
         return Err(invalid(format!("frame of {len} bytes is too short")));
     }
-    let _reserved = match budget {
-        Some(b) => Some(b.reserve(len).ok_or_else(|| {
-            io::Error::other(format!(
-                "a frame of {len} bytes does not fit in what inbound streams may hold now ({} bytes left)",
-                b.left()
-            ))
-        })?),
-        None => None,
-    };
-    let mut buf = Vec::with_capacity(len.min(FIRST_ALLOCATION));
-    (&mut *io).take(len as u64).read_to_end(&mut buf).await?;
-    if buf.len() < len {
-        return Err(io::Error::new(
-            io::ErrorKind::UnexpectedEof,
-            format!("frame cut short: {} of {len} bytes", buf.len()),
-        ));
+    let mut reserved = budget.and_then(|b| b.reserve(0));
+    let mut buf: Vec<u8> = Vec::new();
+    while buf.len() < len {
+        // Grow by doubling (from FIRST_ALLOCATION), so copying stays linear
+        // and what is held is at most twice what arrived.
+        let filled = buf.len();
+        let chunk = (len - filled).min(filled.max(FIRST_ALLOCATION));
+        if let (Some(r), Some(b)) = (reserved.as_mut(), budget) {
+            if !r.grow(chunk) {
+                return Err(io::Error::other(format!(
+                    "a frame of {len} bytes does not fit in what inbound streams may hold now ({} bytes left)",
+                    b.left()
+                )));
+            }
+        }
+        buf.reserve_exact(chunk);
+        buf.resize(filled + chunk, 0);
+        let mut got = filled;
+        while got < buf.len() {
+            let n = io.read(&mut buf[got..]).await?;
+            if n == 0 {
+                return Err(io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    format!("frame cut short: {got} of {len} bytes"),
+                ));
+            }
+            got += n;
+        }
     }
+    drop(reserved);
     let kind = buf[0];
     let n = buf[1] as usize;
     if 2 + n > len {
@@ -248,6 +278,51 @@ mod tests {
             let err = read_frame(&mut &lie[..], usize::MAX).await.unwrap_err();
             assert_eq!(err.kind(), io::ErrorKind::UnexpectedEof);
             assert!(err.to_string().contains("10 of 1073741824"), "{err}");
+        });
+    }
+
+    /// Sends `bytes`, then nothing, forever: a stalled stream.
+    struct Stalled(Vec<u8>);
+
+    impl AsyncRead for Stalled {
+        fn poll_read(
+            mut self: std::pin::Pin<&mut Self>,
+            _: &mut std::task::Context<'_>,
+            out: &mut [u8],
+        ) -> std::task::Poll<io::Result<usize>> {
+            if self.0.is_empty() {
+                return std::task::Poll::Pending;
+            }
+            let n = out.len().min(self.0.len());
+            out[..n].copy_from_slice(&self.0[..n]);
+            self.0.drain(..n);
+            std::task::Poll::Ready(Ok(n))
+        }
+    }
+
+    #[test]
+    fn a_stalled_stream_holds_only_what_it_sent() {
+        futures::executor::block_on(async {
+            let budget = InboundBudget::new(256 << 20);
+            let mut sent = (60u32 << 20).to_be_bytes().to_vec();
+            sent.extend_from_slice(&[0u8; 1000]);
+            // Sixteen streams each announce 60 MiB and send 1,000 bytes.
+            let mut streams: Vec<_> = (0..16).map(|_| Stalled(sent.clone())).collect();
+            let mut reads: Vec<_> = streams
+                .iter_mut()
+                .map(|s| Box::pin(read_frame_within(s, 64 << 20, Some(&budget))))
+                .collect();
+            for r in &mut reads {
+                assert!(futures::poll!(r.as_mut()).is_pending());
+            }
+            let held = (256 << 20) - budget.left();
+            assert!(held <= 16 * FIRST_ALLOCATION, "{held} bytes held");
+            // An honest frame still fits.
+            let f = Frame::new(0, "i", vec![7; 1 << 20]).encode();
+            let read = read_frame_within(&mut &f[..], 64 << 20, Some(&budget)).await;
+            assert_eq!(read.unwrap().body.len(), 1 << 20);
+            drop(reads);
+            assert_eq!(budget.left(), 256 << 20, "all given back");
         });
     }
 
