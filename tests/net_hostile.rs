@@ -838,3 +838,138 @@ fn plain_output(dir: &Path, input: &str) -> String {
     );
     String::from_utf8(out.stdout).expect("UTF-8 on stdout")
 }
+
+/// A request-response codec that announces the largest sync frame, sends a
+/// few bytes of it, and then stalls forever.
+#[derive(Clone, Default)]
+struct Stall;
+
+impl libp2p::request_response::Codec for Stall {
+    type Protocol = libp2p::StreamProtocol;
+    type Request = ();
+    type Response = ();
+
+    async fn read_request<T: futures::AsyncRead + Unpin + Send>(
+        &mut self,
+        _: &Self::Protocol,
+        _: &mut T,
+    ) -> std::io::Result<()> {
+        Ok(())
+    }
+
+    async fn read_response<T: futures::AsyncRead + Unpin + Send>(
+        &mut self,
+        _: &Self::Protocol,
+        _: &mut T,
+    ) -> std::io::Result<()> {
+        futures::future::pending().await
+    }
+
+    async fn write_request<T: futures::AsyncWrite + Unpin + Send>(
+        &mut self,
+        _: &Self::Protocol,
+        io: &mut T,
+        _: (),
+    ) -> std::io::Result<()> {
+        use futures::AsyncWriteExt;
+        let len = dontpanic_net::node::MAX_SYNC_FRAME as u32;
+        io.write_all(&len.to_be_bytes()).await?;
+        io.write_all(&[SYNC, 0]).await?;
+        io.write_all(&[0u8; 1000]).await?;
+        io.flush().await?;
+        futures::future::pending().await
+    }
+
+    async fn write_response<T: futures::AsyncWrite + Unpin + Send>(
+        &mut self,
+        _: &Self::Protocol,
+        _: &mut T,
+        _: (),
+    ) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// A stranger keeps sixteen streams open, each announcing a 64 MiB frame
+/// and stalling after 1 KB, and opens a new one whenever one is dropped:
+/// alice's inbound budget (256 MiB) holds only what arrived, so an honest
+/// member's edits still reach her while the stall goes on.
+#[test]
+fn stalled_streams_from_a_stranger_starve_nobody() {
+    use futures::StreamExt;
+    use libp2p::request_response::{self, ProtocolSupport};
+    use libp2p::swarm::SwarmEvent;
+    let tmp = tempfile::tempdir().unwrap();
+    let mut t = target(tmp.path());
+    let mut bob = Node::loopback_join(&tmp.path().join("bob"), "bob", &t.invite);
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let (addr, peer) = (t.addr.clone(), t.peer);
+    let (opened_tx, opened) = std::sync::mpsc::channel::<usize>();
+    let _stall = rt.spawn(async move {
+        let mut swarm = libp2p::SwarmBuilder::with_new_identity()
+            .with_tokio()
+            .with_tcp(
+                libp2p::tcp::Config::default(),
+                libp2p::noise::Config::new,
+                libp2p::yamux::Config::default,
+            )
+            .unwrap()
+            .with_behaviour(|_| {
+                request_response::Behaviour::with_codec(
+                    Stall,
+                    [(
+                        dontpanic_net::frame::SYNC_PROTOCOL,
+                        ProtocolSupport::Outbound,
+                    )],
+                    request_response::Config::default()
+                        .with_request_timeout(Duration::from_secs(3600))
+                        .with_max_concurrent_streams(64),
+                )
+            })
+            .unwrap()
+            .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(3600)))
+            .build();
+        swarm.dial(addr).unwrap();
+        let mut open = 0usize;
+        loop {
+            match swarm.select_next_some().await {
+                SwarmEvent::ConnectionEstablished { .. } => {
+                    for _ in 0..16 {
+                        swarm.behaviour_mut().send_request(&peer, ());
+                    }
+                    open = 16;
+                }
+                SwarmEvent::Behaviour(request_response::Event::OutboundFailure { .. }) => {
+                    // Alice dropped one (her 20 s timeout): stall again.
+                    swarm.behaviour_mut().send_request(&peer, ());
+                    open += 1;
+                }
+                _ => {}
+            }
+            let _ = opened_tx.send(open);
+        }
+    });
+    let started = opened
+        .recv_timeout(EVENT_TIMEOUT)
+        .expect("the stranger connects and stalls");
+    assert_eq!(started, 16);
+    // Give the stalled streams time to reach alice and be read from.
+    std::thread::sleep(Duration::from_secs(2));
+    bob.ok("note \"bob during the stall\"");
+    // Well inside alice's 20 s request timeout, the only thing that frees
+    // stalled streams: when they held the budget, bob got through only
+    // after it (measured: 21 s, against 2 s now).
+    support::wait_for(
+        "bob's note at alice during the stall",
+        Duration::from_secs(10),
+        || support::converged(&mut [&mut t.node, &mut bob], &["bob during the stall"]),
+    );
+    let rss = std::fs::read_to_string(format!("/proc/{}/status", t.node.pid()))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmHWM"))
+                .map(str::to_string)
+        });
+    eprintln!("alice's peak memory during the stall: {rss:?}");
+}
