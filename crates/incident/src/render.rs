@@ -293,6 +293,66 @@ fn fenced(text: &str, indent: usize) -> String {
     out
 }
 
+/// The item a word of a timeline entry names, when the word is a unique
+/// prefix of an item id (as the commands write them: `h7k2`, `t3`).
+fn named_item<'a>(v: &'a IncidentView, word: &str) -> Option<&'a Item> {
+    let kind = Kind::from_letter(word.chars().next()?)?;
+    let base32 = word
+        .chars()
+        .skip(1)
+        .all(|c| c.is_ascii_digit() || c.is_ascii_lowercase());
+    if word.chars().count() < crate::MIN_SHORT_LEN || !base32 || kind == Kind::Incident {
+        return None;
+    }
+    let mut hits = v
+        .items(kind)
+        .iter()
+        .filter(|i| i.id.as_str().starts_with(word));
+    match (hits.next(), hits.next()) {
+        (Some(one), None) => Some(one),
+        _ => None,
+    }
+}
+
+/// A timeline entry's text for a reader: the item ids the commands wrote
+/// into it are dropped where the text already names the item (`h7k2
+/// (DNS)`, `symptom s1dk: ...`) and replaced by what the item says
+/// elsewhere (a test by its action). Notes are left as typed.
+fn without_ids(v: &IncidentView, e: &crate::TimelineEntry) -> String {
+    if matches!(e.kind.as_str(), "note" | "open") {
+        return e.text.clone();
+    }
+    let words: Vec<&str> = e.text.split(' ').collect();
+    let mut out: Vec<String> = Vec::with_capacity(words.len());
+    for (i, w) in words.iter().enumerate() {
+        let (bare, tail) = match w.strip_suffix([':', ',']) {
+            Some(b) => (b, w.get(b.len()..).unwrap_or_default()),
+            None => (*w, ""),
+        };
+        let Some(item) = named_item(v, bare) else {
+            out.push(w.to_string());
+            continue;
+        };
+        let own = e.item.as_deref() == Some(item.id.as_str());
+        let named_next = words.get(i + 1).is_some_and(|n| n.starts_with('('));
+        if own || named_next {
+            // `symptom s1dk: ...` (the entry's own item) or `h7k2 (DNS)`:
+            // the text names it already.
+            match out.last_mut() {
+                Some(last) => last.push_str(tail),
+                None => out.push(tail.to_string()),
+            }
+            continue;
+        }
+        let what = match item.id.kind() {
+            Kind::Test => item.get("action"),
+            _ => item.get("text"),
+        };
+        out.push(format!("“{what}”{tail}"));
+    }
+    out.join(" ")
+}
+
 /// Statuses entered, in the order they were entered.
 fn status_history(v: &IncidentView) -> Vec<(&str, i64)> {
     let mut times: Vec<(&str, i64)> = v
@@ -641,7 +701,13 @@ pub fn report(v: &IncidentView) -> String {
                 fenced(body, 2)
             );
         } else {
-            let _ = writeln!(o, "- {} — {} — {}", utc(e.at), md1(&e.name), md(&e.text, 2));
+            let _ = writeln!(
+                o,
+                "- {} — {} — {}",
+                utc(e.at),
+                md1(&e.name),
+                md(&without_ids(v, e), 2)
+            );
         }
     }
     o
@@ -676,3 +742,7 @@ mod markdown_tests {
         assert_eq!(md("a", 2), md1("a"));
     }
 }
+
+#[cfg(test)]
+#[path = "report_tests.rs"]
+mod report_tests;
