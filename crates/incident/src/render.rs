@@ -396,18 +396,24 @@ pub fn report(v: &IncidentView) -> String {
         }
     };
     let _ = writeln!(o, "- Impact: {window}");
-    for (label, at) in [
-        ("Time to detect", Some(v.created_at)),
-        ("Time to identify", status_time(v, Status::Identified)),
-        ("Time to mitigate", status_time(v, Status::Mitigated)),
-        ("Time to resolve", status_time(v, Status::Resolved)),
-    ] {
-        let took = match (start, at) {
-            (Some(s), Some(at)) => span(at - s),
-            (None, _) => "unknown (no impact start)".to_string(),
-            (_, None) => "not reached".to_string(),
-        };
-        let _ = writeln!(o, "- {label}: {took}");
+    match start {
+        None => {
+            let _ = writeln!(
+                o,
+                "- Time to detect, identify, mitigate and resolve: unknown (no impact start)"
+            );
+        }
+        Some(s) => {
+            for (label, at) in [
+                ("Time to detect", Some(v.created_at)),
+                ("Time to identify", status_time(v, Status::Identified)),
+                ("Time to mitigate", status_time(v, Status::Mitigated)),
+                ("Time to resolve", status_time(v, Status::Resolved)),
+            ] {
+                let took = at.map_or("not reached".to_string(), |at| span(at - s));
+                let _ = writeln!(o, "- {label}: {took}");
+            }
+        }
     }
     let _ = writeln!(o, "- Opened: {}", utc(v.created_at));
     for (status, at) in status_history(v) {

@@ -366,7 +366,7 @@ fn an_empty_record_says_so_section_by_section() {
                 "Summary",
                 &[
                     "- Impact: impact start not recorded (`symptom <text> --since HH:MM` records it)",
-                    "- Time to detect: unknown (no impact start)",
+                    "- Time to detect, identify, mitigate and resolve: unknown (no impact start)",
                     "- Root cause: not confirmed",
                 ],
                 &[],

@@ -270,7 +270,7 @@ mod tests {
         let ranked = rank(&a, &[same]);
         assert!((ranked[0].score - 1.0).abs() < 1e-9, "{ranked:?}");
         let empty = incident("the", &[], &[], None);
-        assert!(rank(&empty, &[a.clone()]).is_empty());
+        assert!(rank(&empty, std::slice::from_ref(&a)).is_empty());
         assert!(rank(&a, &[]).is_empty());
     }
 
