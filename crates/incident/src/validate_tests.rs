@@ -1243,3 +1243,35 @@ fn impact_start_owners_summary_and_lessons_follow_the_schema() {
         ),
     ]);
 }
+
+#[test]
+fn resolving_a_summary_conflict_passes() {
+    let b = base();
+    let mut one = fork(b.incident.doc());
+    let mut two = fork(b.incident.doc());
+    one.apply(Edit::SetSummary("DNS broke".into()), &alice(), 3)
+        .unwrap();
+    two.apply(Edit::SetSummary("a deploy broke".into()), &bob(), 3)
+        .unwrap();
+    let mut merged = fork(one.doc());
+    merged.doc_mut().merge(&mut two.doc().fork()).unwrap();
+    assert!(merged.conflicts().iter().any(|c| c.field == "summary"));
+    let d = merged.doc();
+    for value in ["DNS broke", "a deploy broke"] {
+        let resolve = honest(
+            d,
+            &bob(),
+            Edit::Resolve {
+                field: "summary".into(),
+                value: value.into(),
+            },
+        );
+        check(vec![(
+            "resolve a summary conflict",
+            d,
+            resolve,
+            bob(),
+            None,
+        )]);
+    }
+}
