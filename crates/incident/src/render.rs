@@ -322,7 +322,15 @@ fn without_ids(v: &IncidentView, e: &crate::TimelineEntry) -> String {
     if matches!(e.kind.as_str(), "note" | "open") {
         return e.text.clone();
     }
-    let words: Vec<&str> = e.text.split(' ').collect();
+    // `h7k2 (DNS)` reads as “DNS”.
+    let mut text = e.text.clone();
+    for w in e.text.split(' ') {
+        if let Some(item) = named_item(v, w) {
+            let said = item.get("text");
+            text = text.replace(&format!("{w} ({said})"), &format!("“{said}”"));
+        }
+    }
+    let words: Vec<&str> = text.split(' ').collect();
     let mut out: Vec<String> = Vec::with_capacity(words.len());
     for (i, w) in words.iter().enumerate() {
         let (bare, tail) = match w.strip_suffix([':', ',']) {

@@ -343,9 +343,10 @@ fn a_full_record_fills_every_section() {
                     // In time order, the late note in its place.
                     "03:02:00 UTC — bob — symptom: payment timeouts (since",
                     // Ids give way to what the items say.
-                    "— alice — ruled out (DNS) by test “dig @10.0.0.2”: resolvers answer",
-                    "— alice — confirmed (bad deploy): test “roll back canary”",
-                    "— bob — result of test “roll back canary” on (bad deploy): canary clean",
+                    "— alice — ruled out “DNS” by test “dig @10.0.0.2”: resolvers answer",
+                    "— alice — confirmed “bad deploy”: test “roll back canary”",
+                    "— bob — result of test “roll back canary” on “bad deploy”: canary clean",
+                    "— alice — test of “DNS”: dig @10.0.0.2; rules it out if resolvers answer",
                     "\n- 2026-12-01 03:04:00 UTC — bob — note: late: the pager fired at 02:59\n- 2026-12-01 03:05:00 UTC — alice — hypothesis",
                     // A pasted log stays inside its item, as a code block
                     // whose fence no line of it can close.
