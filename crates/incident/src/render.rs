@@ -397,7 +397,7 @@ pub fn report(v: &IncidentView) -> String {
     let start = v.impact_start();
     let end = status_time(v, Status::Mitigated).or(status_time(v, Status::Resolved));
     let window = match (start, end) {
-        (Some(s), Some(e)) => format!("{} → {} ({})", utc(s), utc(e), span(e - s)),
+        (Some(s), Some(e)) => format!("{} → {} ({})", utc(s), utc(e), span(e.saturating_sub(s))),
         (Some(s), None) => format!("{} → not mitigated yet", utc(s)),
         (None, _) => {
             "impact start not recorded (`symptom <text> --since HH:MM` records it)".to_string()
@@ -418,7 +418,7 @@ pub fn report(v: &IncidentView) -> String {
                 ("Time to mitigate", status_time(v, Status::Mitigated)),
                 ("Time to resolve", status_time(v, Status::Resolved)),
             ] {
-                let took = at.map_or("not reached".to_string(), |at| span(at - s));
+                let took = at.map_or("not reached".to_string(), |at| span(at.saturating_sub(s)));
                 let _ = writeln!(o, "- {label}: {took}");
             }
         }
@@ -479,7 +479,7 @@ pub fn report(v: &IncidentView) -> String {
         .map(|s| {
             format!(
                 ", {} after impact began ({})",
-                span(v.created_at - s),
+                span(v.created_at.saturating_sub(s)),
                 utc(s)
             )
         })

@@ -514,3 +514,14 @@ fn a_concurrent_summary_is_a_conflict_and_the_report_says_so() {
         )],
     );
 }
+
+#[test]
+fn a_forged_impact_start_cannot_break_the_report() {
+    let mut v = full();
+    for since in [i64::MIN, i64::MAX, -1] {
+        let symptoms = v.items.get_mut(&crate::Kind::Symptom).unwrap();
+        symptoms[0].fields.insert("since".into(), since.to_string());
+        // Renders, whatever the times say.
+        assert!(report(&v).contains("## Timeline (UTC)"));
+    }
+}

@@ -94,7 +94,7 @@ fn format_date(d: Date) -> String {
 /// `2d 03h`; negative spans get a minus sign.
 pub fn span(ms: i64) -> String {
     if ms < 0 {
-        return format!("-{}", span(-ms));
+        return format!("-{}", span(ms.saturating_neg()));
     }
     let s = ms / 1000;
     match s {
@@ -187,6 +187,8 @@ mod tests {
             (65 * MIN, "1h 05m"),
             (25 * 60 * MIN, "1d 01h"),
             (-5 * MIN, "-5m"),
+            // A forged `since` cannot make the report overflow.
+            (i64::MIN, "-106751991167d 07h"),
         ];
         for (ms, want) in cases {
             assert_eq!(span(ms), want, "{ms}");
