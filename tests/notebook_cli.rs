@@ -25,13 +25,28 @@ fn section<'a>(report: &'a str, heading: &str) -> &'a str {
     &rest[..rest.find("\n## ").unwrap_or(rest.len())]
 }
 
+/// `secs` since the Unix epoch as RFC 3339 (UTC), as `--since` takes it.
+fn rfc3339(secs: u64) -> String {
+    // `2026-11-24 03:12:09 UTC` -> `2026-11-24T03:12:09Z`
+    began_utc(secs).replacen(' ', "T", 1).replace(" UTC", "Z")
+}
+
+fn now_secs() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+}
+
 #[test]
 fn the_method_from_symptom_to_report() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("alice");
+    // Impact began half an hour before the incident is opened.
+    let began = now_secs() - 30 * 60;
     let mut n = Node::offline(&dir, "alice");
     n.ok("new \"checkout returns 500s\" --sev 2");
-    n.ok("symptom \"HTTP 500 on /checkout\" --where eu-west --freq \"1 in 3 requests\" --impact \"customers cannot pay\"");
+    n.ok(&format!("symptom \"HTTP 500 on /checkout\" --where eu-west --freq \"1 in 3 requests\" --impact \"customers cannot pay\" --since {}", rfc3339(began)));
     let dns = id(&n.ok("hypo \"DNS resolution failing\""));
     let deploy = id(&n.ok("hypo \"bad deploy of payments v42\""));
     let db = id(&n.ok("hypo \"database connection pool exhausted\""));
@@ -70,6 +85,7 @@ fn the_method_from_symptom_to_report() {
     );
     n.ok("fix \"shed 10% of traffic\" --unconfirmed-because \"revenue loss 10k/min\"");
     n.ok(&format!("confirm {deploy} {t_dep}"));
+    n.ok("status identified");
     n.ok("fix \"roll back payments to v41\"");
     n.ok("status mitigated");
     n.ok("status resolved");
@@ -78,9 +94,35 @@ fn the_method_from_symptom_to_report() {
         closed["error"].as_str().unwrap().contains("reopen"),
         "{closed}"
     );
-    n.ok("followup \"alert on checkout 5xx rate\"");
+    // Post-incident work: follow-ups with an owner and a due date, the
+    // narrative and the lessons.
+    let stranger = n.cmd("followup \"alert on checkout 5xx rate\" --owner mallory");
+    assert!(
+        stranger["error"]
+            .as_str()
+            .unwrap()
+            .contains("`mallory` is not a member of this incident (members: alice)"),
+        "{stranger}"
+    );
+    n.ok("followup \"alert on checkout 5xx rate\" --owner alice --due 2030-01-31");
+    n.ok("followup \"canary error budget\" --due 2w");
+    n.ok("summary \"A bad deploy of payments v42 made checkout fail for a third of requests; rolling back fixed it.\"");
+    n.ok("lesson \"canaries need an error-rate alert\"");
     let out = dir.join("pir.md");
     n.ok(&format!("report --out {}", out.display()));
+    // An existing report is never overwritten by accident.
+    fs::write(&out, "edited by hand").unwrap();
+    let again = n.cmd(&format!("report --out {}", out.display()));
+    assert_eq!(again["ok"], false);
+    assert!(
+        again["error"].as_str().unwrap().contains(&format!(
+            "{} already exists; give --force to overwrite it",
+            out.display()
+        )),
+        "{again}"
+    );
+    assert_eq!(fs::read_to_string(&out).unwrap(), "edited by hand");
+    n.ok(&format!("report --out {} --force", out.display()));
     let total = n.total();
     n.quit();
 
@@ -96,6 +138,39 @@ fn the_method_from_symptom_to_report() {
             && summary.contains("commander: alice"),
         "{summary}"
     );
+    // The impact window runs from --since to mitigation; every step took
+    // the half hour since impact began (and a few seconds).
+    let window = format!("- Impact: {} → ", began_utc(began));
+    assert!(
+        summary.contains(&window) && summary.contains(" (30m)\n"),
+        "{summary}"
+    );
+    for step in ["detect", "identify", "mitigate", "resolve"] {
+        assert!(
+            summary.contains(&format!("- Time to {step}: 30m\n")),
+            "{step}: {summary}"
+        );
+    }
+    let order: Vec<usize> = [
+        "- investigating:",
+        "- identified:",
+        "- mitigated:",
+        "- resolved:",
+    ]
+    .iter()
+    .map(|s| summary.find(s).unwrap_or_else(|| panic!("{s}: {summary}")))
+    .collect();
+    assert!(order.windows(2).all(|w| w[0] < w[1]), "{summary}");
+    assert!(
+        section(&report, "Narrative").contains("A bad deploy of payments v42 made checkout fail"),
+    );
+    let detection = section(&report, "Detection");
+    assert!(
+        detection.contains("alice opened the incident at ")
+            && detection.contains(", 30m after impact began")
+            && detection.contains("- HTTP 500 on /checkout — alice"),
+        "{detection}"
+    );
     assert!(section(&report, "Impact").contains("customers cannot pay"));
     let symptoms = section(&report, "Symptoms");
     assert!(
@@ -104,12 +179,11 @@ fn the_method_from_symptom_to_report() {
     );
     let hyps = section(&report, "Hypotheses");
     assert!(
-        hyps.contains("DNS resolution failing — **ruled out** by test"),
+        hyps.contains("DNS resolution failing — **ruled out** by the test “dig @10.0.0.2 checkout.internal”: resolvers answer correctly"),
         "{hyps}"
     );
-    assert!(hyps.contains("resolvers answer correctly"), "{hyps}");
     assert!(
-        hyps.contains("bad deploy of payments v42 — **confirmed** by test"),
+        hyps.contains("bad deploy of payments v42 — **confirmed** by the test “roll back canary”"),
         "{hyps}"
     );
     assert!(
@@ -120,18 +194,36 @@ fn the_method_from_symptom_to_report() {
         hyps.contains("does-not-rule-out") && hyps.contains("inconclusive"),
         "{hyps}"
     );
+    for id in [&dns, &t_dns, &t_dep] {
+        assert!(!hyps.contains(&id[..4]), "internal id {id} in {hyps}");
+    }
     assert!(section(&report, "Root cause").contains("bad deploy of payments v42"));
-    let fix = section(&report, "Fix");
+    let fix = section(&report, "Fixes");
     assert!(fix.contains("shed 10% of traffic — ⚠ made before the cause was confirmed, because: revenue loss 10k/min"), "{fix}");
     assert!(fix.contains("roll back payments to v41 (alice"), "{fix}");
-    assert!(section(&report, "Follow-ups").contains("alert on checkout 5xx rate"));
+    let followups = section(&report, "Follow-ups");
+    assert!(
+        followups.contains("- [ ] alert on checkout 5xx rate — owner: alice, due 2030-01-31")
+            && followups.contains("- [ ] canary error budget — **no owner**, due 20"),
+        "{followups}"
+    );
+    assert!(
+        section(&report, "Lessons").contains("- canaries need an error-rate alert — alice"),
+        "{report}"
+    );
+    assert!(section(&report, "Participants").contains("- alice — commander (key `"));
     let timeline = section(&report, "Timeline (UTC)");
-    assert_eq!(
-        timeline.lines().filter(|l| l.starts_with("- ")).count() as u64,
-        total
+    let entries: Vec<&str> = timeline.lines().filter(|l| l.starts_with("- ")).collect();
+    assert_eq!(entries.len() as u64, total);
+    let times: Vec<&str> = entries
+        .iter()
+        .filter_map(|l| l.split(" — ").next())
+        .collect();
+    assert!(
+        times.windows(2).all(|w| w[0] <= w[1]),
+        "the timeline is in time order: {timeline}"
     );
     assert!(timeline.contains(" UTC — alice — "), "{timeline}");
-    assert!(section(&report, "Participants").contains("alice"));
 
     // A second run on the same data directory finds everything again, verified.
     let (replies, _, code) = script(&dir, "alice", &["timeline --all", "log"]);
@@ -142,6 +234,67 @@ fn the_method_from_symptom_to_report() {
     assert!(changes
         .iter()
         .all(|c| c["verified"] == true && c["author"] == "alice"));
+}
+
+/// `secs` as the report writes times: `2026-11-24 03:12:09 UTC`.
+fn began_utc(secs: u64) -> String {
+    dontpanic_incident::render::utc(secs as i64 * 1000)
+}
+
+#[test]
+fn similar_lists_past_incidents_like_the_open_one_with_cause_and_fix() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("d");
+    let mut n = Node::offline(&dir, "alice");
+    // Three past incidents, each with its symptom, hypothesis and maybe a fix.
+    let past: [(&str, &str, &str, Option<&str>); 3] = [
+        (
+            "checkout 500s after deploy",
+            "HTTP 500 on checkout",
+            "bad deploy of payments",
+            Some("roll back payments"),
+        ),
+        (
+            "disk full on db-3",
+            "writes failing on db-3",
+            "log rotation stopped",
+            Some("rotate logs"),
+        ),
+        ("login slow", "login timeouts", "DNS resolver slow", None),
+    ];
+    let mut ids = Vec::new();
+    for (title, symptom, hypo, fix) in past {
+        ids.push(id(&n.ok(&format!("new \"{title}\""))));
+        n.ok(&format!("symptom \"{symptom}\""));
+        let h = id(&n.ok(&format!("hypo \"{hypo}\"")));
+        if let Some(fix) = fix {
+            n.ok(&format!("confirm {h} \"the fix worked\""));
+            n.ok(&format!("fix \"{fix}\""));
+            n.ok("status resolved");
+        }
+    }
+    let open = id(&n.ok("new \"checkout errors\""));
+    n.ok("symptom \"500 on checkout, payment timeouts\"");
+    n.ok("hypo \"payments deploy\"");
+    let found = n.ok("similar");
+    let rows = found["similar"].as_array().unwrap();
+    let listed: Vec<&str> = rows.iter().map(|r| r["id"].as_str().unwrap()).collect();
+    // The checkout incident first, the one sharing "timeouts" after it;
+    // the disk incident shares nothing, the open one is not its own match.
+    assert_eq!(listed, [ids[0].as_str(), ids[2].as_str()], "{found}");
+    assert!(!listed.contains(&open.as_str()));
+    assert_eq!(
+        rows[0]["causes"],
+        serde_json::json!(["bad deploy of payments"])
+    );
+    assert_eq!(rows[0]["fixes"], serde_json::json!(["roll back payments"]));
+    assert!(rows[0]["score"].as_f64().unwrap() > rows[1]["score"].as_f64().unwrap());
+    assert_eq!(rows[1]["shared"], serde_json::json!(["timeout"]));
+    n.quit();
+    // The same from a fresh start, where the past incidents load on demand.
+    let (replies, _, code) = script(&dir, "alice", &["similar"]);
+    assert_eq!(code, 0);
+    assert_eq!(replies[0]["similar"], found["similar"]);
 }
 
 #[test]
@@ -167,6 +320,11 @@ fn bad_input_is_refused_clearly_and_loses_nothing() {
         (&format!("test {h} dig"), "missing --rules-out-if"),
         ("status sideways", "`sideways` is not a status"),
         ("open inothere", "no incident matches `inothere`"),
+        (
+            "symptom slow --since 25:00",
+            "`25:00` is not a time: give HH:MM (UTC, today; a time later than now means yesterday) or RFC 3339",
+        ),
+        ("followup alert --due soon", "`soon` is not a due date: give YYYY-MM-DD"),
     ];
     let lines: Vec<&str> = cases
         .iter()

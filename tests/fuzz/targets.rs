@@ -99,6 +99,7 @@ pub fn base_doc() -> &'static automerge::Automerge {
                 place: None,
                 frequency: None,
                 impact: None,
+                since: None,
             },
             &alice,
             1,

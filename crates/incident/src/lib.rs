@@ -28,9 +28,11 @@
 pub mod export;
 mod ids;
 pub mod render;
+pub mod similar;
 mod types;
 pub mod validate;
 mod view;
+pub mod when;
 
 use automerge::transaction::{CommitOptions, Transactable, Transaction};
 use automerge::{ActorId, Automerge, Change, ObjId, ObjType, ReadDoc, ScalarValue, Value, ROOT};
@@ -39,8 +41,9 @@ pub use ids::{short_forms, shortest_unique, ItemId, Kind, MIN_SHORT_LEN};
 pub use types::{HypothesisStatus, Role, Severity, Status, Verdict};
 pub use validate::{validate, Rule, Validator, Violation};
 pub use view::{
-    removals, removed_keys, Conflict, IncidentView, Item, Member, Removal, TimelineEntry,
+    removals, removed_keys, Conflict, IncidentView, Item, Lesson, Member, Removal, TimelineEntry,
 };
+pub use when::TimeError;
 
 /// Version of the document layout, stored at the root.
 pub const SCHEMA: i64 = 1;
@@ -130,6 +133,18 @@ pub enum RuleError {
     /// The key was removed from the roster: it cannot be admitted again.
     #[error("{0} was removed from this incident; a removed key cannot rejoin (start with --new-identity and a fresh invite)")]
     Removed(String),
+    /// A time or date that could not be read.
+    #[error(transparent)]
+    Time(#[from] TimeError),
+    /// A name given where a member is needed (a follow-up's owner) is not
+    /// on the roster.
+    #[error("`{name}` is not a member of this incident (members: {members})")]
+    NotAMember {
+        /// What was typed.
+        name: String,
+        /// The current members' names.
+        members: String,
+    },
     /// The document is not a dontpanic incident or is damaged.
     #[error("document is not a readable incident: {0}")]
     Document(String),
@@ -164,6 +179,9 @@ pub enum Edit {
         frequency: Option<String>,
         /// The impact on users.
         impact: Option<String>,
+        /// When impact began, as typed (`HH:MM` or RFC 3339, see
+        /// [`when::parse_since`]); read against the edit's time.
+        since: Option<String>,
     },
     /// Add a hypothesis; nothing is ruled out by opinion.
     AddHypothesis {
@@ -210,6 +228,19 @@ pub enum Edit {
     /// A follow-up for after the incident.
     AddFollowUp {
         /// What should be done.
+        text: String,
+        /// Who will do it: a member (roster name or key prefix).
+        owner: Option<String>,
+        /// When it is due, as typed (`YYYY-MM-DD`, `3d`, `2w`, see
+        /// [`when::parse_due`]); read against the edit's time.
+        due: Option<String>,
+    },
+    /// Write (or rewrite) the narrative summary of the incident for the
+    /// report; the latest wins, concurrent ones show as a conflict.
+    SetSummary(String),
+    /// Record a lesson learned, signed by its author.
+    AddLesson {
+        /// The lesson.
         text: String,
     },
     /// Move the status (not out of `resolved`: see [`Edit::Reopen`]).
@@ -598,6 +629,27 @@ impl Incident {
         }
     }
 
+    /// The roster name of the member `typed` names, for a follow-up's
+    /// owner; a name that is not a member's is refused, listing who is.
+    fn owner_name(&self, typed: &str) -> Result<String, RuleError> {
+        match self.resolve_member(typed) {
+            Ok(key) => Ok(self.roster_name(&key).unwrap_or_default()),
+            Err(RuleError::UnknownMember(name)) => {
+                let mut members: Vec<String> = self
+                    .member_keys()
+                    .iter()
+                    .filter_map(|k| self.roster_name(k))
+                    .collect();
+                members.sort();
+                Err(RuleError::NotAMember {
+                    name,
+                    members: members.join(", "),
+                })
+            }
+            Err(e) => Err(e),
+        }
+    }
+
     fn any_confirmed(&self) -> bool {
         self.ids(Kind::Hypothesis).iter().any(|h| {
             ItemId::parse(h)
@@ -609,7 +661,13 @@ impl Incident {
 
     /// A plain snapshot for reading.
     pub fn view(&self) -> Result<IncidentView, RuleError> {
-        view::read(&self.doc)
+        view::read(&self.doc, true)
+    }
+
+    /// A snapshot without the timeline: items, roster and root fields
+    /// only, as cheap for 100,000 timeline entries as for ten.
+    pub fn view_without_timeline(&self) -> Result<IncidentView, RuleError> {
+        view::read(&self.doc, false)
     }
 
     /// Fields edited concurrently with different values, still unresolved.
@@ -628,12 +686,16 @@ impl Incident {
         let status = self.status();
         let allowed_when_resolved = matches!(
             edit,
-            Edit::AddNote { .. } | Edit::AddFollowUp { .. } | Edit::Reopen { .. }
+            Edit::AddNote { .. }
+                | Edit::AddFollowUp { .. }
+                | Edit::SetSummary(_)
+                | Edit::AddLesson { .. }
+                | Edit::Reopen { .. }
         );
         if status == Status::Resolved && !allowed_when_resolved {
             return Err(RuleError::Resolved);
         }
-        let plan = self.plan(edit, status)?;
+        let plan = self.plan(edit, status, now_ms)?;
         if plan
             .writes
             .iter()
@@ -693,7 +755,7 @@ impl Incident {
     }
 
     /// Validates an edit and turns it into writes; nothing is changed yet.
-    fn plan(&self, edit: Edit, status: Status) -> Result<Plan, RuleError> {
+    fn plan(&self, edit: Edit, status: Status, now_ms: i64) -> Result<Plan, RuleError> {
         let mut plan = Plan::default();
         match edit {
             Edit::AddSymptom {
@@ -701,8 +763,13 @@ impl Incident {
                 place,
                 frequency,
                 impact,
+                since,
             } => {
                 let text = need(&text, "symptom")?;
+                let since = since
+                    .filter(|s| !s.trim().is_empty())
+                    .map(|s| when::parse_since(&s, now_ms))
+                    .transpose()?;
                 let mut fields = vec![("text", text.clone())];
                 for (k, v) in [
                     ("where", place),
@@ -713,8 +780,16 @@ impl Incident {
                         fields.push((k, v.trim().to_string()));
                     }
                 }
-                let id = plan.create(self, Kind::Symptom, fields);
-                plan.finish("symptom", format!("symptom {}: {text}", self.short(&id)));
+                let ints: Vec<(&'static str, i64)> =
+                    since.map(|t| ("since", t)).into_iter().collect();
+                let id = plan.create_with(self, Kind::Symptom, fields, ints);
+                let began = since
+                    .map(|t| format!(" (since {})", render::utc(t)))
+                    .unwrap_or_default();
+                plan.finish(
+                    "symptom",
+                    format!("symptom {}: {text}{began}", self.short(&id)),
+                );
             }
             Edit::AddHypothesis { text } => {
                 let text = need(&text, "hypothesis")?;
@@ -878,10 +953,40 @@ impl Incident {
                 // incidents with 100,000 notes stay small and fast.
                 plan.finish("note", format!("note: {text}"));
             }
-            Edit::AddFollowUp { text } => {
+            Edit::AddFollowUp { text, owner, due } => {
                 let text = need(&text, "follow-up")?;
-                let id = plan.create(self, Kind::FollowUp, vec![("text", text.clone())]);
-                plan.finish("followup", format!("follow-up {}: {text}", self.short(&id)));
+                let mut fields = vec![("text", text.clone())];
+                let mut said = Vec::new();
+                if let Some(owner) = owner.filter(|o| !o.trim().is_empty()) {
+                    let name = self.owner_name(&owner)?;
+                    said.push(format!("owner {name}"));
+                    fields.push(("owner", name));
+                }
+                if let Some(due) = due.filter(|d| !d.trim().is_empty()) {
+                    let date = when::parse_due(&due, now_ms)?;
+                    said.push(format!("due {date}"));
+                    fields.push(("due", date));
+                }
+                let id = plan.create(self, Kind::FollowUp, fields);
+                let said = if said.is_empty() {
+                    " (no owner yet)".to_string()
+                } else {
+                    format!(" ({})", said.join(", "))
+                };
+                plan.finish(
+                    "followup",
+                    format!("follow-up {}: {text}{said}", self.short(&id)),
+                );
+            }
+            Edit::SetSummary(text) => {
+                let text = need(&text, "summary")?;
+                plan.root.push(("summary", text.clone()));
+                plan.finish("summary", format!("summary: {text}"));
+            }
+            Edit::AddLesson { text } => {
+                let text = need(&text, "lesson")?;
+                plan.writes.push(Write::Lesson(text.clone()));
+                plan.finish("lesson", format!("lesson: {text}"));
             }
             Edit::SetStatus(new) => {
                 plan.root.push(("status", new.as_str().into()));
@@ -982,6 +1087,7 @@ enum Write {
     Create {
         id: ItemId,
         fields: Vec<(&'static str, String)>,
+        ints: Vec<(&'static str, i64)>,
     },
     SetItem {
         id: ItemId,
@@ -993,6 +1099,8 @@ enum Write {
     Role(Role, String),
     Member(String, String),
     Path(String, String),
+    /// A lesson appended to `lessons` (made by the first lesson).
+    Lesson(String),
     /// A removal: the entry under `removals` and a new join secret.
     Removal {
         key: String,
@@ -1008,6 +1116,17 @@ impl Plan {
         kind: Kind,
         fields: Vec<(&'static str, String)>,
     ) -> ItemId {
+        self.create_with(incident, kind, fields, Vec::new())
+    }
+
+    /// [`Plan::create`] with integer fields besides the text ones.
+    fn create_with(
+        &mut self,
+        incident: &Incident,
+        kind: Kind,
+        fields: Vec<(&'static str, String)>,
+        ints: Vec<(&'static str, i64)>,
+    ) -> ItemId {
         let col = incident.collection(kind).ok();
         let id = loop {
             let id = ItemId::random(kind);
@@ -1022,6 +1141,7 @@ impl Plan {
         self.writes.push(Write::Create {
             id: id.clone(),
             fields,
+            ints,
         });
         id
     }
@@ -1069,11 +1189,14 @@ impl Write {
                 .map(|(_, c)| c.clone())
         };
         match self {
-            Write::Create { id, fields } => {
+            Write::Create { id, fields, ints } => {
                 let c = col(id.kind()).expect("collections were checked");
                 let obj = tx.put_object(&c, id.as_str(), ObjType::Map)?;
                 for (k, v) in fields {
                     tx.put(&obj, *k, v.as_str())?;
+                }
+                for (k, v) in ints {
+                    tx.put(&obj, *k, *v)?;
                 }
                 tx.put(&obj, "by", editor.key.as_str())?;
                 tx.put(&obj, "at", now_ms)?;
@@ -1108,6 +1231,23 @@ impl Write {
                 tx.put(&m, "name", name.as_str())?;
                 tx.put(&m, "at", now_ms)?;
                 tx.put(&m, "added_by", editor.key.as_str())?;
+            }
+            Write::Lesson(text) => {
+                // `lessons` is made by the first lesson; two made
+                // concurrently both stay readable (`view::lessons` reads
+                // every list at the key).
+                let lessons = match tx.get(ROOT, "lessons")? {
+                    Some((Value::Object(ObjType::List), l)) => l,
+                    _ => tx.put_object(ROOT, "lessons", ObjType::List)?,
+                };
+                let lesson = Lesson {
+                    at: now_ms,
+                    by: editor.key.clone(),
+                    text: text.clone(),
+                };
+                let json = serde_json::to_string(&lesson).expect("plain struct");
+                let len = tx.length(&lessons);
+                tx.insert(&lessons, len, json)?;
             }
             Write::Removal {
                 key,

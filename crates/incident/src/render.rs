@@ -257,11 +257,157 @@ fn code(text: &str) -> String {
     format!("`{}`", one_line(text).replace('`', "'"))
 }
 
-/// The Production Incident Report, as Markdown.
+/// The nudge for follow-ups nobody owns, or `None` when every follow-up
+/// has an owner: a follow-up without one tends not to get done.
+pub fn owner_nudge(v: &IncidentView) -> Option<String> {
+    let unowned = v.followups_without_owner();
+    let first = unowned.first()?;
+    let others = match unowned.len() {
+        1 => String::new(),
+        n => format!(" and {} more", n - 1),
+    };
+    Some(format!(
+        "! follow-up \"{}\"{others} has no owner: agree who takes it, and record follow-ups with `followup <text> --owner <name> --due <date>`",
+        one_line(first.get("text"))
+    ))
+}
+
+/// A follow-up's owner and due date, as the report says them.
+fn owner_and_due(a: &Item) -> String {
+    let owner = match a.get("owner") {
+        "" => "**no owner**".to_string(),
+        o => format!("owner: {}", md1(o)),
+    };
+    let due = match a.get("due") {
+        "" => "no due date".to_string(),
+        d => format!("due {}", md1(d)),
+    };
+    format!("{owner}, {due}")
+}
+
+/// A test named for a reader: by what it did, not by its id.
+fn test_named(v: &IncidentView, test_id: &str, indent: usize) -> String {
+    match v.item(test_id) {
+        Some(t) => format!("the test “{}”", md(t.get("action"), indent)),
+        None => format!("test {}", code(&v.short(test_id))),
+    }
+}
+
+/// Remote text as a fenced code block under a list item whose text starts
+/// at column `indent`: shown exactly as typed (after terminal safety), and
+/// the fence is longer than any run of backticks inside, so no line of a
+/// pasted log can close it and break out of the item.
+fn fenced(text: &str, indent: usize) -> String {
+    let safe = terminal_safe(text);
+    let mut longest = 0;
+    let mut run = 0;
+    for c in safe.chars() {
+        run = if c == '`' { run + 1 } else { 0 };
+        longest = longest.max(run);
+    }
+    let fence = "`".repeat((longest + 1).max(3));
+    let pad = " ".repeat(indent);
+    let mut out = format!("\n{pad}{fence}\n");
+    for l in safe.trim_end_matches('\n').split('\n') {
+        let _ = writeln!(out, "{pad}{l}");
+    }
+    let _ = write!(out, "{pad}{fence}");
+    out
+}
+
+/// The item a word of a timeline entry names, when the word is a unique
+/// prefix of an item id (as the commands write them: `h7k2`, `t3`).
+fn named_item<'a>(v: &'a IncidentView, word: &str) -> Option<&'a Item> {
+    let kind = Kind::from_letter(word.chars().next()?)?;
+    let base32 = word
+        .chars()
+        .skip(1)
+        .all(|c| c.is_ascii_digit() || c.is_ascii_lowercase());
+    if word.chars().count() < crate::MIN_SHORT_LEN || !base32 || kind == Kind::Incident {
+        return None;
+    }
+    let mut hits = v
+        .items(kind)
+        .iter()
+        .filter(|i| i.id.as_str().starts_with(word));
+    match (hits.next(), hits.next()) {
+        (Some(one), None) => Some(one),
+        _ => None,
+    }
+}
+
+/// A timeline entry's text for a reader: the item ids the commands wrote
+/// into it are dropped where the text already names the item (`h7k2
+/// (DNS)`, `symptom s1dk: ...`) and replaced by what the item says
+/// elsewhere (a test by its action). Notes are left as typed.
+fn without_ids(v: &IncidentView, e: &crate::TimelineEntry) -> String {
+    if matches!(e.kind.as_str(), "note" | "open") {
+        return e.text.clone();
+    }
+    // `h7k2 (DNS)` reads as “DNS”.
+    let mut text = e.text.clone();
+    for w in e.text.split(' ') {
+        if let Some(item) = named_item(v, w) {
+            let said = item.get("text");
+            text = text.replace(&format!("{w} ({said})"), &format!("“{said}”"));
+        }
+    }
+    let words: Vec<&str> = text.split(' ').collect();
+    let mut out: Vec<String> = Vec::with_capacity(words.len());
+    for (i, w) in words.iter().enumerate() {
+        let (bare, tail) = match w.strip_suffix([':', ',']) {
+            Some(b) => (b, w.get(b.len()..).unwrap_or_default()),
+            None => (*w, ""),
+        };
+        let Some(item) = named_item(v, bare) else {
+            out.push(w.to_string());
+            continue;
+        };
+        let own = e.item.as_deref() == Some(item.id.as_str());
+        let named_next = words.get(i + 1).is_some_and(|n| n.starts_with('('));
+        if own || named_next {
+            // `symptom s1dk: ...` (the entry's own item) or `h7k2 (DNS)`:
+            // the text names it already.
+            match out.last_mut() {
+                Some(last) => last.push_str(tail),
+                None => out.push(tail.to_string()),
+            }
+            continue;
+        }
+        let what = match item.id.kind() {
+            Kind::Test => item.get("action"),
+            _ => item.get("text"),
+        };
+        out.push(format!("“{what}”{tail}"));
+    }
+    out.join(" ")
+}
+
+/// Statuses entered, in the order they were entered.
+fn status_history(v: &IncidentView) -> Vec<(&str, i64)> {
+    let mut times: Vec<(&str, i64)> = v
+        .status_times
+        .iter()
+        .map(|(s, at)| (s.as_str(), *at))
+        .collect();
+    times.sort_by_key(|(s, at)| (*at, *s));
+    times
+}
+
+fn status_time(v: &IncidentView, status: crate::Status) -> Option<i64> {
+    v.status_times.get(status.as_str()).copied()
+}
+
+/// The Production Incident Report, as Markdown. Every section says in one
+/// line when it has nothing to show.
 pub fn report(v: &IncidentView) -> String {
+    use crate::when::span;
+    use crate::Status;
     let mut o = String::new();
     let sev = v.severity.map(|s| s.label()).unwrap_or_default();
     let _ = writeln!(o, "# Production Incident Report: {}\n", md1(&v.title));
+
+    // Summary: the figures a reader looks for first.
     let _ = writeln!(o, "## Summary\n");
     let _ = writeln!(o, "- Incident: {}", code(&v.id));
     let _ = writeln!(o, "- Severity: {sev}");
@@ -270,9 +416,38 @@ pub fn report(v: &IncidentView) -> String {
         "- Status: {}",
         v.status.map(|s| s.to_string()).unwrap_or_default()
     );
+    let start = v.impact_start();
+    let end = status_time(v, Status::Mitigated).or(status_time(v, Status::Resolved));
+    let window = match (start, end) {
+        (Some(s), Some(e)) => format!("{} → {} ({})", utc(s), utc(e), span(e.saturating_sub(s))),
+        (Some(s), None) => format!("{} → not mitigated yet", utc(s)),
+        (None, _) => {
+            "impact start not recorded (`symptom <text> --since HH:MM` records it)".to_string()
+        }
+    };
+    let _ = writeln!(o, "- Impact: {window}");
+    match start {
+        None => {
+            let _ = writeln!(
+                o,
+                "- Time to detect, identify, mitigate and resolve: unknown (no impact start)"
+            );
+        }
+        Some(s) => {
+            for (label, at) in [
+                ("Time to detect", Some(v.created_at)),
+                ("Time to identify", status_time(v, Status::Identified)),
+                ("Time to mitigate", status_time(v, Status::Mitigated)),
+                ("Time to resolve", status_time(v, Status::Resolved)),
+            ] {
+                let took = at.map_or("not reached".to_string(), |at| span(at.saturating_sub(s)));
+                let _ = writeln!(o, "- {label}: {took}");
+            }
+        }
+    }
     let _ = writeln!(o, "- Opened: {}", utc(v.created_at));
-    for (status, at) in &v.status_times {
-        let _ = writeln!(o, "- {status}: {}", utc(*at));
+    for (status, at) in status_history(v) {
+        let _ = writeln!(o, "- {status}: {}", utc(at));
     }
     for (role, name) in &v.roles {
         let _ = writeln!(o, "- {role}: {}", md1(name));
@@ -296,9 +471,73 @@ pub fn report(v: &IncidentView) -> String {
         }
     );
 
+    let _ = writeln!(o, "\n## Narrative\n");
+    match &v.summary {
+        Some(text) => {
+            let _ = writeln!(o, "{}", md(text, 0));
+            if v.conflicts.iter().any(|c| c.field == "summary") {
+                let _ = writeln!(
+                    o,
+                    "\n⚠ The summary was written concurrently by several members; this is one of the versions (`conflicts` shows them)."
+                );
+            }
+        }
+        None => {
+            let _ = writeln!(
+                o,
+                "No narrative was written yet: `summary <text>` records what happened, in a few sentences."
+            );
+        }
+    }
+
+    let _ = writeln!(o, "\n## Detection\n");
+    let opener = v
+        .timeline
+        .iter()
+        .find(|e| e.kind == "open")
+        .map(|e| md1(&e.name))
+        .unwrap_or_else(|| "someone".to_string());
+    let since = start
+        .map(|s| {
+            format!(
+                ", {} after impact began ({})",
+                span(v.created_at.saturating_sub(s)),
+                utc(s)
+            )
+        })
+        .unwrap_or_default();
+    let _ = writeln!(
+        o,
+        "{opener} opened the incident at {}{since}.",
+        utc(v.created_at)
+    );
+    // The first symptoms: those captured before the first hypothesis, or
+    // the first one when hypotheses came first.
+    let symptoms = v.items(Kind::Symptom);
+    let first_hypothesis = v.items(Kind::Hypothesis).first().map(|h| h.at);
+    let first: Vec<&Item> = symptoms
+        .iter()
+        .enumerate()
+        .filter(|(i, s)| *i == 0 || first_hypothesis.is_none_or(|h| s.at <= h))
+        .map(|(_, s)| s)
+        .collect();
+    if first.is_empty() {
+        let _ = writeln!(o, "No symptom was recorded.");
+    } else {
+        let _ = writeln!(o, "\nFirst noticed:\n");
+        for s in first {
+            let _ = writeln!(
+                o,
+                "- {} — {}, {}",
+                md(s.get("text"), 2),
+                md1(&v.name_of(&s.by)),
+                utc(s.at)
+            );
+        }
+    }
+
     let _ = writeln!(o, "\n## Impact\n");
-    let impacts: Vec<&Item> = v
-        .items(Kind::Symptom)
+    let impacts: Vec<&Item> = symptoms
         .iter()
         .filter(|s| !s.get("impact").is_empty())
         .collect();
@@ -310,8 +549,11 @@ pub fn report(v: &IncidentView) -> String {
     }
 
     let _ = writeln!(o, "\n## Symptoms\n");
-    for s in v.items(Kind::Symptom) {
-        let _ = write!(o, "- {} {}", code(&s.short), md(s.get("text"), 2));
+    if symptoms.is_empty() {
+        let _ = writeln!(o, "No symptoms were recorded.");
+    }
+    for s in symptoms {
+        let _ = write!(o, "- {}", md(s.get("text"), 2));
         for (k, label) in [
             ("where", "where"),
             ("frequency", "how often"),
@@ -321,10 +563,16 @@ pub fn report(v: &IncidentView) -> String {
                 let _ = write!(o, "; {label}: {}", md(s.get(k), 2));
             }
         }
+        if let Ok(since) = s.get("since").parse::<i64>() {
+            let _ = write!(o, "; since {}", utc(since));
+        }
         let _ = writeln!(o, " — {}, {}", md1(&v.name_of(&s.by)), utc(s.at));
     }
 
     let _ = writeln!(o, "\n## Hypotheses\n");
+    if v.items(Kind::Hypothesis).is_empty() {
+        let _ = writeln!(o, "No hypotheses were recorded.");
+    }
     for h in v.items(Kind::Hypothesis) {
         let outcome = match hyp_status(h) {
             Some(HypothesisStatus::RuledOut) => {
@@ -333,8 +581,8 @@ pub fn report(v: &IncidentView) -> String {
                     .map(|r| md(r.get("observation"), 2))
                     .unwrap_or_default();
                 format!(
-                    "**ruled out** by test {}: {obs}",
-                    code(&v.short(h.get("ruled_out_by")))
+                    "**ruled out** by {}: {obs}",
+                    test_named(v, h.get("ruled_out_by"), 2)
                 )
             }
             Some(HypothesisStatus::Confirmed) => {
@@ -342,17 +590,12 @@ pub fn report(v: &IncidentView) -> String {
                 if by.is_empty() {
                     format!("**confirmed**: {}", md(h.get("evidence"), 2))
                 } else {
-                    format!("**confirmed** by test {}", code(&v.short(by)))
+                    format!("**confirmed** by {}", test_named(v, by, 2))
                 }
             }
             _ => "still open".to_string(),
         };
-        let _ = writeln!(
-            o,
-            "- {} {} — {outcome}",
-            code(&h.short),
-            md(h.get("text"), 2)
-        );
+        let _ = writeln!(o, "- {} — {outcome}", md(h.get("text"), 2));
         for t in v
             .items(Kind::Test)
             .iter()
@@ -360,16 +603,20 @@ pub fn report(v: &IncidentView) -> String {
         {
             let _ = writeln!(
                 o,
-                "  - test {}: {} (rules it out if: {})",
-                code(&t.short),
+                "  - test: {} (rules it out if: {}) — planned by {}",
                 md(t.get("action"), 4),
-                md(t.get("rules_out_if"), 4)
+                md(t.get("rules_out_if"), 4),
+                md1(&v.name_of(&t.by))
             );
-            for r in v
+            let results: Vec<&Item> = v
                 .items(Kind::Result)
                 .iter()
                 .filter(|r| r.get("test") == t.id.as_str())
-            {
+                .collect();
+            if results.is_empty() {
+                let _ = writeln!(o, "    - no result was recorded");
+            }
+            for r in results {
                 let verdict = r
                     .get("verdict")
                     .parse::<Verdict>()
@@ -383,6 +630,9 @@ pub fn report(v: &IncidentView) -> String {
                     utc(r.at)
                 );
             }
+            // Evidence (issue 11, point 2): the evidence helper's rendering
+            // of this test's evidence goes here, as items indented under
+            // the test (column 4), trimmed; the lead merges it.
         }
     }
 
@@ -394,7 +644,7 @@ pub fn report(v: &IncidentView) -> String {
         let _ = writeln!(o, "{}\n", md(h.get("text"), 0));
     }
 
-    let _ = writeln!(o, "\n## Fix\n");
+    let _ = writeln!(o, "\n## Fixes\n");
     if v.items(Kind::Fix).is_empty() {
         let _ = writeln!(o, "No fix was recorded.");
     }
@@ -419,24 +669,36 @@ pub fn report(v: &IncidentView) -> String {
 
     let _ = writeln!(o, "\n## Follow-ups\n");
     if v.items(Kind::FollowUp).is_empty() {
-        let _ = writeln!(o, "None recorded.");
+        let _ = writeln!(o, "No follow-ups were recorded.");
     }
     for a in v.items(Kind::FollowUp) {
-        let _ = writeln!(
-            o,
-            "- [ ] {} ({})",
-            md(a.get("text"), 6),
-            md1(&v.name_of(&a.by))
-        );
+        let _ = writeln!(o, "- [ ] {} — {}", md(a.get("text"), 6), owner_and_due(a));
     }
 
-    let _ = writeln!(o, "\n## Timeline (UTC)\n");
-    for e in &v.timeline {
-        let _ = writeln!(o, "- {} — {} — {}", utc(e.at), md1(&e.name), md(&e.text, 2));
+    let _ = writeln!(o, "\n## Lessons\n");
+    if v.lessons.is_empty() {
+        let _ = writeln!(
+            o,
+            "No lessons were recorded yet: `lesson <text>` adds one, signed by you."
+        );
+    }
+    for l in &v.lessons {
+        let _ = writeln!(o, "- {} — {}", md(&l.text, 2), md1(&v.name_of(&l.by)));
     }
 
     let _ = writeln!(o, "\n## Participants\n");
     for m in &v.members {
+        let roles: Vec<&str> = v
+            .roles
+            .iter()
+            .filter(|(_, n)| n.trim().eq_ignore_ascii_case(m.name.trim()))
+            .map(|(r, _)| r.as_str())
+            .collect();
+        let roles = if roles.is_empty() {
+            String::new()
+        } else {
+            format!(" — {}", roles.join(", "))
+        };
         let removed = v
             .removal_of(&m.key)
             .map(|r| {
@@ -449,10 +711,40 @@ pub fn report(v: &IncidentView) -> String {
             .unwrap_or_default();
         let _ = writeln!(
             o,
-            "- {} ({}){removed}",
+            "- {}{roles} (key {}){removed}",
             md1(&m.name),
             code(&m.key.chars().take(16).collect::<String>())
         );
+    }
+
+    // In time order whatever order merges left the entries in; entries of
+    // the same instant keep their document order.
+    let _ = writeln!(o, "\n## Timeline (UTC)\n");
+    let mut timeline: Vec<&crate::TimelineEntry> = v.timeline.iter().collect();
+    timeline.sort_by_key(|e| e.at);
+    for e in timeline {
+        if e.text.contains('\n') {
+            let body = e
+                .text
+                .strip_prefix(&format!("{}: ", e.kind))
+                .unwrap_or(&e.text);
+            let _ = writeln!(
+                o,
+                "- {} — {} — {}:{}",
+                utc(e.at),
+                md1(&e.name),
+                md1(&e.kind),
+                fenced(body, 2)
+            );
+        } else {
+            let _ = writeln!(
+                o,
+                "- {} — {} — {}",
+                utc(e.at),
+                md1(&e.name),
+                md(&without_ids(v, e), 2)
+            );
+        }
     }
     o
 }
@@ -486,3 +778,7 @@ mod markdown_tests {
         assert_eq!(md("a", 2), md1("a"));
     }
 }
+
+#[cfg(test)]
+#[path = "report_tests.rs"]
+mod report_tests;

@@ -208,6 +208,8 @@ fn resolved_incident_refuses_edits_until_reopened() {
         &mut i,
         Edit::AddFollowUp {
             text: "add alert".into(),
+            owner: None,
+            due: None,
         },
     );
     i.apply(

@@ -64,6 +64,11 @@ pub enum Rule {
     /// A removal: one current member (not the signer), with `by`, `at`
     /// and a reason, written once, with a new join secret.
     Removal,
+    /// Lessons are appended to `lessons`, one per `lesson` change, each a
+    /// non-empty text in its signer's name.
+    Lesson,
+    /// A follow-up's owner is a name on the roster.
+    Owner,
 }
 
 impl Rule {
@@ -83,6 +88,8 @@ impl Rule {
             Rule::Name => "name",
             Rule::UnknownObject => "unknown-object",
             Rule::Removal => "removal",
+            Rule::Lesson => "lesson",
+            Rule::Owner => "owner",
         }
     }
 }
@@ -131,6 +138,7 @@ enum Target {
     RosterEntry { key: String, new: bool },
     Removals,
     RemovalEntry { new: bool },
+    Lessons,
     Item { kind: Kind, id: String, new: bool },
     Other,
 }
@@ -306,6 +314,8 @@ struct Facts {
     removed: Vec<String>,
     /// Fields written into the new removal entry.
     removal_fields: Vec<&'static str>,
+    /// Lessons appended.
+    lessons: usize,
 }
 
 /// Checks changes against the schema. Keeps a cache of where the objects
@@ -354,6 +364,7 @@ impl Validator {
         };
         match up {
             Target::Root if key == "removals" => Target::Removals,
+            Target::Root if key == "lessons" => Target::Lessons,
             Target::Root => container(&key).map(|(t, _)| t).unwrap_or(Target::Other),
             Target::Removals => Target::RemovalEntry { new: false },
             Target::Roster => Target::RosterEntry { key, new: false },
@@ -451,6 +462,18 @@ impl Validator {
                                 return broke(Rule::Removal, "`join_secret` is 32 bytes");
                             }
                             facts.root.push("join_secret");
+                        }
+                        "summary" => match str_value(&op.action) {
+                            Some(v) if !v.trim().is_empty() => facts.root.push("summary"),
+                            _ => return broke(Rule::RootKey, "`summary` must be a non-empty string"),
+                        },
+                        "lessons" if !creating => {
+                            // Made by the first lesson; never replaced.
+                            if op.action != OpType::Make(ObjType::List) || !op.pred.is_empty() {
+                                return broke(Rule::Lesson, "`lessons` is a list, made once");
+                            }
+                            created.insert(opid, Target::Lessons);
+                            facts.root.push("lessons");
                         }
                         "removals" if !creating => {
                             // Made by the first removal; never replaced.
@@ -664,6 +687,19 @@ impl Validator {
                         facts.items_without_author.retain(|i| *i != id);
                     }
                     Some("at") if is_int(&op.action) => {}
+                    Some("since") if kind == Kind::Symptom && is_int(&op.action) => {}
+                    Some("owner") if kind == Kind::FollowUp => {
+                        let owner = str_value(&op.action).unwrap_or_default();
+                        if !roster_names(doc, None).values().any(|n| n == owner) {
+                            return broke(
+                                Rule::Owner,
+                                format!("`{}` is not a name on the roster", clip(owner)),
+                            );
+                        }
+                    }
+                    Some("due")
+                        if kind == Kind::FollowUp
+                            && str_value(&op.action).is_some_and(crate::when::is_date) => {}
                     Some(f)
                         if item_fields(kind).contains(&f) && str_value(&op.action).is_some() => {}
                     _ => {
@@ -706,6 +742,25 @@ impl Validator {
                         Some(e) => facts.entries.push(e),
                         None => {
                             return broke(Rule::Timeline, "a timeline entry is one JSON string")
+                        }
+                    }
+                }
+                Target::Lessons => {
+                    if !op.insert || !op.pred.is_empty() {
+                        return broke(Rule::Lesson, "overwrites a lesson; lessons are appended");
+                    }
+                    let lesson = str_value(&op.action)
+                        .and_then(|j| serde_json::from_str::<crate::Lesson>(j).ok());
+                    match lesson {
+                        Some(l) if l.by != signer => {
+                            return broke(Rule::Author, "a lesson names another author")
+                        }
+                        Some(l) if !l.text.trim().is_empty() => facts.lessons += 1,
+                        _ => {
+                            return broke(
+                                Rule::Lesson,
+                                "a lesson is one JSON string with at, by and a text",
+                            )
                         }
                     }
                 }
@@ -843,6 +898,8 @@ impl Validator {
         for k in &facts.root {
             let allowed: &[&str] = match *k {
                 "join_secret" | "removals" => &["remove"],
+                "lessons" => &["lesson"],
+                "summary" => &["summary", "resolve"],
                 "title" => &["title", "resolve", "open"],
                 "severity" => &["severity", "resolve", "open"],
                 _ => &["status", "reopen", "resolve", "open"],
@@ -856,6 +913,16 @@ impl Validator {
                 Rule::Shape,
                 format!("a `{}` change writes status times", clip(ev)),
             );
+        }
+        match (ev, facts.lessons) {
+            ("lesson", 1) => {}
+            ("lesson", n) | (_, n @ 1..) => {
+                return broke(
+                    Rule::Lesson,
+                    format!("a `{}` change appends {n} lesson(s)", clip(ev)),
+                )
+            }
+            _ => {}
         }
         if facts.roles > 0 && !matches!(ev, "role" | "resolve") {
             return broke(Rule::Shape, format!("a `{}` change writes roles", clip(ev)));
@@ -909,6 +976,7 @@ fn describe(t: &Target) -> String {
         Target::Item { kind, id, .. } => format!("{} {}", kind.noun(), clip(id)),
         Target::Removals => "removals".into(),
         Target::RemovalEntry { .. } => "a removal".into(),
+        Target::Lessons => "lessons".into(),
         Target::Other => "an object outside the schema".into(),
     }
 }

@@ -52,6 +52,7 @@ fn base() -> Base {
             place: None,
             frequency: None,
             impact: None,
+            since: None,
         },
         &alice(),
     )
@@ -212,6 +213,7 @@ fn every_command_passes_for_its_signer() {
                     place: Some("eu".into()),
                     frequency: Some("1/s".into()),
                     impact: Some("all".into()),
+                    since: None,
                 },
             ),
             bob(),
@@ -314,7 +316,15 @@ fn every_command_passes_for_its_signer() {
         (
             "follow-up",
             d,
-            honest(d, &bob(), Edit::AddFollowUp { text: "f".into() }),
+            honest(
+                d,
+                &bob(),
+                Edit::AddFollowUp {
+                    text: "f".into(),
+                    owner: None,
+                    due: None,
+                },
+            ),
             bob(),
             None,
         ),
@@ -927,4 +937,341 @@ fn resolving_a_root_title_conflict_passes() {
     tx.commit();
     let erased = erase.doc_mut().get_last_local_change().unwrap();
     assert!(crate::validate::validate(d, &erased, &bob().key).is_err());
+}
+
+/// A lesson as `Write::Lesson` writes it, appended to `lessons` (made here
+/// when `make`).
+fn lesson(tx: &mut Transaction<'_>, make: bool, by: &str, text: &str) {
+    let list = if make {
+        tx.put_object(ROOT, "lessons", ObjType::List).unwrap()
+    } else {
+        obj(tx, &["lessons"])
+    };
+    let json = serde_json::to_string(&crate::Lesson {
+        at: 2,
+        by: by.into(),
+        text: text.into(),
+    })
+    .unwrap();
+    let len = tx.length(&list);
+    tx.insert(&list, len, json).unwrap();
+}
+
+/// A follow-up by bob with `fields` besides its text.
+fn bob_followup(tx: &mut Transaction<'_>, fields: &[(&str, &str)]) {
+    let col = obj(tx, &["followups"]);
+    let a = tx.put_object(&col, "a1234567", ObjType::Map).unwrap();
+    tx.put(&a, "text", "alert on 5xx").unwrap();
+    for (k, v) in fields {
+        tx.put(&a, *k, *v).unwrap();
+    }
+    tx.put(&a, "by", bob().key.as_str()).unwrap();
+    tx.put(&a, "at", 2).unwrap();
+    entry(tx, &bob().key, "bob", "followup", Some("a1234567"));
+}
+
+#[test]
+fn impact_start_owners_summary_and_lessons_follow_the_schema() {
+    let b = base();
+    let d = b.incident.doc();
+    // A document where alice already wrote the first lesson.
+    let mut with_lesson = fork(d);
+    with_lesson
+        .apply(
+            Edit::AddLesson {
+                text: "alert on symptoms".into(),
+            },
+            &alice(),
+            2,
+        )
+        .unwrap();
+    let l = with_lesson.doc();
+    let s = b.symptom.to_string();
+    let mut with_followup = fork(d);
+    with_followup
+        .apply(
+            Edit::AddFollowUp {
+                text: "alert".into(),
+                owner: None,
+                due: None,
+            },
+            &alice(),
+            2,
+        )
+        .unwrap();
+    let f = with_followup.doc();
+    let followup = |owner: Option<&str>, due: Option<&str>| Edit::AddFollowUp {
+        text: "alert on 5xx".into(),
+        owner: owner.map(str::to_string),
+        due: due.map(str::to_string),
+    };
+    check(vec![
+        (
+            "symptom with an impact start",
+            d,
+            honest(
+                d,
+                &bob(),
+                Edit::AddSymptom {
+                    text: "s".into(),
+                    place: None,
+                    frequency: None,
+                    impact: None,
+                    since: Some("1970-01-01T00:00:00Z".into()),
+                },
+            ),
+            bob(),
+            None,
+        ),
+        (
+            "follow-up with owner and due date",
+            d,
+            honest(d, &bob(), followup(Some("alice"), Some("2026-12-15"))),
+            bob(),
+            None,
+        ),
+        (
+            "summary",
+            d,
+            honest(d, &bob(), Edit::SetSummary("what happened".into())),
+            bob(),
+            None,
+        ),
+        (
+            "first lesson",
+            d,
+            honest(
+                d,
+                &bob(),
+                Edit::AddLesson {
+                    text: "page earlier".into(),
+                },
+            ),
+            bob(),
+            None,
+        ),
+        (
+            "a lesson after another's",
+            l,
+            honest(
+                l,
+                &bob(),
+                Edit::AddLesson {
+                    text: "page earlier".into(),
+                },
+            ),
+            bob(),
+            None,
+        ),
+        (
+            "since as text",
+            d,
+            hostile(d, |tx| {
+                let col = obj(tx, &["symptoms"]);
+                let x = tx.put_object(&col, "s1234567", ObjType::Map).unwrap();
+                tx.put(&x, "text", "t").unwrap();
+                tx.put(&x, "since", "02:41").unwrap();
+                tx.put(&x, "by", bob().key.as_str()).unwrap();
+                entry(tx, &bob().key, "bob", "symptom", Some("s1234567"));
+            }),
+            bob(),
+            Some(Rule::ItemOnce),
+        ),
+        (
+            "since moved later on another's symptom",
+            d,
+            hostile(d, |tx| {
+                let x = obj(tx, &["symptoms", s.as_str()]);
+                tx.put(&x, "since", 5).unwrap();
+                bob_note(tx);
+            }),
+            bob(),
+            Some(Rule::ItemEdit),
+        ),
+        (
+            "since on a hypothesis",
+            d,
+            hostile(d, |tx| {
+                let col = obj(tx, &["hypotheses"]);
+                let x = tx.put_object(&col, "h1234567", ObjType::Map).unwrap();
+                tx.put(&x, "text", "t").unwrap();
+                tx.put(&x, "since", 1).unwrap();
+                tx.put(&x, "by", bob().key.as_str()).unwrap();
+                entry(tx, &bob().key, "bob", "hypothesis", Some("h1234567"));
+            }),
+            bob(),
+            Some(Rule::ItemOnce),
+        ),
+        (
+            "owner who is not on the roster",
+            d,
+            hostile(d, |tx| bob_followup(tx, &[("owner", "mallory")])),
+            bob(),
+            Some(Rule::Owner),
+        ),
+        (
+            "owner on the roster, by hand",
+            d,
+            hostile(d, |tx| {
+                bob_followup(tx, &[("owner", "alice"), ("due", "2026-12-15")])
+            }),
+            bob(),
+            None,
+        ),
+        (
+            "due that is not a date",
+            d,
+            hostile(d, |tx| bob_followup(tx, &[("due", "tomorrow")])),
+            bob(),
+            Some(Rule::ItemOnce),
+        ),
+        (
+            "owner reassigned on an existing follow-up",
+            f,
+            hostile(f, |tx| {
+                let col = obj(tx, &["followups"]);
+                let id = tx.keys(&col).next().unwrap();
+                let a = obj(tx, &["followups", id.as_str()]);
+                tx.put(&a, "owner", "bob").unwrap();
+                bob_note(tx);
+            }),
+            bob(),
+            Some(Rule::ItemEdit),
+        ),
+        (
+            "empty summary",
+            d,
+            hostile(d, |tx| {
+                tx.put(ROOT, "summary", " ").unwrap();
+                entry(tx, &bob().key, "bob", "summary", None);
+            }),
+            bob(),
+            Some(Rule::RootKey),
+        ),
+        (
+            "summary as a number",
+            d,
+            hostile(d, |tx| {
+                tx.put(ROOT, "summary", 7).unwrap();
+                entry(tx, &bob().key, "bob", "summary", None);
+            }),
+            bob(),
+            Some(Rule::RootKey),
+        ),
+        (
+            "summary under a note",
+            d,
+            hostile(d, |tx| {
+                tx.put(ROOT, "summary", "nothing happened").unwrap();
+                bob_note(tx);
+            }),
+            bob(),
+            Some(Rule::Shape),
+        ),
+        (
+            "lesson in another's name",
+            d,
+            hostile(d, |tx| {
+                lesson(tx, true, &alice().key, "blame alice");
+                entry(tx, &bob().key, "bob", "lesson", None);
+            }),
+            bob(),
+            Some(Rule::Author),
+        ),
+        (
+            "lesson under a note",
+            d,
+            hostile(d, |tx| {
+                lesson(tx, true, &bob().key, "quiet");
+                bob_note(tx);
+            }),
+            bob(),
+            Some(Rule::Shape),
+        ),
+        (
+            "two lessons in one change",
+            d,
+            hostile(d, |tx| {
+                lesson(tx, true, &bob().key, "one");
+                lesson(tx, false, &bob().key, "two");
+                entry(tx, &bob().key, "bob", "lesson", None);
+            }),
+            bob(),
+            Some(Rule::Lesson),
+        ),
+        (
+            "an empty lesson",
+            d,
+            hostile(d, |tx| {
+                lesson(tx, true, &bob().key, " ");
+                entry(tx, &bob().key, "bob", "lesson", None);
+            }),
+            bob(),
+            Some(Rule::Lesson),
+        ),
+        (
+            "lessons replaced by a fresh list",
+            l,
+            hostile(l, |tx| {
+                lesson(tx, true, &bob().key, "mine only");
+                entry(tx, &bob().key, "bob", "lesson", None);
+            }),
+            bob(),
+            Some(Rule::Lesson),
+        ),
+        (
+            "another's lesson rewritten",
+            l,
+            hostile(l, |tx| {
+                let list = obj(tx, &["lessons"]);
+                tx.put(&list, 0, "{}").unwrap();
+                entry(tx, &bob().key, "bob", "lesson", None);
+            }),
+            bob(),
+            Some(Rule::Lesson),
+        ),
+        (
+            "another's lesson deleted",
+            l,
+            hostile(l, |tx| {
+                let list = obj(tx, &["lessons"]);
+                tx.delete(&list, 0).unwrap();
+                bob_note(tx);
+            }),
+            bob(),
+            Some(Rule::NoDeletion),
+        ),
+    ]);
+}
+
+#[test]
+fn resolving_a_summary_conflict_passes() {
+    let b = base();
+    let mut one = fork(b.incident.doc());
+    let mut two = fork(b.incident.doc());
+    one.apply(Edit::SetSummary("DNS broke".into()), &alice(), 3)
+        .unwrap();
+    two.apply(Edit::SetSummary("a deploy broke".into()), &bob(), 3)
+        .unwrap();
+    let mut merged = fork(one.doc());
+    merged.doc_mut().merge(&mut two.doc().fork()).unwrap();
+    assert!(merged.conflicts().iter().any(|c| c.field == "summary"));
+    let d = merged.doc();
+    for value in ["DNS broke", "a deploy broke"] {
+        let resolve = honest(
+            d,
+            &bob(),
+            Edit::Resolve {
+                field: "summary".into(),
+                value: value.into(),
+            },
+        );
+        check(vec![(
+            "resolve a summary conflict",
+            d,
+            resolve,
+            bob(),
+            None,
+        )]);
+    }
 }

@@ -45,6 +45,17 @@ pub struct TimelineEntry {
     pub text: String,
 }
 
+/// A lesson learned, stored as one JSON string in the `lessons` list.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Lesson {
+    /// ms since the Unix epoch.
+    pub at: i64,
+    /// Hex key of the author (the signer of the change).
+    pub by: String,
+    /// The lesson.
+    pub text: String,
+}
+
 /// A roster member.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Member {
@@ -90,6 +101,10 @@ pub struct IncidentView {
     pub removals: Vec<Removal>,
     /// Creation time.
     pub created_at: i64,
+    /// The narrative summary for the report (`summary`), if written.
+    pub summary: Option<String>,
+    /// Lessons learned, oldest first.
+    pub lessons: Vec<Lesson>,
 }
 
 impl IncidentView {
@@ -117,6 +132,23 @@ impl IncidentView {
             .find(|m| m.key == key)
             .map(|m| m.name.clone())
             .unwrap_or_else(|| key.chars().take(8).collect())
+    }
+
+    /// When impact began: the earliest `since` of the symptoms, if any
+    /// symptom said.
+    pub fn impact_start(&self) -> Option<i64> {
+        self.items(Kind::Symptom)
+            .iter()
+            .filter_map(|s| s.get("since").parse::<i64>().ok())
+            .min()
+    }
+
+    /// Follow-ups nobody owns, oldest first: the nudge's subject.
+    pub fn followups_without_owner(&self) -> Vec<&Item> {
+        self.items(Kind::FollowUp)
+            .iter()
+            .filter(|a| a.get("owner").trim().is_empty())
+            .collect()
     }
 
     /// The short form of a full id, or the id itself when unknown.
@@ -176,7 +208,9 @@ fn string_map(doc: &Automerge, obj: &ObjId) -> BTreeMap<String, String> {
         .collect()
 }
 
-pub(crate) fn read(doc: &Automerge) -> Result<IncidentView, RuleError> {
+/// The whole view; with `timeline` false, the timeline is left empty (for
+/// readers of items only, such as `similar`, so long timelines cost nothing).
+pub(crate) fn read(doc: &Automerge, timeline: bool) -> Result<IncidentView, RuleError> {
     let mut v = IncidentView {
         id: get_str(doc, &ROOT, "id")
             .ok_or_else(|| RuleError::Document("missing incident id".into()))?,
@@ -184,6 +218,8 @@ pub(crate) fn read(doc: &Automerge) -> Result<IncidentView, RuleError> {
         severity: get_str(doc, &ROOT, "severity").and_then(|s| s.parse().ok()),
         status: get_str(doc, &ROOT, "status").and_then(|s| s.parse().ok()),
         created_at: get_int(doc, &ROOT, "created_at"),
+        summary: get_str(doc, &ROOT, "summary"),
+        lessons: lessons(doc),
         ..Default::default()
     };
     if let Some(times) = get_map(doc, &ROOT, "status_times") {
@@ -236,7 +272,8 @@ pub(crate) fn read(doc: &Automerge) -> Result<IncidentView, RuleError> {
         items.sort_by(|a, b| (a.at, &a.id).cmp(&(b.at, &b.id)));
         v.items.insert(kind, items);
     }
-    if let Some((Value::Object(ObjType::List), timeline)) = doc.get(ROOT, "timeline")? {
+    let list = doc.get(ROOT, "timeline")?.filter(|_| timeline);
+    if let Some((Value::Object(ObjType::List), timeline)) = list {
         v.timeline.reserve(doc.length(&timeline));
         let names: std::collections::HashMap<&str, &String> = v
             .members
@@ -290,7 +327,7 @@ pub(crate) fn conflicts(doc: &Automerge) -> Vec<Conflict> {
             });
         }
     };
-    for key in ["title", "severity", "status"] {
+    for key in ["title", "severity", "status", "summary"] {
         check(&ROOT, key, key.to_string());
     }
     if let Some(roles) = get_map(doc, &ROOT, "roles") {
@@ -373,6 +410,26 @@ pub fn removals(doc: &Automerge) -> Vec<Removal> {
         }
     }
     out.sort_by(|a, b| (a.at, &a.key, &a.by).cmp(&(b.at, &b.key, &b.by)));
+    out
+}
+
+/// Every lesson, oldest first. Reads every list at `lessons`, so lessons
+/// written while two members made the first one concurrently all count.
+pub(crate) fn lessons(doc: &Automerge) -> Vec<Lesson> {
+    let mut out: Vec<Lesson> = Vec::new();
+    for (v, list) in doc.get_all(ROOT, "lessons").unwrap_or_default() {
+        if !matches!(v, Value::Object(ObjType::List)) {
+            continue;
+        }
+        for entry in doc.list_range(&list, ..) {
+            if let Value::Scalar(s) = Value::from(entry.value) {
+                if let Some(l) = s.as_str().and_then(|j| serde_json::from_str(j).ok()) {
+                    out.push(l);
+                }
+            }
+        }
+    }
+    out.sort_by(|a, b| (a.at, &a.by, &a.text).cmp(&(b.at, &b.by, &b.text)));
     out
 }
 

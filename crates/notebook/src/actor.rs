@@ -13,6 +13,7 @@ use std::sync::Arc;
 
 use automerge::ChangeHash;
 use dontpanic_identity::{PublicKey, SignedChange};
+use dontpanic_incident::similar::Resemblance;
 use dontpanic_incident::{Applied, Edit, IncidentView, Severity};
 use dontpanic_store::{AddressBook, Blocked, Config};
 use tokio::sync::{mpsc, oneshot, watch};
@@ -155,6 +156,7 @@ enum Request {
     Edit(Edit, Reply<EditDone>),
     Incidents(Reply<Vec<IncidentSummary>>),
     View(Reply<(IncidentView, usize)>),
+    Similar(Reply<Vec<Resemblance>>),
     Export(Reply<(String, Vec<u8>)>),
     Heads(String, Reply<Vec<ChangeHash>>),
     ActorNames(Reply<Vec<(String, String)>>),
@@ -288,6 +290,12 @@ impl NotebookHandle {
     /// signatures failed re-verification.
     pub async fn view(&self) -> Result<(IncidentView, usize), NotebookError> {
         self.ask(Request::View).await
+    }
+
+    /// Past incidents on this device that resemble the one at the prompt,
+    /// most alike first.
+    pub async fn similar(&self) -> Result<Vec<Resemblance>, NotebookError> {
+        self.ask(Request::Similar).await
     }
 
     /// The incident at the prompt as a saved Automerge document of its
@@ -594,6 +602,10 @@ impl Actor {
             }
             Request::Incidents(reply) => {
                 let r = nb.incidents();
+                self.answer(reply, r);
+            }
+            Request::Similar(reply) => {
+                let r = nb.similar();
                 self.answer(reply, r);
             }
             Request::View(reply) => {

@@ -585,6 +585,32 @@ impl Notebook {
         Ok(out)
     }
 
+    /// Past incidents on this device that resemble the one at the prompt,
+    /// most alike first ([`dontpanic_incident::similar::rank`]): every
+    /// stored incident but the open one, loaded if it was not yet (and so
+    /// checked); one that cannot be loaded is left out and logged. Reads
+    /// items only, never timelines, so 100 incidents stay quick.
+    pub fn similar(
+        &mut self,
+    ) -> Result<Vec<dontpanic_incident::similar::Resemblance>, NotebookError> {
+        let current = self.current_id()?.to_string();
+        let open = self.incident()?.view_without_timeline()?;
+        let mut past = Vec::new();
+        for id in self.data.incidents()? {
+            if id == current {
+                continue;
+            }
+            if let Err(e) = self.ensure_loaded(&id) {
+                tracing::warn!("incident {id} left out of `similar`: {e}");
+                continue;
+            }
+            if let Some(held) = self.held.get(&id) {
+                past.push(held.incident.view_without_timeline()?);
+            }
+        }
+        Ok(dontpanic_incident::similar::rank(&open, &past))
+    }
+
     /// Applies a local edit: rules, signature, journal, in that order. When
     /// this returns `Ok`, the edit is on disk.
     pub fn edit(&mut self, edit: Edit) -> Result<Applied, NotebookError> {

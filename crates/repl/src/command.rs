@@ -73,9 +73,9 @@ pub const SPECS: &[Spec] = &[
     Spec {
         name: "symptom",
         aliases: &["sym", "s"],
-        usage: "symptom <text> [--where ..] [--freq ..] [--impact ..]",
-        help: "Capture what is happening, where, how often and the impact.",
-        flags: &[("where", V), ("freq", V), ("impact", V)],
+        usage: "symptom <text> [--where ..] [--freq ..] [--impact ..] [--since HH:MM|RFC3339]",
+        help: "Capture what is happening, where, how often and the impact; --since says when impact began (HH:MM is UTC, today, or yesterday when later than now; or RFC 3339 like 2026-12-01T02:41:00Z).",
+        flags: &[("where", V), ("freq", V), ("impact", V), ("since", V)],
     },
     Spec {
         name: "hypo",
@@ -157,8 +157,29 @@ pub const SPECS: &[Spec] = &[
     Spec {
         name: "followup",
         aliases: &["fu"],
-        usage: "followup <text>",
-        help: "Add a follow-up action for after the incident.",
+        usage: "followup <text> [--owner <member>] [--due YYYY-MM-DD|3d|2w]",
+        help: "Add a follow-up action for after the incident, with the member who owns it and when it is due (a date, or days/weeks from now).",
+        flags: &[("owner", V), ("due", V)],
+    },
+    Spec {
+        name: "summary",
+        aliases: &[],
+        usage: "summary <text>",
+        help: "Write the report's narrative: what happened, in a few sentences (the latest one wins).",
+        flags: &[],
+    },
+    Spec {
+        name: "lesson",
+        aliases: &[],
+        usage: "lesson <text>",
+        help: "Record a lesson learned for the report, signed by you.",
+        flags: &[],
+    },
+    Spec {
+        name: "similar",
+        aliases: &[],
+        usage: "similar",
+        help: "List past incidents on this device whose title, symptoms and hypotheses share words with the open one (offline, TF-IDF), with their confirmed cause and fix.",
         flags: &[],
     },
     Spec {
@@ -178,9 +199,9 @@ pub const SPECS: &[Spec] = &[
     Spec {
         name: "report",
         aliases: &[],
-        usage: "report [--out FILE]",
-        help: "Write the Production Incident Report (Markdown).",
-        flags: &[("out", V)],
+        usage: "report [--out FILE [--force]]",
+        help: "Write the Production Incident Report (Markdown); --out never overwrites an existing file unless --force.",
+        flags: &[("out", V), ("force", N)],
     },
     Spec {
         name: "export",
@@ -299,6 +320,7 @@ pub enum Command {
         place: Option<String>,
         frequency: Option<String>,
         impact: Option<String>,
+        since: Option<String>,
     },
     /// `hypo`
     Hypo(String),
@@ -337,13 +359,23 @@ pub enum Command {
     /// `sev`
     Severity(Severity),
     /// `followup`
-    FollowUp(String),
+    FollowUp {
+        text: String,
+        owner: Option<String>,
+        due: Option<String>,
+    },
+    /// `summary`
+    Summary(String),
+    /// `lesson`
+    Lesson(String),
+    /// `similar`
+    Similar,
     /// `brief`
     Brief,
     /// `timeline`
     Timeline { last: Option<usize> },
     /// `report`
-    Report { out: Option<String> },
+    Report { out: Option<String>, force: bool },
     /// `export`
     Export { out: Option<String> },
     /// `conflicts`
@@ -547,6 +579,7 @@ pub fn parse(line: &str) -> Result<Option<Command>, ParseError> {
             place: a.flag("where"),
             frequency: a.flag("freq"),
             impact: a.flag("impact"),
+            since: a.flag("since"),
         },
         "hypo" => Command::Hypo(a.text("hypothesis text")?),
         "test" => Command::Test {
@@ -598,7 +631,14 @@ pub fn parse(line: &str) -> Result<Option<Command>, ParseError> {
         },
         "title" => Command::Title(a.text("title")?),
         "sev" => Command::Severity(a.word(0, "severity")?.parse().map_err(rule)?),
-        "followup" => Command::FollowUp(a.text("follow-up text")?),
+        "followup" => Command::FollowUp {
+            text: a.text("follow-up text")?,
+            owner: a.flag("owner"),
+            due: a.flag("due"),
+        },
+        "summary" => Command::Summary(a.text("summary text")?),
+        "lesson" => Command::Lesson(a.text("lesson text")?),
+        "similar" => a.none().map(|_| Command::Similar)?,
         "brief" => a.none().map(|_| Command::Brief)?,
         "timeline" => Command::Timeline {
             last: match (a.has("all"), a.flag("last")) {
@@ -610,7 +650,17 @@ pub fn parse(line: &str) -> Result<Option<Command>, ParseError> {
                 (false, None) => Some(20),
             },
         },
-        "report" => a.none().map(|_| Command::Report { out: a.flag("out") })?,
+        "report" => {
+            a.none()?;
+            let out = a.flag("out");
+            if out.is_none() && a.has("force") {
+                return Err(a.usage("--force only goes with --out FILE"));
+            }
+            Command::Report {
+                out,
+                force: a.has("force"),
+            }
+        }
         "export" => a.none().map(|_| Command::Export { out: a.flag("out") })?,
         "conflicts" => a.none().map(|_| Command::Conflicts)?,
         "resolve" => Command::Resolve {
@@ -708,6 +758,41 @@ mod tests {
                     place: Some("eu-west".into()),
                     frequency: Some("1 in 3".into()),
                     impact: Some("checkout".into()),
+                    since: None,
+                },
+            ),
+            (
+                "symptom 500s --since 02:41",
+                Command::Symptom {
+                    text: "500s".into(),
+                    place: None,
+                    frequency: None,
+                    impact: None,
+                    since: Some("02:41".into()),
+                },
+            ),
+            (
+                "followup 'alert on 5xx' --owner bob --due 3d",
+                Command::FollowUp {
+                    text: "alert on 5xx".into(),
+                    owner: Some("bob".into()),
+                    due: Some("3d".into()),
+                },
+            ),
+            (
+                "summary a bad deploy broke checkout",
+                Command::Summary("a bad deploy broke checkout".into()),
+            ),
+            (
+                "lesson page earlier",
+                Command::Lesson("page earlier".into()),
+            ),
+            ("similar", Command::Similar),
+            (
+                "report --out pir.md --force",
+                Command::Report {
+                    out: Some("pir.md".into()),
+                    force: true,
                 },
             ),
             (
@@ -770,6 +855,10 @@ mod tests {
             ("hypo", "missing hypothesis text"),
             ("note hi --loud", "unknown flag `--loud`"),
             ("report --out", "`--out` needs a value"),
+            ("report --force", "--force only goes with --out FILE"),
+            ("similar dns", "unexpected argument `dns`"),
+            ("summary", "missing summary text"),
+            ("followup fix it --owner", "`--owner` needs a value"),
             ("brief now", "unexpected argument `now`"),
             ("timeline --last many", "--last needs a number"),
         ];

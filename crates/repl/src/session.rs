@@ -284,11 +284,13 @@ impl Session {
                 place,
                 frequency,
                 impact,
+                since,
             } => self.edit(Edit::AddSymptom {
                 text,
                 place,
                 frequency,
                 impact,
+                since,
             }),
             Command::Hypo(text) => self.edit(Edit::AddHypothesis { text }),
             Command::Test {
@@ -329,7 +331,15 @@ impl Session {
             Command::Role { role, name } => self.edit(Edit::SetRole { role, name }),
             Command::Title(t) => self.edit(Edit::SetTitle(t)),
             Command::Severity(s) => self.edit(Edit::SetSeverity(s)),
-            Command::FollowUp(text) => self.edit(Edit::AddFollowUp { text }),
+            Command::FollowUp { text, owner, due } => {
+                self.edit(Edit::AddFollowUp { text, owner, due })
+            }
+            Command::Summary(text) => self.edit(Edit::SetSummary(text)),
+            Command::Lesson(text) => self.edit(Edit::AddLesson { text }),
+            Command::Similar => {
+                let found = self.ask(self.notebook.similar())?;
+                Ok(Reply::done(similar_text(&found), similar_json(&found)))
+            }
             Command::Resolve { field, value } => self.edit(Edit::Resolve { field, value }),
             Command::Brief => {
                 let (view, bad) = self.ask(self.notebook.view())?;
@@ -373,12 +383,16 @@ impl Session {
                     json!({ "entries": rows, "total": view.timeline.len() }),
                 ))
             }
-            Command::Report { out } => {
+            Command::Report { out, force } => {
                 let view = self.view()?;
                 let md = render::report(&view);
                 match out {
                     Some(path) => {
-                        write_file(&path, md.as_bytes())?;
+                        if force {
+                            write_file(&path, md.as_bytes())?;
+                        } else {
+                            write_new_file(&path, md.as_bytes())?;
+                        }
                         Ok(Reply::done(
                             format!("report written to {path}"),
                             json!({ "path": path }),
@@ -660,6 +674,84 @@ fn write_file(path: &str, bytes: &[u8]) -> Result<(), String> {
     std::fs::write(path, bytes).map_err(|e| format!("cannot write {path}: {e}"))
 }
 
+/// Writes a file that must not exist yet: an earlier report (perhaps
+/// edited by hand) is never overwritten by accident.
+fn write_new_file(path: &str, bytes: &[u8]) -> Result<(), String> {
+    use std::io::Write;
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(path)
+        .map_err(|e| match e.kind() {
+            std::io::ErrorKind::AlreadyExists => {
+                format!("{path} already exists; give --force to overwrite it, or another --out")
+            }
+            _ => format!("cannot write {path}: {e}"),
+        })?;
+    file.write_all(bytes)
+        .map_err(|e| format!("cannot write {path}: {e}"))
+}
+
+/// Past incidents shown most alike first, at most this many.
+const SIMILAR_SHOWN: usize = 10;
+
+/// `similar` for a human: one block per past incident, with why it was
+/// offered (the shared words), its cause and its fix.
+fn similar_text(found: &[dontpanic_incident::similar::Resemblance]) -> String {
+    if found.is_empty() {
+        return "no past incident on this device shares words with this one".to_string();
+    }
+    let mut out = Vec::new();
+    for r in found.iter().take(SIMILAR_SHOWN) {
+        let date = render::utc(r.opened_at)
+            .chars()
+            .take(10)
+            .collect::<String>();
+        out.push(format!(
+            "{}  {date}  {:.2}  {}",
+            r.id,
+            r.score,
+            render::one_line(&r.title)
+        ));
+        out.push(format!("    shared: {}", r.shared.join(", ")));
+        let list = |items: &[String], none: &str| {
+            if items.is_empty() {
+                none.to_string()
+            } else {
+                items
+                    .iter()
+                    .map(|i| render::one_line(i))
+                    .collect::<Vec<_>>()
+                    .join("; ")
+            }
+        };
+        out.push(format!("    cause: {}", list(&r.causes, "none confirmed")));
+        out.push(format!(
+            "    fixed by: {}",
+            list(&r.fixes, "no fix recorded")
+        ));
+    }
+    if found.len() > SIMILAR_SHOWN {
+        out.push(format!("({} more less alike)", found.len() - SIMILAR_SHOWN));
+    }
+    out.join("\n")
+}
+
+/// `similar` for a script: every match, most alike first.
+fn similar_json(found: &[dontpanic_incident::similar::Resemblance]) -> Value {
+    json!({
+        "similar": found.iter().map(|r| json!({
+            "id": r.id,
+            "title": r.title,
+            "opened_at": r.opened_at,
+            "score": r.score,
+            "shared": r.shared,
+            "causes": r.causes,
+            "fixes": r.fixes,
+        })).collect::<Vec<_>>(),
+    })
+}
+
 fn command_name(cmd: &Command) -> &'static str {
     match cmd {
         Command::New { .. } => "new",
@@ -677,7 +769,10 @@ fn command_name(cmd: &Command) -> &'static str {
         Command::Role { .. } => "role",
         Command::Title(_) => "title",
         Command::Severity(_) => "sev",
-        Command::FollowUp(_) => "followup",
+        Command::FollowUp { .. } => "followup",
+        Command::Summary(_) => "summary",
+        Command::Lesson(_) => "lesson",
+        Command::Similar => "similar",
         Command::Brief => "brief",
         Command::Timeline { .. } => "timeline",
         Command::Report { .. } => "report",
