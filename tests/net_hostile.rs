@@ -792,11 +792,29 @@ fn bombs_are_refused_rejections_survive_a_restart_and_escapes_stay_inert() {
         &["bob is honest", "honest after unblock"],
     );
 
+    // In the report a multi-line note is a fenced block: its lines are code.
+    let report = t.node.report();
+    assert!(
+        report.contains("owned") && !report.contains('\x1b'),
+        "{report}"
+    );
+    let mut fenced = false;
+    for l in report.lines() {
+        if l.trim_start().starts_with("```") {
+            fenced = !fenced;
+        } else if l.trim_start().starts_with("[alice]") {
+            assert!(
+                fenced,
+                "a forged line outside a code block: {l:?}\n{report}"
+            );
+        }
+    }
+
     // What alice's terminal shows of the jester's note: the text, inert.
     assert!(t.node.quit().success());
     let shown = plain_output(
         &tmp.path().join("alice"),
-        "timeline --all\nbrief\nreport\nlog\nincidents\n",
+        "timeline --all\nbrief\nlog\nincidents\n",
     );
     assert!(shown.contains("owned"), "the note is shown:\n{shown}");
     for bad in ['\x1b', '\x07', '\r', '\u{202e}'] {

@@ -938,7 +938,7 @@ mod tests {
             .incident;
         let bob = b.device().key.to_string();
         let history = a
-            .blocking(a.admit(x.clone(), bob.clone(), "bob".into()))
+            .blocking(a.admit(x.clone(), bob.clone(), "bob".into(), None))
             .unwrap();
         assert_eq!(b.blocking(b.adopt(history)).unwrap(), x);
         // Both move on to another incident; x keeps syncing.
