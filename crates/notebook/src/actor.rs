@@ -868,8 +868,11 @@ mod tests {
         let (view, bad) = h.blocking(h.view()).unwrap();
         assert_eq!(bad, 0);
         assert!(view.timeline.iter().any(|e| e.text.contains("n1")));
-        h.blocking(h.edit(Edit::SetStatus("mitigated".parse().unwrap())))
-            .unwrap();
+        h.blocking(h.edit(Edit::SetStatus {
+            status: "mitigated".parse().unwrap(),
+            because: None,
+        }))
+        .unwrap();
         assert_eq!(h.published().current.unwrap().status, "mitigated");
         h.blocking(h.shutdown()).unwrap();
         let err = h.blocking(h.view()).unwrap_err();

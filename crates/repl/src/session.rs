@@ -323,7 +323,10 @@ impl Session {
                 unconfirmed_because,
             }),
             Command::Note(text) => self.edit(Edit::AddNote { text }),
-            Command::Status(s) => self.edit(Edit::SetStatus(s)),
+            Command::Status(s) => self.edit(Edit::SetStatus {
+                status: s,
+                because: None,
+            }),
             Command::Reopen(reason) => self.edit(Edit::Reopen { reason }),
             Command::Role { role, name } => self.edit(Edit::SetRole { role, name }),
             Command::Title(t) => self.edit(Edit::SetTitle(t)),
@@ -332,7 +335,7 @@ impl Session {
             Command::Resolve { field, value } => self.edit(Edit::Resolve { field, value }),
             Command::Brief => {
                 let (view, bad) = self.ask(self.notebook.view())?;
-                let mut text = render::brief(&view);
+                let mut text = render::brief(&view, 0, &[]);
                 if bad > 0 {
                     text.insert_str(0, &format!("! {bad} stored change signature(s) failed re-verification: see `log`\n"));
                 }
