@@ -634,6 +634,12 @@ impl Incident {
         view::read(&self.doc)
     }
 
+    /// Where the incident stands, for nudges and the prompt: cheap to read
+    /// (no timeline, no item texts), so it can be published often.
+    pub fn standing(&self) -> Standing {
+        view::standing(&self.doc)
+    }
+
     /// Fields edited concurrently with different values, still unresolved.
     pub fn conflicts(&self) -> Vec<Conflict> {
         view::conflicts(&self.doc)

@@ -66,6 +66,9 @@ pub struct Current {
     pub status: String,
     /// Title.
     pub title: String,
+    /// Where it stands (severity, roles, fixes, updates), for the nudges
+    /// and the prompt's `update due`.
+    pub standing: dontpanic_incident::Standing,
 }
 
 /// What the notebook publishes after every request that may change it.
@@ -497,6 +500,7 @@ impl Actor {
                 id: inc.id().ok()?.to_string(),
                 status: inc.status().to_string(),
                 title: inc.title(),
+                standing: inc.standing(),
             })
         });
         let rosters = self
