@@ -203,10 +203,8 @@ fn impacts(v: &IncidentView) -> Vec<&str> {
 /// The one-screen summary that brings a newcomer up to speed, at `now_ms`:
 /// at most [`BRIEF_LINES`] lines, `warnings` (from the device) first.
 pub fn brief(v: &IncidentView, now_ms: i64, warnings: &[String]) -> String {
-    let mut top: Vec<String> = warnings
-        .iter()
-        .map(|w| trimmed(&format!("! {w}"), BRIEF_WIDTH))
-        .collect();
+    // The device's own findings, whole: they name files and offsets.
+    let mut top: Vec<String> = warnings.iter().map(|w| format!("! {w}")).collect();
     let sev = v.severity.map(|s| s.label()).unwrap_or_default();
     let status = v.status.map(|s| s.to_string()).unwrap_or_default();
     top.push(trimmed(
