@@ -368,3 +368,46 @@ fn the_timeline_is_in_time_order_after_a_merge_of_offline_edits() {
     let b = brief.find("offline bob at 35").unwrap();
     assert!(a < b, "{brief}");
 }
+
+#[test]
+fn intervals_set_concurrently_are_a_conflict_settled_by_resolve() {
+    let base = checkout();
+    let mut one = Incident::from_doc(base.doc().fork()).unwrap();
+    let mut two = Incident::from_doc(base.doc().fork()).unwrap();
+    for (fork, secs) in [(&mut one, 600), (&mut two, 900)] {
+        at(
+            fork,
+            &alice(),
+            30,
+            Edit::SetUpdateInterval {
+                every_s: Some(secs),
+            },
+        );
+    }
+    let mut merged = Incident::from_doc(one.doc().fork()).unwrap();
+    merged.doc_mut().merge(&mut two.doc().fork()).unwrap();
+    assert!(merged.conflicts().iter().any(|c| c.field == "update_every"));
+    let bad = merged.apply(
+        Edit::Resolve {
+            field: "update_every".into(),
+            value: "soon".into(),
+        },
+        &bob(),
+        T0 + 31 * MIN,
+    );
+    assert!(matches!(bad, Err(RuleError::BadValue { .. })), "{bad:?}");
+    let before = merged.doc().fork();
+    let settled = merged
+        .apply(
+            Edit::Resolve {
+                field: "update_every".into(),
+                value: "900".into(),
+            },
+            &bob(),
+            T0 + 31 * MIN,
+        )
+        .unwrap();
+    validate(&before, &settled.change, &bob().key).unwrap();
+    assert!(merged.conflicts().is_empty());
+    assert_eq!(merged.standing().update_every, Some(900));
+}

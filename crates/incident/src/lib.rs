@@ -1028,7 +1028,13 @@ impl Incident {
                     });
                 }
                 let value = view::canonical_value(&field, &need(&value, "value")?)?;
-                plan.resolve = Some((field.clone(), value.clone()));
+                match value.parse::<i64>() {
+                    // The interval is a number in the document, not text.
+                    Ok(secs) if field == "update_every" => {
+                        plan.writes.push(Write::RootInt("update_every", secs))
+                    }
+                    _ => plan.resolve = Some((field.clone(), value.clone())),
+                }
                 plan.finish("resolve", format!("resolved conflict on {field}: {value}"));
             }
         }

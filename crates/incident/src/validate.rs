@@ -882,7 +882,7 @@ impl Validator {
             let allowed: &[&str] = match *k {
                 "join_secret" | "removals" => &["remove"],
                 "updates" => &["update"],
-                "update_every" => &["interval"],
+                "update_every" => &["interval", "resolve"],
                 "title" => &["title", "resolve", "open"],
                 "severity" => &["severity", "resolve", "open"],
                 _ => &["status", "reopen", "resolve", "open"],

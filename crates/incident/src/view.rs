@@ -437,7 +437,7 @@ pub(crate) fn conflicts(doc: &Automerge) -> Vec<Conflict> {
             });
         }
     };
-    for key in ["title", "severity", "status"] {
+    for key in ["title", "severity", "status", "update_every"] {
         check(&ROOT, key, key.to_string());
     }
     if let Some(roles) = get_map(doc, &ROOT, "roles") {
@@ -471,6 +471,16 @@ pub(crate) fn canonical_value(field: &str, value: &str) -> Result<String, RuleEr
     Ok(match field {
         "severity" => value.parse::<Severity>()?.as_str().to_string(),
         "status" => value.parse::<Status>()?.as_str().to_string(),
+        "update_every" => value
+            .parse::<i64>()
+            .ok()
+            .filter(|s| (0..=crate::validate::MAX_UPDATE_EVERY_S).contains(s))
+            .ok_or_else(|| RuleError::BadValue {
+                what: "update interval",
+                value: value.to_string(),
+                expected: "seconds, 0 (off) to 604800".into(),
+            })?
+            .to_string(),
         f if f.ends_with("/status") && f.starts_with("hypotheses/") => value
             .parse::<crate::HypothesisStatus>()?
             .as_str()
