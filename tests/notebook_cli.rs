@@ -66,11 +66,11 @@ fn the_method_from_symptom_to_report() {
     n.ok(&format!("result {t_dep} \"canary noisy\" --inconclusive"));
     let brief = n.ok("brief")["text"].as_str().unwrap().to_string();
     assert!(
-        brief.contains("Still open:") && brief.contains("bad deploy of payments v42"),
+        brief.contains("Still open (2):") && brief.contains("bad deploy of payments v42"),
         "{brief}"
     );
     assert!(
-        brief.contains("Ruled out:") && brief.contains("DNS resolution failing — by test"),
+        brief.contains("Ruled out (1):") && brief.contains("DNS resolution failing — by test"),
         "{brief}"
     );
     // First, do no harm: no fix before a cause is confirmed, unless a reason is given.

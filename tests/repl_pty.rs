@@ -228,3 +228,30 @@ fn a_bracketed_paste_runs_line_by_line() {
     assert!(lists_note(&timeline, "pasted one"), "{timeline}");
     assert!(lists_note(&timeline, "pasted two"), "{timeline}");
 }
+
+#[test]
+fn the_prompt_says_when_a_stakeholder_update_is_due() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut repl = Repl::start(tmp.path());
+    let start = repl.wait_for(0, "the first prompt", |s| s.contains("dontpanic> "));
+    repl.send("new \"outage\"\r");
+    let start = repl.prompts(start, 1);
+    repl.send("update --every 1s\r");
+    let start = repl.prompts(start, 1);
+    assert!(!repl.screen[..start].contains("update due"));
+    std::thread::sleep(Duration::from_millis(1_500));
+    repl.send("note \"still down\"\r");
+    let due = repl.wait_for(start, "the due marker", |s| {
+        s.contains("investigating · update due · offline]> ")
+    });
+    let shown = repl.screen[start..due].to_string();
+    assert_eq!(
+        shown.matches("! stakeholder update due").count(),
+        1,
+        "the nudge is said once:\n{shown}"
+    );
+    repl.send("update --post \"we are on it\"\r");
+    repl.wait_for(due, "the marker gone", |s| {
+        s.contains("posted:") && s.contains(" investigating · offline]> ")
+    });
+}

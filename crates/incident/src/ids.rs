@@ -33,6 +33,9 @@ pub enum Kind {
     Fix,
     /// A follow-up action (`a…`).
     FollowUp,
+    /// A posted stakeholder update (`u…`). Not in [`Kind::ITEMS`]: its map
+    /// is made by the first update, not by the incident's creation.
+    Update,
 }
 
 impl Kind {
@@ -56,12 +59,13 @@ impl Kind {
             Kind::Result => 'r',
             Kind::Fix => 'f',
             Kind::FollowUp => 'a',
+            Kind::Update => 'u',
         }
     }
 
     /// The kind named by an id's first letter.
     pub fn from_letter(c: char) -> Option<Kind> {
-        [Kind::Incident]
+        [Kind::Incident, Kind::Update]
             .into_iter()
             .chain(Kind::ITEMS)
             .find(|k| k.letter() == c)
@@ -77,6 +81,7 @@ impl Kind {
             Kind::Result => "results",
             Kind::Fix => "fixes",
             Kind::FollowUp => "followups",
+            Kind::Update => "updates",
         }
     }
 
@@ -90,6 +95,7 @@ impl Kind {
             Kind::Result => "result",
             Kind::Fix => "fix",
             Kind::FollowUp => "follow-up",
+            Kind::Update => "update",
         }
     }
 }
@@ -192,7 +198,7 @@ mod tests {
 
     #[test]
     fn random_ids_parse_and_keep_their_kind() {
-        for kind in Kind::ITEMS {
+        for kind in Kind::ITEMS.into_iter().chain([Kind::Update]) {
             let id = ItemId::random(kind);
             assert_eq!(ItemId::parse(id.as_str()), Some(id.clone()));
             assert_eq!(id.kind(), kind);

@@ -27,6 +27,7 @@
 
 pub mod export;
 mod ids;
+mod nudge;
 pub mod render;
 pub mod similar;
 mod types;
@@ -38,10 +39,12 @@ use automerge::transaction::{CommitOptions, Transactable, Transaction};
 use automerge::{ActorId, Automerge, Change, ObjId, ObjType, ReadDoc, ScalarValue, Value, ROOT};
 
 pub use ids::{short_forms, shortest_unique, ItemId, Kind, MIN_SHORT_LEN};
+pub use nudge::{nudges, Nudge};
 pub use types::{HypothesisStatus, Role, Severity, Status, Verdict};
 pub use validate::{validate, Rule, Validator, Violation};
 pub use view::{
-    removals, removed_keys, Conflict, IncidentView, Item, Lesson, Member, Removal, TimelineEntry,
+    effective_update_every, removals, removed_keys, Conflict, IncidentView, Item, Lesson, Member,
+    Removal, Standing, TimelineEntry, DEFAULT_UPDATE_EVERY_S,
 };
 pub use when::TimeError;
 
@@ -97,6 +100,9 @@ pub enum RuleError {
     /// A fix while nothing is confirmed and no reason given.
     #[error("no hypothesis is confirmed yet; first, do no harm: give --unconfirmed-because <reason> to record why this fix cannot wait")]
     FixWithoutCause,
+    /// Resolving while no fix is recorded, without saying why.
+    #[error("no fix is recorded; say why it is resolved without one: `status resolved --because <reason>` (or record the fix first: `fix <text>`)")]
+    ResolveWithoutFix,
     /// The incident is resolved; it has to be reopened first.
     #[error("incident is resolved; `reopen <reason>` it before changing it")]
     Resolved,
@@ -244,7 +250,23 @@ pub enum Edit {
         text: String,
     },
     /// Move the status (not out of `resolved`: see [`Edit::Reopen`]).
-    SetStatus(Status),
+    SetStatus {
+        /// The new status.
+        status: Status,
+        /// Why, recorded in the timeline entry; needed to resolve an
+        /// incident with no fix recorded.
+        because: Option<String>,
+    },
+    /// Post a stakeholder update (the text as it was sent).
+    PostUpdate {
+        /// The update.
+        text: String,
+    },
+    /// Set how often a stakeholder update is due, for the whole room.
+    SetUpdateInterval {
+        /// Seconds between updates; `None` turns the reminder off.
+        every_s: Option<i64>,
+    },
     /// Reopen a resolved incident, saying why.
     Reopen {
         /// Why.
@@ -670,6 +692,12 @@ impl Incident {
         view::read(&self.doc, false)
     }
 
+    /// Where the incident stands, for nudges and the prompt: cheap to read
+    /// (no timeline, no item texts), so it can be published often.
+    pub fn standing(&self) -> Standing {
+        view::standing(&self.doc)
+    }
+
     /// Fields edited concurrently with different values, still unresolved.
     pub fn conflicts(&self) -> Vec<Conflict> {
         view::conflicts(&self.doc)
@@ -691,6 +719,7 @@ impl Incident {
                 | Edit::SetSummary(_)
                 | Edit::AddLesson { .. }
                 | Edit::Reopen { .. }
+                | Edit::PostUpdate { .. }
         );
         if status == Status::Resolved && !allowed_when_resolved {
             return Err(RuleError::Resolved);
@@ -988,10 +1017,52 @@ impl Incident {
                 plan.writes.push(Write::Lesson(text.clone()));
                 plan.finish("lesson", format!("lesson: {text}"));
             }
-            Edit::SetStatus(new) => {
+            Edit::SetStatus {
+                status: new,
+                because,
+            } => {
+                let because = because
+                    .map(|b| b.trim().to_string())
+                    .filter(|b| !b.is_empty());
+                let fixed = !self.ids(Kind::Fix).is_empty();
+                if new == Status::Resolved && !fixed && because.is_none() {
+                    return Err(RuleError::ResolveWithoutFix);
+                }
                 plan.root.push(("status", new.as_str().into()));
                 plan.status_time = Some(new);
-                plan.finish("status", format!("status {status} -> {new}"));
+                let why = match because {
+                    Some(b) if new == Status::Resolved && !fixed => {
+                        format!(" (no fix recorded, because: {b})")
+                    }
+                    Some(b) => format!(" (because: {b})"),
+                    None => String::new(),
+                };
+                plan.finish("status", format!("status {status} -> {new}{why}"));
+            }
+            Edit::PostUpdate { text } => {
+                let text = need(&text, "update")?;
+                let id = plan.create(self, Kind::Update, vec![("text", text.clone())]);
+                plan.finish(
+                    "update",
+                    format!("update {} posted:\n{text}", self.short(&id)),
+                );
+            }
+            Edit::SetUpdateInterval { every_s } => {
+                let every_s = every_s.filter(|s| *s > 0);
+                if every_s.is_some_and(|s| s > validate::MAX_UPDATE_EVERY_S) {
+                    return Err(RuleError::BadValue {
+                        what: "update interval",
+                        value: render::span(every_s.unwrap_or_default() * 1000),
+                        expected: "at most 7 days, or off".into(),
+                    });
+                }
+                plan.writes
+                    .push(Write::RootInt("update_every", every_s.unwrap_or(0)));
+                let summary = match every_s {
+                    Some(s) => format!("stakeholder updates due every {}", render::span(s * 1000)),
+                    None => "stakeholder update reminders off".to_string(),
+                };
+                plan.finish("interval", summary);
             }
             Edit::Reopen { reason } => {
                 if status != Status::Resolved {
@@ -1060,7 +1131,13 @@ impl Incident {
                     });
                 }
                 let value = view::canonical_value(&field, &need(&value, "value")?)?;
-                plan.resolve = Some((field.clone(), value.clone()));
+                match value.parse::<i64>() {
+                    // The interval is a number in the document, not text.
+                    Ok(secs) if field == "update_every" => {
+                        plan.writes.push(Write::RootInt("update_every", secs))
+                    }
+                    _ => plan.resolve = Some((field.clone(), value.clone())),
+                }
                 plan.finish("resolve", format!("resolved conflict on {field}: {value}"));
             }
         }
@@ -1095,6 +1172,7 @@ enum Write {
         value: String,
     },
     Root(&'static str, String),
+    RootInt(&'static str, i64),
     StatusTime(Status),
     Role(Role, String),
     Member(String, String),
@@ -1190,7 +1268,15 @@ impl Write {
         };
         match self {
             Write::Create { id, fields, ints } => {
-                let c = col(id.kind()).expect("collections were checked");
+                let c = match col(id.kind()) {
+                    Some(c) => c,
+                    // Made by the first update (incidents opened before
+                    // updates existed have none).
+                    None => match tx.get(ROOT, id.kind().collection())? {
+                        Some((_, c)) => c,
+                        None => tx.put_object(ROOT, id.kind().collection(), ObjType::Map)?,
+                    },
+                };
                 let obj = tx.put_object(&c, id.as_str(), ObjType::Map)?;
                 for (k, v) in fields {
                     tx.put(&obj, *k, v.as_str())?;
@@ -1208,6 +1294,7 @@ impl Write {
                 }
             }
             Write::Root(k, v) => tx.put(ROOT, *k, v.as_str())?,
+            Write::RootInt(k, v) => tx.put(ROOT, *k, *v)?,
             Write::StatusTime(status) => {
                 let times = match tx.get(ROOT, "status_times")? {
                     Some((_, t)) => t,
@@ -1310,3 +1397,6 @@ fn append_timeline(
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+mod catch_up_tests;

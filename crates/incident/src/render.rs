@@ -67,138 +67,494 @@ fn line(out: &mut String, s: impl AsRef<str>) {
     out.push('\n');
 }
 
-/// Events shown at the end of the brief.
-const BRIEF_EVENTS: usize = 5;
+/// A duration for people: `42s`, `17m`, `1h12m`, `2d3h`.
+pub fn span(ms: i64) -> String {
+    let s = ms.max(0) / 1000;
+    match s {
+        0..=59 => format!("{s}s"),
+        60..=3599 => format!("{}m", s / 60),
+        3600..=86_399 => format!("{}h{:02}m", s / 3600, s % 3600 / 60),
+        _ => format!("{}d{}h", s / 86_400, s % 86_400 / 3600),
+    }
+}
 
-/// The one-screen summary that brings a newcomer up to speed. Every text
-/// from the record is one line here (`one_line`): a pasted block or a
-/// member's line break can never start a line that looks like another.
-pub fn brief(v: &IncidentView) -> String {
-    let mut out = String::new();
+/// Remote text on one line of at most `max` characters: made safe, line
+/// breaks shown as ` ⏎ `, tabs as spaces, and cut (by characters) with `…`.
+pub fn trimmed(text: &str, max: usize) -> String {
+    let line = one_line(text).replace('\t', " ");
+    if line.chars().count() <= max {
+        return line;
+    }
+    let mut cut: String = line.chars().take(max.saturating_sub(1)).collect();
+    cut.push('…');
+    cut
+}
+
+/// How many lines `brief` takes at most: one screen.
+pub const BRIEF_LINES: usize = 40;
+
+/// The widest line of the brief (characters), so that none wraps.
+const BRIEF_WIDTH: usize = 100;
+
+/// Events the brief shows at most.
+const BRIEF_EVENTS: usize = 6;
+
+/// A list of the brief, cut to what fits.
+struct Section {
+    heading: String,
+    rows: Vec<String>,
+    /// At most this many rows, however much room there is.
+    max: usize,
+    /// The rows are oldest first and the newest are shown (the events);
+    /// otherwise the first rows are shown.
+    newest: bool,
+    /// Where the rest is.
+    see: &'static str,
+    /// Rows shown, decided by [`fit`].
+    shown: usize,
+}
+
+impl Section {
+    fn new(heading: String, rows: Vec<String>, max: usize, see: &'static str) -> Section {
+        Section {
+            heading,
+            rows,
+            max,
+            newest: false,
+            see,
+            shown: 0,
+        }
+    }
+
+    /// Lines taken with `shown` rows: the heading, the rows, and a line
+    /// saying how many are left out.
+    fn cost(&self, shown: usize) -> usize {
+        1 + shown + usize::from(shown < self.rows.len())
+    }
+
+    fn render(&self, out: &mut String) {
+        line(out, &self.heading);
+        let left = self.rows.len() - self.shown;
+        let more = |out: &mut String, word: &str| {
+            if left > 0 {
+                line(out, format!("  … and {left} {word} (see `{}`)", self.see));
+            }
+        };
+        if self.newest {
+            more(out, "earlier");
+            for r in &self.rows[left..] {
+                line(out, r);
+            }
+        } else {
+            for r in &self.rows[..self.shown] {
+                line(out, r);
+            }
+            more(out, "more");
+        }
+    }
+}
+
+/// Shares `budget` lines among the sections, a row at a time in turn, in
+/// the order given (the first gets a row first).
+fn fit(sections: &mut [Section], budget: usize) {
+    let mut used: usize = sections.iter().map(|s| s.cost(0)).sum();
+    loop {
+        let mut grew = false;
+        for s in sections.iter_mut() {
+            if s.shown >= s.rows.len().min(s.max) {
+                continue;
+            }
+            let extra = s.cost(s.shown + 1) - s.cost(s.shown);
+            if used + extra <= budget {
+                s.shown += 1;
+                used += extra;
+                grew = true;
+            }
+        }
+        if !grew {
+            return;
+        }
+    }
+}
+
+fn row(text: String) -> String {
+    trimmed(&format!("  {text}"), BRIEF_WIDTH)
+}
+
+/// Tests without a result yet.
+fn under_way(v: &IncidentView) -> impl Iterator<Item = &Item> {
+    v.items(Kind::Test).iter().filter(|t| {
+        !v.items(Kind::Result)
+            .iter()
+            .any(|r| r.get("test") == t.id.as_str())
+    })
+}
+
+/// The impact recorded on the symptoms, newest first.
+fn impacts(v: &IncidentView) -> Vec<&str> {
+    v.items(Kind::Symptom)
+        .iter()
+        .rev()
+        .map(|s| s.get("impact"))
+        .filter(|i| !i.is_empty())
+        .collect()
+}
+
+/// The one-screen summary that brings a newcomer up to speed, at `now_ms`:
+/// at most [`BRIEF_LINES`] lines, `warnings` (from the device) first.
+pub fn brief(v: &IncidentView, now_ms: i64, warnings: &[String]) -> String {
+    // The device's own findings, whole: they name files and offsets.
+    let mut top: Vec<String> = warnings.iter().map(|w| format!("! {w}")).collect();
     let sev = v.severity.map(|s| s.label()).unwrap_or_default();
     let status = v.status.map(|s| s.to_string()).unwrap_or_default();
-    line(
-        &mut out,
-        format!("{} [{sev}] {} — {status}", v.id, one_line(&v.title)),
+    top.push(trimmed(
+        &format!("{} [{sev}] {} — {status}", v.id, v.title),
+        BRIEF_WIDTH,
+    ));
+    let mut timing = format!(
+        "opened {} ({} ago)",
+        utc(v.created_at),
+        span(now_ms - v.created_at)
     );
+    // The impact start (`symptom --since`) belongs on this line.
+    if let Some(at) = v.status.and_then(|s| v.status_times.get(s.as_str())) {
+        if *at > v.created_at {
+            timing.push_str(&format!(" · {status} for {}", span(now_ms - at)));
+        }
+    }
+    top.push(timing);
     let roles: Vec<String> = v
         .roles
         .iter()
         .map(|(r, n)| format!("{r}: {}", one_line(n)))
         .collect();
-    line(
-        &mut out,
-        format!(
-            "roles: {}",
-            if roles.is_empty() {
-                "none assigned".to_string()
-            } else {
-                roles.join(", ")
-            }
-        ),
-    );
-    line(&mut out, "");
-    line(&mut out, "What is broken:");
-    let symptoms = v.items(Kind::Symptom);
-    if symptoms.is_empty() {
-        line(&mut out, "  (no symptoms captured yet: `symptom <text>`)");
-    }
-    for s in symptoms.iter().rev().take(4) {
-        let mut extra = Vec::new();
-        for (k, label) in [
-            ("where", "where"),
-            ("frequency", "how often"),
-            ("impact", "impact"),
-        ] {
-            if !s.get(k).is_empty() {
-                extra.push(format!("{label}: {}", one_line(s.get(k))));
-            }
-        }
-        let extra = if extra.is_empty() {
-            String::new()
+    top.push(trimmed(
+        &if roles.is_empty() {
+            "roles: none assigned".to_string()
         } else {
-            format!(" ({})", extra.join("; "))
-        };
-        line(
-            &mut out,
-            format!("  {} {}{extra}", s.short, one_line(s.get("text"))),
-        );
-    }
-    let hyps = v.items(Kind::Hypothesis);
-    let by_status = |st: HypothesisStatus| hyps.iter().filter(move |h| hyp_status(h) == Some(st));
-    for h in by_status(HypothesisStatus::Confirmed) {
-        line(
-            &mut out,
-            format!("Confirmed cause: {} {}", h.short, one_line(h.get("text"))),
-        );
-    }
-    line(&mut out, "Still open:");
-    let mut any = false;
-    for h in by_status(HypothesisStatus::Open) {
-        any = true;
-        let tests = v
-            .items(Kind::Test)
-            .iter()
-            .filter(|t| t.get("hypothesis") == h.id.as_str())
-            .count();
-        line(
-            &mut out,
-            format!(
-                "  {} {} ({tests} test(s))",
-                h.short,
-                one_line(h.get("text"))
-            ),
-        );
-    }
-    if !any {
-        line(&mut out, "  (none)");
-    }
-    line(&mut out, "Ruled out:");
-    let mut any = false;
-    for h in by_status(HypothesisStatus::RuledOut) {
-        any = true;
-        let test = h.get("ruled_out_by");
-        let why = v
-            .item(h.get("ruled_out_result"))
-            .map(|r| r.get("observation"))
-            .unwrap_or("");
-        line(
-            &mut out,
-            format!(
-                "  {} {} — by test {}: {}",
-                h.short,
-                one_line(h.get("text")),
-                v.short(test),
-                one_line(why)
-            ),
-        );
-    }
-    if !any {
-        line(&mut out, "  (none)");
+            roles.join(" · ")
+        },
+        BRIEF_WIDTH,
+    ));
+    top.push(updates_line(v, now_ms));
+    for n in crate::nudges(&v.standing, now_ms) {
+        top.push(trimmed(&format!("! {n}"), BRIEF_WIDTH));
     }
     if !v.conflicts.is_empty() {
-        line(
-            &mut out,
-            format!(
-                "! {} conflicting edit(s): see `conflicts`",
-                v.conflicts.len()
-            ),
-        );
+        top.push(format!(
+            "! {} conflicting edit(s): see `conflicts`",
+            v.conflicts.len()
+        ));
     }
-    line(&mut out, "Last events:");
-    let start = v.timeline.len().saturating_sub(BRIEF_EVENTS);
-    for e in &v.timeline[start..] {
-        line(
-            &mut out,
-            format!(
-                "  {} {}: {}",
-                clock(e.at),
-                one_line(&e.name),
-                one_line(&e.text)
-            ),
-        );
+    top.push(String::new());
+
+    let mut sections = Vec::new();
+    let symptoms: Vec<String> = v
+        .items(Kind::Symptom)
+        .iter()
+        .rev()
+        .map(|s| {
+            let mut extra = Vec::new();
+            for (k, label) in [
+                ("where", "where"),
+                ("frequency", "how often"),
+                ("impact", "impact"),
+            ] {
+                if !s.get(k).is_empty() {
+                    extra.push(format!("{label}: {}", s.get(k)));
+                }
+            }
+            let extra = if extra.is_empty() {
+                String::new()
+            } else {
+                format!(" ({})", extra.join("; "))
+            };
+            row(format!("{} {}{extra}", s.short, s.get("text")))
+        })
+        .collect();
+    sections.push(Section::new(
+        "What is broken:".into(),
+        if symptoms.is_empty() {
+            vec!["  (no symptoms captured yet: `symptom <text>`)".into()]
+        } else {
+            symptoms
+        },
+        4,
+        "report",
+    ));
+    let hyps = v.items(Kind::Hypothesis);
+    let of = |st: HypothesisStatus| hyps.iter().filter(move |h| hyp_status(h) == Some(st));
+    let confirmed: Vec<String> = of(HypothesisStatus::Confirmed)
+        .map(|h| {
+            let by = h.get("confirmed_by");
+            let why = if by.is_empty() {
+                h.get("evidence").to_string()
+            } else {
+                format!("test {}", v.short(by))
+            };
+            row(format!("{} {} — by {why}", h.short, h.get("text")))
+        })
+        .collect();
+    if !confirmed.is_empty() {
+        sections.push(Section::new(
+            "Confirmed cause:".into(),
+            confirmed,
+            2,
+            "report",
+        ));
+    }
+    let open: Vec<String> = of(HypothesisStatus::Open)
+        .map(|h| row(format!("{} {}", h.short, h.get("text"))))
+        .collect();
+    sections.push(Section::new(
+        format!("Still open ({}):", open.len()),
+        if open.is_empty() {
+            vec!["  (none)".into()]
+        } else {
+            open
+        },
+        6,
+        "report",
+    ));
+    let tests: Vec<String> = under_way(v)
+        .map(|t| {
+            row(format!(
+                "{} of {} by {}: {}",
+                t.short,
+                v.short(t.get("hypothesis")),
+                v.name_of(&t.by),
+                t.get("action")
+            ))
+        })
+        .collect();
+    if !tests.is_empty() {
+        sections.push(Section::new(
+            format!("Tests under way ({}):", tests.len()),
+            tests,
+            6,
+            "report",
+        ));
+    }
+    let ruled: Vec<String> = of(HypothesisStatus::RuledOut)
+        .map(|h| {
+            let why = v
+                .item(h.get("ruled_out_result"))
+                .map(|r| r.get("observation"))
+                .unwrap_or("");
+            row(format!(
+                "{} {} — by test {}: {why}",
+                h.short,
+                h.get("text"),
+                v.short(h.get("ruled_out_by"))
+            ))
+        })
+        .collect();
+    sections.push(Section::new(
+        format!("Ruled out ({}):", ruled.len()),
+        if ruled.is_empty() {
+            vec!["  (none)".into()]
+        } else {
+            ruled
+        },
+        4,
+        "report",
+    ));
+    let fixes: Vec<String> = v
+        .items(Kind::Fix)
+        .iter()
+        .map(|f| {
+            let flag = if f.get("unconfirmed_because").is_empty() {
+                ""
+            } else {
+                " (before the cause was confirmed)"
+            };
+            row(format!(
+                "{} {} — {} {}{flag}",
+                f.short,
+                f.get("text"),
+                v.name_of(&f.by),
+                clock(f.at)
+            ))
+        })
+        .collect();
+    if !fixes.is_empty() {
+        sections.push(Section::new(
+            format!("Fixes applied ({}):", fixes.len()),
+            fixes,
+            3,
+            "report",
+        ));
+    }
+    let followups: Vec<String> = v
+        .items(Kind::FollowUp)
+        .iter()
+        .map(|a| row(format!("{} {}", a.short, a.get("text"))))
+        .collect();
+    if !followups.is_empty() {
+        sections.push(Section::new(
+            format!("Open follow-ups ({}):", followups.len()),
+            followups,
+            3,
+            "report",
+        ));
+    }
+    let events: Vec<String> = v
+        .timeline
+        .iter()
+        .map(|e| row(format!("{} {}: {}", clock(e.at), e.name, e.text)))
+        .collect();
+    let mut last = Section::new("Last events:".into(), events, BRIEF_EVENTS, "timeline");
+    last.newest = true;
+    sections.push(last);
+
+    fit(&mut sections, BRIEF_LINES.saturating_sub(top.len()));
+    let mut out = String::new();
+    for l in &top {
+        line(&mut out, l);
+    }
+    for s in &sections {
+        s.render(&mut out);
     }
     out
+}
+
+/// When the last stakeholder update was posted, and the interval.
+fn updates_line(v: &IncidentView, now_ms: i64) -> String {
+    let every = match v.standing.update_every {
+        Some(s) => format!("due every {}", span(s * 1000)),
+        None => "no reminder: `update --every 30m` sets one".into(),
+    };
+    match v.items(Kind::Update).last() {
+        Some(u) => trimmed(
+            &format!(
+                "last update: {} ago by {} ({every})",
+                span(now_ms - u.at),
+                v.name_of(&u.by)
+            ),
+            BRIEF_WIDTH,
+        ),
+        None => format!("last update: none posted ({every})"),
+    }
+}
+
+/// Longest an item's text is in a stakeholder update (characters).
+const UPDATE_ITEM_CHARS: usize = 300;
+
+/// The line of a draft update that asks the user to say what is needed.
+pub const NEEDS_PLACEHOLDER: &str = "- [fill in what you need from stakeholders, or \"nothing\"]";
+
+/// A stakeholder update drafted from the record at `now_ms`, in CAN form:
+/// Conditions (impact, severity, status, how long, what is ruled out and
+/// confirmed), Actions (tests under way and who runs them, fixes applied),
+/// Needs (`needs`, or a placeholder line to fill in). Plain text for a
+/// status page or an email: no internal ids, every item on one line.
+pub fn update_draft(v: &IncidentView, now_ms: i64, needs: Option<&str>) -> String {
+    let t = |s: &str| trimmed(s, UPDATE_ITEM_CHARS);
+    let sev = v.severity.map(|s| s.label()).unwrap_or_default();
+    let status = v.status.map(|s| s.to_string()).unwrap_or_default();
+    let mut o = String::new();
+    line(
+        &mut o,
+        format!(
+            "Status update: {} — {sev}, {status} (as of {})",
+            t(&v.title),
+            utc(now_ms)
+        ),
+    );
+    line(&mut o, "");
+    line(&mut o, "Conditions");
+    let impacts = impacts(v);
+    line(
+        &mut o,
+        if impacts.is_empty() {
+            "- Impact: not yet assessed".to_string()
+        } else {
+            format!(
+                "- Impact: {}",
+                impacts.iter().map(|i| t(i)).collect::<Vec<_>>().join("; ")
+            )
+        },
+    );
+    let mut since = format!(
+        "- {sev}, {status}; open for {} (since {})",
+        span(now_ms - v.created_at),
+        utc(v.created_at)
+    );
+    if let Some(at) = v.status.and_then(|s| v.status_times.get(s.as_str())) {
+        if *at > v.created_at {
+            since.push_str(&format!("; {status} for {}", span(now_ms - at)));
+        }
+    }
+    line(&mut o, since);
+    let hyps = v.items(Kind::Hypothesis);
+    let confirmed: Vec<String> = hyps
+        .iter()
+        .filter(|h| hyp_status(h) == Some(HypothesisStatus::Confirmed))
+        .map(|h| t(h.get("text")))
+        .collect();
+    line(
+        &mut o,
+        if confirmed.is_empty() {
+            "- Cause: not confirmed yet".to_string()
+        } else {
+            format!("- Cause confirmed: {}", confirmed.join("; "))
+        },
+    );
+    for h in hyps
+        .iter()
+        .filter(|h| hyp_status(h) == Some(HypothesisStatus::RuledOut))
+    {
+        let why = v
+            .item(h.get("ruled_out_result"))
+            .map(|r| format!(" ({})", t(r.get("observation"))))
+            .unwrap_or_default();
+        line(&mut o, format!("- Ruled out: {}{why}", t(h.get("text"))));
+    }
+    line(&mut o, "");
+    line(&mut o, "Actions");
+    let mut any = false;
+    for test in under_way(v) {
+        any = true;
+        let about = v
+            .item(test.get("hypothesis"))
+            .map(|h| format!(" (checking: {})", t(h.get("text"))))
+            .unwrap_or_default();
+        line(
+            &mut o,
+            format!(
+                "- Testing: {}{about}, by {}",
+                t(test.get("action")),
+                t(&v.name_of(&test.by))
+            ),
+        );
+    }
+    for f in v.items(Kind::Fix) {
+        any = true;
+        let flag = if f.get("unconfirmed_because").is_empty() {
+            ""
+        } else {
+            ", before the cause was confirmed"
+        };
+        line(
+            &mut o,
+            format!(
+                "- Applied at {}: {}, by {}{flag}",
+                clock(f.at),
+                t(f.get("text")),
+                t(&v.name_of(&f.by))
+            ),
+        );
+    }
+    if !any {
+        line(&mut o, "- No test or fix under way yet");
+    }
+    line(&mut o, "");
+    line(&mut o, "Needs");
+    match needs.map(str::trim).filter(|n| !n.is_empty()) {
+        Some(n) => line(&mut o, format!("- {}", t(n))),
+        None => line(&mut o, NEEDS_PLACEHOLDER),
+    }
+    o
 }
 
 /// Remote text placed inside the report's Markdown, so that it stays inside

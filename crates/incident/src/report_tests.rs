@@ -157,7 +157,14 @@ fn full() -> IncidentView {
             evidence: t_dep,
         },
     );
-    r.at(15, a, Edit::SetStatus(Status::Identified));
+    r.at(
+        15,
+        a,
+        Edit::SetStatus {
+            status: Status::Identified,
+            because: None,
+        },
+    );
     r.at(
         20,
         a,
@@ -173,8 +180,22 @@ fn full() -> IncidentView {
             text: "pasted log:\n```\n- ERROR pool\n## not a heading\n````".into(),
         },
     );
-    r.at(30, a, Edit::SetStatus(Status::Mitigated));
-    r.at(50, a, Edit::SetStatus(Status::Resolved));
+    r.at(
+        30,
+        a,
+        Edit::SetStatus {
+            status: Status::Mitigated,
+            because: None,
+        },
+    );
+    r.at(
+        50,
+        a,
+        Edit::SetStatus {
+            status: Status::Resolved,
+            because: None,
+        },
+    );
     r.at(
         51,
         a,
@@ -414,7 +435,14 @@ fn impact_start_is_the_earliest_since_and_ends_at_mitigation_or_resolution() {
         )],
     );
     // Resolved without passing through mitigated: impact ends there.
-    r.at(40, a, Edit::SetStatus(Status::Resolved));
+    r.at(
+        40,
+        a,
+        Edit::SetStatus {
+            status: Status::Resolved,
+            because: Some("recovered by itself".into()),
+        },
+    );
     check(
         &r.view(),
         &[(

@@ -192,7 +192,10 @@ fn resolved_incident_refuses_edits_until_reopened() {
     add_status(&mut i, Status::Resolved);
     let refused = [
         Edit::AddHypothesis { text: "x".into() },
-        Edit::SetStatus(Status::Investigating),
+        Edit::SetStatus {
+            status: Status::Investigating,
+            because: None,
+        },
         Edit::SetTitle("other".into()),
         Edit::SetSeverity(Severity::Sev1),
     ];
@@ -229,7 +232,15 @@ fn resolved_incident_refuses_edits_until_reopened() {
 }
 
 fn add_status(i: &mut Incident, s: Status) {
-    i.apply(Edit::SetStatus(s), &alice(), 3_000).unwrap();
+    i.apply(
+        Edit::SetStatus {
+            status: s,
+            because: Some("test".into()),
+        },
+        &alice(),
+        3_000,
+    )
+    .unwrap();
 }
 
 #[test]

@@ -36,7 +36,8 @@ pub enum Rule {
     /// Nothing is ever deleted: not items, not timeline entries, not
     /// roster entries, not fields.
     NoDeletion,
-    /// Root keys: `title`, `severity`, `status`, each with a valid value.
+    /// Root keys: `title`, `severity`, `status`, `update_every`, each with
+    /// a valid value.
     RootKey,
     /// The root's fixed keys and containers (`id`, `schema`, `roster`,
     /// `timeline`, the item collections, ...) are written only by the
@@ -117,6 +118,9 @@ fn broke<T>(rule: Rule, detail: impl Into<String>) -> Result<T, Violation> {
     })
 }
 
+/// The longest interval between stakeholder updates a change may set (s).
+pub const MAX_UPDATE_EVERY_S: i64 = 7 * 86_400;
+
 /// At most this many characters of a peer-supplied string go into a message.
 fn clip(s: &str) -> String {
     let mut out: String = s.chars().take(24).collect();
@@ -165,6 +169,7 @@ fn item_fields(kind: Kind) -> &'static [&'static str] {
         Kind::Result => &["test", "hypothesis", "observation", "verdict"],
         Kind::Fix => &["text", "unconfirmed_because"],
         Kind::FollowUp => &["text"],
+        Kind::Update => &["text"],
         Kind::Incident => &[],
     }
 }
@@ -178,6 +183,7 @@ fn creating_event(kind: Kind) -> &'static str {
         Kind::Result => "result",
         Kind::Fix => "fix",
         Kind::FollowUp => "followup",
+        Kind::Update => "update",
         Kind::Incident => "open",
     }
 }
@@ -365,6 +371,7 @@ impl Validator {
         match up {
             Target::Root if key == "removals" => Target::Removals,
             Target::Root if key == "lessons" => Target::Lessons,
+            Target::Root if key == Kind::Update.collection() => Target::Collection(Kind::Update),
             Target::Root => container(&key).map(|(t, _)| t).unwrap_or(Target::Other),
             Target::Removals => Target::RemovalEntry { new: false },
             Target::Roster => Target::RosterEntry { key, new: false },
@@ -475,6 +482,25 @@ impl Validator {
                             created.insert(opid, Target::Lessons);
                             facts.root.push("lessons");
                         }
+                        "updates" if !creating => {
+                            // Made by the first posted update; never replaced.
+                            if op.action != OpType::Make(ObjType::Map) || !op.pred.is_empty() {
+                                return broke(Rule::ItemOnce, "`updates` is a map, made once");
+                            }
+                            created.insert(opid, Target::Collection(Kind::Update));
+                            facts.root.push("updates");
+                        }
+                        "update_every" => match &op.action {
+                            OpType::Put(ScalarValue::Int(s)) if (0..=MAX_UPDATE_EVERY_S).contains(s) => {
+                                facts.root.push("update_every")
+                            }
+                            _ => {
+                                return broke(
+                                    Rule::RootKey,
+                                    "`update_every` is a number of seconds, 0 (off) to 7 days",
+                                )
+                            }
+                        },
                         "removals" if !creating => {
                             // Made by the first removal; never replaced.
                             if op.action != OpType::Make(ObjType::Map) || !op.pred.is_empty() {
@@ -874,6 +900,18 @@ impl Validator {
                 )
             }
         }
+        // Each of these commands writes the one thing it is named for.
+        let writes_its_thing = match ev {
+            "update" => !facts.new_items.is_empty(),
+            "interval" => facts.root.contains(&"update_every"),
+            _ => true,
+        };
+        if !writes_its_thing {
+            return broke(
+                Rule::Shape,
+                format!("an `{ev}` change must write what its command writes"),
+            );
+        }
         // A removal: one member, not the signer, whole, with a new secret.
         if ev == "remove" {
             let whole = ["by", "at", "reason"]
@@ -900,6 +938,8 @@ impl Validator {
                 "join_secret" | "removals" => &["remove"],
                 "lessons" => &["lesson"],
                 "summary" => &["summary", "resolve"],
+                "updates" => &["update"],
+                "update_every" => &["interval", "resolve"],
                 "title" => &["title", "resolve", "open"],
                 "severity" => &["severity", "resolve", "open"],
                 _ => &["status", "reopen", "resolve", "open"],

@@ -331,7 +331,14 @@ fn every_command_passes_for_its_signer() {
         (
             "status",
             d,
-            honest(d, &bob(), Edit::SetStatus(crate::Status::Identified)),
+            honest(
+                d,
+                &bob(),
+                Edit::SetStatus {
+                    status: crate::Status::Identified,
+                    because: None,
+                },
+            ),
             bob(),
             None,
         ),
@@ -434,7 +441,14 @@ fn reopening_and_resolving_a_real_conflict_pass() {
     );
     let mut resolved = fork(b.incident.doc());
     resolved
-        .apply(Edit::SetStatus(crate::Status::Resolved), &alice(), 4)
+        .apply(
+            Edit::SetStatus {
+                status: crate::Status::Resolved,
+                because: Some("it went away".into()),
+            },
+            &alice(),
+            4,
+        )
         .unwrap();
     let r = resolved.doc();
     check(vec![
@@ -1274,4 +1288,180 @@ fn resolving_a_summary_conflict_passes() {
             None,
         )]);
     }
+}
+
+#[test]
+fn stakeholder_updates_are_written_once_by_their_author() {
+    let b = base();
+    let d = b.incident.doc();
+    let mut with = fork(d);
+    let posted = with
+        .apply(
+            Edit::PostUpdate {
+                text: "all hands".into(),
+            },
+            &alice(),
+            2,
+        )
+        .unwrap()
+        .id
+        .unwrap()
+        .to_string();
+    let u = with.doc();
+    let fresh_id = ItemId::random(Kind::Update).to_string();
+    let forged_update = |tx: &mut Transaction<'_>, by: &str, field: &str| {
+        let ups = obj(tx, &["updates"]);
+        let up = tx
+            .put_object(&ups, fresh_id.as_str(), ObjType::Map)
+            .unwrap();
+        tx.put(&up, field, "we are fine").unwrap();
+        tx.put(&up, "by", by).unwrap();
+        tx.put(&up, "at", 2).unwrap();
+    };
+    check(vec![
+        (
+            "the first update makes the map",
+            d,
+            honest(d, &bob(), Edit::PostUpdate { text: "u".into() }),
+            bob(),
+            None,
+        ),
+        (
+            "a second update",
+            u,
+            honest(u, &bob(), Edit::PostUpdate { text: "u2".into() }),
+            bob(),
+            None,
+        ),
+        (
+            "interval set",
+            d,
+            honest(d, &bob(), Edit::SetUpdateInterval { every_s: Some(900) }),
+            bob(),
+            None,
+        ),
+        (
+            "interval off",
+            d,
+            honest(d, &bob(), Edit::SetUpdateInterval { every_s: None }),
+            bob(),
+            None,
+        ),
+        (
+            "rewrite a posted update",
+            u,
+            hostile(u, |tx| {
+                let up = obj(tx, &["updates", posted.as_str()]);
+                tx.put(&up, "text", "nothing happened").unwrap();
+                bob_note(tx);
+            }),
+            bob(),
+            Some(Rule::ItemEdit),
+        ),
+        (
+            "delete a posted update",
+            u,
+            hostile(u, |tx| {
+                let ups = obj(tx, &["updates"]);
+                tx.delete(&ups, posted.as_str()).unwrap();
+                bob_note(tx);
+            }),
+            bob(),
+            Some(Rule::NoDeletion),
+        ),
+        (
+            "replace the updates map",
+            u,
+            hostile(u, |tx| {
+                tx.put_object(ROOT, "updates", ObjType::Map).unwrap();
+                entry(tx, &bob().key, "bob", "update", None);
+            }),
+            bob(),
+            Some(Rule::ItemOnce),
+        ),
+        (
+            "an update in another's name",
+            u,
+            hostile(u, |tx| {
+                forged_update(tx, &alice().key, "text");
+                entry(tx, &bob().key, "bob", "update", Some(&fresh_id));
+            }),
+            bob(),
+            Some(Rule::Author),
+        ),
+        (
+            "an update with a field no update has",
+            u,
+            hostile(u, |tx| {
+                forged_update(tx, &bob().key, "status");
+                entry(tx, &bob().key, "bob", "update", Some(&fresh_id));
+            }),
+            bob(),
+            Some(Rule::ItemOnce),
+        ),
+        (
+            "an update hidden in a note",
+            u,
+            hostile(u, |tx| {
+                forged_update(tx, &bob().key, "text");
+                bob_note(tx);
+            }),
+            bob(),
+            Some(Rule::Shape),
+        ),
+        (
+            "an update entry without an update",
+            u,
+            hostile(u, |tx| entry(tx, &bob().key, "bob", "update", None)),
+            bob(),
+            Some(Rule::Shape),
+        ),
+        (
+            "the interval as text",
+            d,
+            hostile(d, |tx| {
+                tx.put(ROOT, "update_every", "15m").unwrap();
+                entry(tx, &bob().key, "bob", "interval", None);
+            }),
+            bob(),
+            Some(Rule::RootKey),
+        ),
+        (
+            "a negative interval",
+            d,
+            hostile(d, |tx| {
+                tx.put(ROOT, "update_every", -5).unwrap();
+                entry(tx, &bob().key, "bob", "interval", None);
+            }),
+            bob(),
+            Some(Rule::RootKey),
+        ),
+        (
+            "an interval of a year",
+            d,
+            hostile(d, |tx| {
+                tx.put(ROOT, "update_every", 366 * 86_400).unwrap();
+                entry(tx, &bob().key, "bob", "interval", None);
+            }),
+            bob(),
+            Some(Rule::RootKey),
+        ),
+        (
+            "the interval set by a note",
+            d,
+            hostile(d, |tx| {
+                tx.put(ROOT, "update_every", 60).unwrap();
+                bob_note(tx);
+            }),
+            bob(),
+            Some(Rule::Shape),
+        ),
+        (
+            "an interval entry that sets nothing",
+            d,
+            hostile(d, |tx| entry(tx, &bob().key, "bob", "interval", None)),
+            bob(),
+            Some(Rule::Shape),
+        ),
+    ]);
 }

@@ -93,7 +93,7 @@ pub struct IncidentView {
     pub members: Vec<Member>,
     /// Items by kind, oldest first.
     pub items: BTreeMap<Kind, Vec<Item>>,
-    /// The timeline, in document order.
+    /// The timeline, in time order (document order within one millisecond).
     pub timeline: Vec<TimelineEntry>,
     /// Unresolved conflicts.
     pub conflicts: Vec<Conflict>,
@@ -105,6 +105,11 @@ pub struct IncidentView {
     pub summary: Option<String>,
     /// Lessons learned, oldest first.
     pub lessons: Vec<Lesson>,
+    /// The incident's own update interval in seconds (`None`: never set;
+    /// `Some(0)`: off); [`Standing::update_every`] is the one that applies.
+    pub update_every: Option<i64>,
+    /// Where the incident stands, for the nudges.
+    pub standing: Standing,
 }
 
 impl IncidentView {
@@ -208,6 +213,162 @@ fn string_map(doc: &Automerge, obj: &ObjId) -> BTreeMap<String, String> {
         .collect()
 }
 
+/// The items held by `cols` (one collection, or every concurrently made
+/// map of a lazily made one), oldest first.
+fn read_items(doc: &Automerge, cols: &[ObjId]) -> Vec<Item> {
+    let mut keys: Vec<(String, &ObjId)> = cols
+        .iter()
+        .flat_map(|c| doc.keys(c).map(move |k| (k, c)))
+        .collect();
+    keys.sort();
+    keys.dedup_by(|a, b| a.0 == b.0);
+    let names: Vec<String> = keys.iter().map(|(k, _)| k.clone()).collect();
+    let shorts = crate::ids::short_forms(&names);
+    let mut items: Vec<Item> = keys
+        .iter()
+        .zip(shorts)
+        .filter_map(|((key, col), short)| {
+            let id = ItemId::parse(key)?;
+            let obj = get_map(doc, col, key)?;
+            let mut fields = string_map(doc, &obj);
+            let by = fields.remove("by").unwrap_or_default();
+            let at = get_int(doc, &obj, "at");
+            fields.remove("at");
+            Some(Item {
+                short,
+                id,
+                fields,
+                by,
+                at,
+            })
+        })
+        .collect();
+    items.sort_by(|a, b| (a.at, &a.id).cmp(&(b.at, &b.id)));
+    items
+}
+
+/// Every map at the root's `updates`: it is made by the first posted
+/// update, and two members posting their first offline make two, both
+/// kept (like `removals`).
+pub(crate) fn update_maps(doc: &Automerge) -> Vec<ObjId> {
+    doc.get_all(ROOT, Kind::Update.collection())
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|(v, _)| matches!(v, Value::Object(ObjType::Map)))
+        .map(|(_, id)| id)
+        .collect()
+}
+
+/// The root's `update_every` setting in seconds: `None` when never set
+/// (the severity's default applies), `Some(0)` when turned off.
+fn update_every(doc: &Automerge) -> Option<i64> {
+    match doc.get(ROOT, "update_every").ok().flatten() {
+        Some((Value::Scalar(v), _)) => match v.as_ref() {
+            ScalarValue::Int(i) => Some((*i).max(0)),
+            ScalarValue::Uint(u) => Some(i64::try_from(*u).unwrap_or(i64::MAX)),
+            _ => None,
+        },
+        _ => None,
+    }
+}
+
+/// Where the incident stands, in the few facts the nudges and the prompt
+/// need. Read from the document without its timeline or the text of its
+/// items, so the notebook can publish it after every request.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Standing {
+    /// Severity.
+    pub severity: Option<Severity>,
+    /// Status.
+    pub status: Option<Status>,
+    /// When the incident was opened (ms).
+    pub opened_at: i64,
+    /// Whether someone holds the commander role.
+    pub commander: bool,
+    /// Whether a hypothesis is confirmed.
+    pub cause_confirmed: bool,
+    /// How many fixes are recorded.
+    pub fixes: usize,
+    /// Short ids of the fixes made before the cause was confirmed, while
+    /// it still is not (empty once a cause is confirmed).
+    pub fixes_before_cause: Vec<String>,
+    /// When the last stakeholder update was posted (ms), if one was.
+    pub last_update_at: Option<i64>,
+    /// The interval between updates in seconds, `None` for no reminder:
+    /// the incident's `update_every` if set (0 = off), else 30 minutes for
+    /// SEV1 and SEV2.
+    pub update_every: Option<i64>,
+}
+
+/// The interval between stakeholder updates when the incident sets none.
+pub const DEFAULT_UPDATE_EVERY_S: i64 = 30 * 60;
+
+/// The update interval in seconds that applies: the incident's setting
+/// (0 = off), else the severity's default.
+pub fn effective_update_every(set: Option<i64>, severity: Option<Severity>) -> Option<i64> {
+    match set {
+        Some(0) => None,
+        Some(s) => Some(s),
+        None => matches!(severity, Some(Severity::Sev1 | Severity::Sev2))
+            .then_some(DEFAULT_UPDATE_EVERY_S),
+    }
+}
+
+/// Reads the [`Standing`] of an incident.
+pub(crate) fn standing(doc: &Automerge) -> Standing {
+    let severity = get_str(doc, &ROOT, "severity").and_then(|s| s.parse().ok());
+    let commander = get_map(doc, &ROOT, "roles")
+        .and_then(|r| get_str(doc, &r, crate::Role::Commander.as_str()))
+        .is_some_and(|n| !n.trim().is_empty());
+    let items = |kind: Kind| -> Vec<(String, ObjId)> {
+        get_map(doc, &ROOT, kind.collection())
+            .map(|c| {
+                doc.keys(&c)
+                    .filter_map(|k| get_map(doc, &c, &k).map(|o| (k, o)))
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    let cause_confirmed = items(Kind::Hypothesis).iter().any(|(_, h)| {
+        get_str(doc, h, "status").as_deref() == Some(crate::HypothesisStatus::Confirmed.as_str())
+    });
+    let mut fixes = items(Kind::Fix);
+    fixes.sort_by(|a, b| a.0.cmp(&b.0));
+    let ids: Vec<String> = fixes.iter().map(|(k, _)| k.clone()).collect();
+    let fixes_before_cause = if cause_confirmed {
+        Vec::new()
+    } else {
+        fixes
+            .iter()
+            .zip(crate::ids::short_forms(&ids))
+            .filter(|((_, fix), _)| {
+                get_str(doc, fix, "unconfirmed_because").is_some_and(|r| !r.is_empty())
+            })
+            .map(|(_, short)| short)
+            .collect()
+    };
+    let last_update_at = update_maps(doc)
+        .iter()
+        .flat_map(|m| {
+            doc.keys(m)
+                .filter_map(|k| get_map(doc, m, &k))
+                .map(|u| get_int(doc, &u, "at"))
+                .collect::<Vec<_>>()
+        })
+        .max();
+    Standing {
+        severity,
+        status: get_str(doc, &ROOT, "status").and_then(|s| s.parse().ok()),
+        opened_at: get_int(doc, &ROOT, "created_at"),
+        commander,
+        cause_confirmed,
+        fixes: fixes.len(),
+        fixes_before_cause,
+        last_update_at,
+        update_every: effective_update_every(update_every(doc), severity),
+    }
+}
+
 /// The whole view; with `timeline` false, the timeline is left empty (for
 /// readers of items only, such as `similar`, so long timelines cost nothing).
 pub(crate) fn read(doc: &Automerge, timeline: bool) -> Result<IncidentView, RuleError> {
@@ -247,31 +408,12 @@ pub(crate) fn read(doc: &Automerge, timeline: bool) -> Result<IncidentView, Rule
         let Some(col) = get_map(doc, &ROOT, kind.collection()) else {
             continue;
         };
-        let mut keys: Vec<String> = doc.keys(&col).collect();
-        keys.sort();
-        let shorts = crate::ids::short_forms(&keys);
-        let mut items: Vec<Item> = keys
-            .iter()
-            .zip(shorts)
-            .filter_map(|(key, short)| {
-                let id = ItemId::parse(key)?;
-                let obj = get_map(doc, &col, key)?;
-                let mut fields = string_map(doc, &obj);
-                let by = fields.remove("by").unwrap_or_default();
-                let at = get_int(doc, &obj, "at");
-                fields.remove("at");
-                Some(Item {
-                    short,
-                    id,
-                    fields,
-                    by,
-                    at,
-                })
-            })
-            .collect();
-        items.sort_by(|a, b| (a.at, &a.id).cmp(&(b.at, &b.id)));
-        v.items.insert(kind, items);
+        v.items.insert(kind, read_items(doc, &[col]));
     }
+    v.items
+        .insert(Kind::Update, read_items(doc, &update_maps(doc)));
+    v.update_every = update_every(doc);
+    v.standing = standing(doc);
     let list = doc.get(ROOT, "timeline")?.filter(|_| timeline);
     if let Some((Value::Object(ObjType::List), timeline)) = list {
         v.timeline.reserve(doc.length(&timeline));
@@ -294,6 +436,11 @@ pub(crate) fn read(doc: &Automerge, timeline: bool) -> Result<IncidentView, Rule
                 }
             }
         }
+        // Document order is not time order once offline edits merge: a
+        // list's concurrent inserts are placed by actor, not by time. A
+        // stable sort keeps the document order, the same on every member,
+        // for entries of the same millisecond.
+        v.timeline.sort_by_key(|e| e.at);
     }
     v.conflicts = conflicts(doc);
     Ok(v)
@@ -327,7 +474,7 @@ pub(crate) fn conflicts(doc: &Automerge) -> Vec<Conflict> {
             });
         }
     };
-    for key in ["title", "severity", "status", "summary"] {
+    for key in ["title", "severity", "status", "summary", "update_every"] {
         check(&ROOT, key, key.to_string());
     }
     if let Some(roles) = get_map(doc, &ROOT, "roles") {
@@ -361,6 +508,16 @@ pub(crate) fn canonical_value(field: &str, value: &str) -> Result<String, RuleEr
     Ok(match field {
         "severity" => value.parse::<Severity>()?.as_str().to_string(),
         "status" => value.parse::<Status>()?.as_str().to_string(),
+        "update_every" => value
+            .parse::<i64>()
+            .ok()
+            .filter(|s| (0..=crate::validate::MAX_UPDATE_EVERY_S).contains(s))
+            .ok_or_else(|| RuleError::BadValue {
+                what: "update interval",
+                value: value.to_string(),
+                expected: "seconds, 0 (off) to 604800".into(),
+            })?
+            .to_string(),
         f if f.ends_with("/status") && f.starts_with("hypotheses/") => value
             .parse::<crate::HypothesisStatus>()?
             .as_str()

@@ -67,6 +67,9 @@ pub struct Current {
     pub status: String,
     /// Title.
     pub title: String,
+    /// Where it stands (severity, roles, fixes, updates), for the nudges
+    /// and the prompt's `update due`.
+    pub standing: dontpanic_incident::Standing,
 }
 
 /// What the notebook publishes after every request that may change it.
@@ -515,6 +518,7 @@ impl Actor {
                 id: inc.id().ok()?.to_string(),
                 status: inc.status().to_string(),
                 title: inc.title(),
+                standing: inc.standing(),
             })
         });
         let rosters = self
@@ -894,8 +898,11 @@ mod tests {
         let (view, bad) = h.blocking(h.view()).unwrap();
         assert_eq!(bad, 0);
         assert!(view.timeline.iter().any(|e| e.text.contains("n1")));
-        h.blocking(h.edit(Edit::SetStatus("mitigated".parse().unwrap())))
-            .unwrap();
+        h.blocking(h.edit(Edit::SetStatus {
+            status: "mitigated".parse().unwrap(),
+            because: None,
+        }))
+        .unwrap();
         assert_eq!(h.published().current.unwrap().status, "mitigated");
         h.blocking(h.shutdown()).unwrap();
         let err = h.blocking(h.view()).unwrap_err();

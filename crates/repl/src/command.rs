@@ -122,9 +122,9 @@ pub const SPECS: &[Spec] = &[
     Spec {
         name: "status",
         aliases: &[],
-        usage: "status <investigating|identified|mitigated|resolved>",
-        help: "Move the incident's status.",
-        flags: &[],
+        usage: "status <investigating|identified|mitigated|resolved> [--because <reason>]",
+        help: "Move the incident's status; --because records why (needed to resolve with no fix recorded).",
+        flags: &[("because", V)],
     },
     Spec {
         name: "reopen",
@@ -181,6 +181,27 @@ pub const SPECS: &[Spec] = &[
         usage: "similar",
         help: "List past incidents on this device whose title, symptoms and hypotheses share words with the open one (offline, TF-IDF), with their confirmed cause and fix.",
         flags: &[],
+    },
+    Spec {
+        name: "update",
+        aliases: &[],
+        usage: "update [--needs <text>] [--post [<text>]] [--last] [--out FILE [--force]] | update --every <15m|off>",
+        help: "Draft a stakeholder update from the record (Conditions, Actions, Needs) without recording it; --post records the draft, or the text given instead; --last is the last one posted; --out writes it to FILE for a status page or an email (--force overwrites). --every sets, for the whole room, how often one is due (default 30m for SEV1 and SEV2, none otherwise; off for none).",
+        flags: &[
+            ("needs", V),
+            ("post", N),
+            ("last", N),
+            ("out", V),
+            ("force", N),
+            ("every", V),
+        ],
+    },
+    Spec {
+        name: "updates",
+        aliases: &[],
+        usage: "updates [--all]",
+        help: "List the stakeholder updates posted (time, author, first line); --all shows each whole.",
+        flags: &[("all", N)],
     },
     Spec {
         name: "brief",
@@ -349,7 +370,10 @@ pub enum Command {
     /// `note`
     Note(String),
     /// `status`
-    Status(Status),
+    Status {
+        status: Status,
+        because: Option<String>,
+    },
     /// `reopen`
     Reopen(String),
     /// `role`
@@ -370,6 +394,19 @@ pub enum Command {
     Lesson(String),
     /// `similar`
     Similar,
+    /// `update`
+    Update {
+        /// Draft, post, show the last, or set the interval.
+        mode: UpdateMode,
+        /// `--needs`: the Needs of the draft.
+        needs: Option<String>,
+        /// `--out`: the file to write the update to.
+        out: Option<String>,
+        /// `--force`: overwrite that file.
+        force: bool,
+    },
+    /// `updates`
+    Updates { all: bool },
     /// `brief`
     Brief,
     /// `timeline`
@@ -414,6 +451,19 @@ pub enum Command {
     Help(Option<String>),
     /// `quit`
     Quit,
+}
+
+/// What `update` does.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum UpdateMode {
+    /// Show (or write) the draft; nothing is recorded.
+    Draft,
+    /// Record the draft, or the given text instead of it.
+    Post(Option<String>),
+    /// Show (or write) the last posted update.
+    Last,
+    /// Set the room's interval between updates; `None` turns it off.
+    Every(Option<std::time::Duration>),
 }
 
 /// How long an invite admits joiners unless `--expires` says otherwise.
@@ -623,7 +673,10 @@ pub fn parse(line: &str) -> Result<Option<Command>, ParseError> {
             unconfirmed_because: a.flag("unconfirmed-because"),
         },
         "note" => Command::Note(a.text("note text")?),
-        "status" => Command::Status(a.word(0, "status")?.parse().map_err(rule)?),
+        "status" => Command::Status {
+            status: a.word(0, "status")?.parse().map_err(rule)?,
+            because: a.flag("because"),
+        },
         "reopen" => Command::Reopen(a.text("reason")?),
         "role" => Command::Role {
             role: a.word(0, "role")?.parse().map_err(rule)?,
@@ -639,6 +692,8 @@ pub fn parse(line: &str) -> Result<Option<Command>, ParseError> {
         "summary" => Command::Summary(a.text("summary text")?),
         "lesson" => Command::Lesson(a.text("lesson text")?),
         "similar" => a.none().map(|_| Command::Similar)?,
+        "update" => parse_update(&a)?,
+        "updates" => a.none().map(|_| Command::Updates { all: a.has("all") })?,
         "brief" => a.none().map(|_| Command::Brief)?,
         "timeline" => Command::Timeline {
             last: match (a.has("all"), a.flag("last")) {
@@ -696,6 +751,48 @@ pub fn parse(line: &str) -> Result<Option<Command>, ParseError> {
         other => unreachable!("spec without parser: {other}"),
     };
     Ok(Some(cmd))
+}
+
+fn parse_update(a: &Args) -> Result<Command, ParseError> {
+    let text = a.words.join(" ");
+    let (post, last) = (a.has("post"), a.has("last"));
+    if !text.trim().is_empty() && !post {
+        return Err(a.usage(format!(
+            "unexpected argument `{}`: text is posted with --post <text>",
+            a.words[0]
+        )));
+    }
+    let mode = match (a.flag("every"), post, last) {
+        (Some(every), false, false) => {
+            if a.has("needs") || a.has("out") || a.has("force") {
+                return Err(a.usage("--every takes no other flag"));
+            }
+            let d = match every.trim() {
+                "off" | "none" | "0" => None,
+                d => Some(parse_duration(d).ok_or_else(|| {
+                    a.usage(format!("`{d}` is not an interval (like 15m, 1h, or off)"))
+                })?),
+            };
+            UpdateMode::Every(d)
+        }
+        (Some(_), _, _) => return Err(a.usage("--every takes no other flag")),
+        (None, true, true) => return Err(a.usage("give --post or --last, not both")),
+        (None, true, false) => UpdateMode::Post(Some(text).filter(|t| !t.trim().is_empty())),
+        (None, false, true) if a.has("needs") => {
+            return Err(a.usage("--needs is for a draft, not the last posted update"))
+        }
+        (None, false, true) => UpdateMode::Last,
+        (None, false, false) => UpdateMode::Draft,
+    };
+    if a.has("force") && !a.has("out") {
+        return Err(a.usage("--force is for --out FILE"));
+    }
+    Ok(Command::Update {
+        mode,
+        needs: a.flag("needs"),
+        out: a.flag("out"),
+        force: a.has("force"),
+    })
 }
 
 /// The text of `help` or `help <command>`.
@@ -818,7 +915,84 @@ mod tests {
                     unconfirmed_because: Some("bleeding money".into()),
                 },
             ),
-            ("status mitigated", Command::Status(Status::Mitigated)),
+            (
+                "status mitigated",
+                Command::Status {
+                    status: Status::Mitigated,
+                    because: None,
+                },
+            ),
+            (
+                "status resolved --because 'went away'",
+                Command::Status {
+                    status: Status::Resolved,
+                    because: Some("went away".into()),
+                },
+            ),
+            (
+                "update",
+                Command::Update {
+                    mode: UpdateMode::Draft,
+                    needs: None,
+                    out: None,
+                    force: false,
+                },
+            ),
+            (
+                "update --needs 'a DBA' --out u.txt --force",
+                Command::Update {
+                    mode: UpdateMode::Draft,
+                    needs: Some("a DBA".into()),
+                    out: Some("u.txt".into()),
+                    force: true,
+                },
+            ),
+            (
+                "update --post",
+                Command::Update {
+                    mode: UpdateMode::Post(None),
+                    needs: None,
+                    out: None,
+                    force: false,
+                },
+            ),
+            (
+                "update --post all clear",
+                Command::Update {
+                    mode: UpdateMode::Post(Some("all clear".into())),
+                    needs: None,
+                    out: None,
+                    force: false,
+                },
+            ),
+            (
+                "update --last --out u.txt",
+                Command::Update {
+                    mode: UpdateMode::Last,
+                    needs: None,
+                    out: Some("u.txt".into()),
+                    force: false,
+                },
+            ),
+            (
+                "update --every 15m",
+                Command::Update {
+                    mode: UpdateMode::Every(Some(std::time::Duration::from_secs(900))),
+                    needs: None,
+                    out: None,
+                    force: false,
+                },
+            ),
+            (
+                "update --every off",
+                Command::Update {
+                    mode: UpdateMode::Every(None),
+                    needs: None,
+                    out: None,
+                    force: false,
+                },
+            ),
+            ("updates --all", Command::Updates { all: true }),
             (
                 "role ic Alice Smith",
                 Command::Role {
@@ -861,6 +1035,11 @@ mod tests {
             ("followup fix it --owner", "`--owner` needs a value"),
             ("brief now", "unexpected argument `now`"),
             ("timeline --last many", "--last needs a number"),
+            ("update all clear", "text is posted with --post <text>"),
+            ("update --every soon", "`soon` is not an interval"),
+            ("update --every 15m --post", "--every takes no other flag"),
+            ("update --post --last", "not both"),
+            ("update --force", "--force is for --out FILE"),
         ];
         for (line, want) in cases {
             let err = parse(line).unwrap_err().to_string();

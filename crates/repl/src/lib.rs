@@ -151,23 +151,28 @@ fn prompt(session: &Session, style: Style) -> StyledPrompt {
             incident,
             status,
             company,
-        }) => StyledPrompt {
-            raw: format!("dontpanic [{incident} {status} · {company}]> "),
-            styled: format!(
-                "{} [{} {} · {}]> ",
-                style.paint("1", "dontpanic"),
-                style.paint("33", &incident),
-                style.paint(if status == "resolved" { "32" } else { "31" }, &status),
-                style.paint(
-                    match company {
-                        Company::Members { online, .. } if online > 0 => "32",
-                        Company::Alone => "0",
-                        _ => "33",
-                    },
-                    &company.to_string()
-                )
-            ),
-        },
+            update_due,
+        }) => {
+            let due = if update_due { " · update due" } else { "" };
+            StyledPrompt {
+                raw: format!("dontpanic [{incident} {status}{due} · {company}]> "),
+                styled: format!(
+                    "{} [{} {}{} · {}]> ",
+                    style.paint("1", "dontpanic"),
+                    style.paint("33", &incident),
+                    style.paint(if status == "resolved" { "32" } else { "31" }, &status),
+                    style.paint("1;33", due),
+                    style.paint(
+                        match company {
+                            Company::Members { online, .. } if online > 0 => "32",
+                            Company::Alone => "0",
+                            _ => "33",
+                        },
+                        &company.to_string()
+                    )
+                ),
+            }
+        }
         None => StyledPrompt {
             raw: "dontpanic> ".into(),
             styled: format!("{}> ", style.paint("1", "dontpanic")),
@@ -316,6 +321,9 @@ pub fn interactive(
         }
     });
     println!("dontpanic — stay calm; capture symptoms, test hypotheses. `help` lists commands.");
+    for n in session.fresh_nudges() {
+        println!("{}", style.notice(&format!("! {n}")));
+    }
     loop {
         let p = LivePrompt::new(session, style, &stale, &ids);
         let entry = match rl.readline(&p) {

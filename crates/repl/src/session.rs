@@ -3,11 +3,11 @@
 
 use std::sync::Arc;
 
-use dontpanic_incident::{render, Edit};
+use dontpanic_incident::{nudges, render, Edit, Kind, Nudge};
 use dontpanic_notebook::{NotebookError, NotebookHandle};
 use serde_json::{json, Value};
 
-use crate::command::{self, Command};
+use crate::command::{self, Command, UpdateMode};
 
 /// What one command answered.
 #[derive(Clone, Debug)]
@@ -106,6 +106,8 @@ pub struct PromptContext {
     pub status: String,
     /// Who else is here.
     pub company: Company,
+    /// A stakeholder update is due.
+    pub update_due: bool,
 }
 
 /// One row of `peers`.
@@ -136,12 +138,19 @@ pub struct PeerRow {
 pub struct Session {
     notebook: NotebookHandle,
     network: Option<Arc<dyn Network>>,
+    /// The nudges already said, and for which incident: each is said once,
+    /// when it becomes true (again).
+    said: std::sync::Mutex<(String, Vec<&'static str>)>,
 }
 
 impl Session {
     /// A session over a notebook, with or without a network.
     pub fn new(notebook: NotebookHandle, network: Option<Arc<dyn Network>>) -> Session {
-        Session { notebook, network }
+        Session {
+            notebook,
+            network,
+            said: Default::default(),
+        }
     }
 
     /// The notebook's handle.
@@ -176,11 +185,37 @@ impl Session {
                 of: others,
             },
         };
+        let update_due = nudges(&current.standing, dontpanic_notebook::now_ms())
+            .iter()
+            .any(|n| matches!(n, Nudge::UpdateDue { .. }));
         Some(PromptContext {
             incident: current.id.chars().take(5).collect(),
             status: current.status.clone(),
             company,
+            update_due,
         })
+    }
+
+    /// The nudges of the incident at the prompt that were not true when
+    /// last asked (from what the notebook published and the clock: never
+    /// waits). Each is said once until it stops being true.
+    pub fn fresh_nudges(&self) -> Vec<Nudge> {
+        let published = self.notebook.published();
+        let Some(current) = published.current.as_ref() else {
+            return Vec::new();
+        };
+        let now = nudges(&current.standing, dontpanic_notebook::now_ms());
+        let mut said = self.said.lock().unwrap_or_else(|p| p.into_inner());
+        if said.0 != current.id {
+            *said = (current.id.clone(), Vec::new());
+        }
+        let fresh = now
+            .iter()
+            .filter(|n| !said.1.contains(&n.kind()))
+            .cloned()
+            .collect();
+        said.1 = now.iter().map(Nudge::kind).collect();
+        fresh
     }
 
     /// Ids worth completing at the prompt: items (short forms) and incidents.
@@ -200,7 +235,21 @@ impl Session {
     /// Runs one command.
     pub fn run(&self, cmd: Command) -> Reply {
         let name = command_name(&cmd);
+        let brief = matches!(cmd, Command::Brief);
         let mut reply = self.dispatch(cmd).unwrap_or_else(Reply::error);
+        if reply.ok {
+            // `brief` lists every nudge itself.
+            let fresh = self.fresh_nudges();
+            if !brief && !fresh.is_empty() {
+                for n in &fresh {
+                    reply.text.push_str(&format!("\n! {n}"));
+                }
+                reply.json["nudges"] = fresh
+                    .iter()
+                    .map(|n| json!({ "kind": n.kind(), "text": n.to_string() }))
+                    .collect();
+            }
+        }
         // Replies show other members' text: it must not drive the terminal.
         reply.text = render::terminal_safe(&reply.text);
         reply.json["command"] = Value::String(name.into());
@@ -326,7 +375,7 @@ impl Session {
                 unconfirmed_because,
             }),
             Command::Note(text) => self.edit(Edit::AddNote { text }),
-            Command::Status(s) => self.edit(Edit::SetStatus(s)),
+            Command::Status { status, because } => self.edit(Edit::SetStatus { status, because }),
             Command::Reopen(reason) => self.edit(Edit::Reopen { reason }),
             Command::Role { role, name } => self.edit(Edit::SetRole { role, name }),
             Command::Title(t) => self.edit(Edit::SetTitle(t)),
@@ -341,19 +390,60 @@ impl Session {
                 Ok(Reply::done(similar_text(&found), similar_json(&found)))
             }
             Command::Resolve { field, value } => self.edit(Edit::Resolve { field, value }),
-            Command::Brief => {
-                let (view, bad) = self.ask(self.notebook.view())?;
-                let mut text = render::brief(&view);
-                if bad > 0 {
-                    text.insert_str(0, &format!("! {bad} stored change signature(s) failed re-verification: see `log`\n"));
-                }
-                let storage = self.storage_warnings();
-                for w in storage.iter().rev() {
-                    text.insert_str(0, &format!("! {w}\n"));
-                }
+            Command::Update {
+                mode,
+                needs,
+                out,
+                force,
+            } => self.update(mode, needs, out, force),
+            Command::Updates { all } => {
+                let view = self.view()?;
+                let ups = view.items(Kind::Update);
+                let text = if ups.is_empty() {
+                    "no update posted yet: `update` drafts one, `update --post` records it".into()
+                } else {
+                    ups.iter()
+                        .map(|u| {
+                            let who = render::one_line(&view.name_of(&u.by));
+                            if all {
+                                format!(
+                                    "— {} {who}\n{}\n",
+                                    render::utc(u.at),
+                                    render::terminal_safe(u.get("text")).trim_end()
+                                )
+                            } else {
+                                let first = u.get("text").lines().next().unwrap_or("");
+                                format!(
+                                    "{}  {who:<10} {}",
+                                    render::utc(u.at),
+                                    render::trimmed(first, 80)
+                                )
+                            }
+                        })
+                        .collect::<Vec<_>>()
+                        .join("\n")
+                };
+                let rows: Vec<Value> = ups
+                    .iter()
+                    .map(|u| json!({"id": u.id.as_str(), "at": u.at, "by": u.by, "name": view.name_of(&u.by), "text": u.get("text")}))
+                    .collect();
                 Ok(Reply::done(
                     text.trim_end().to_string(),
-                    json!({ "text": text, "conflicts": view.conflicts.len(), "storage": storage }),
+                    json!({ "updates": rows, "text": text }),
+                ))
+            }
+            Command::Brief => {
+                let (view, bad) = self.ask(self.notebook.view())?;
+                let mut warnings = self.storage_warnings();
+                if bad > 0 {
+                    warnings.push(format!(
+                        "{bad} stored change signature(s) failed re-verification: see `log`"
+                    ));
+                }
+                let text = render::brief(&view, dontpanic_notebook::now_ms(), &warnings);
+                Ok(Reply::done(
+                    text.trim_end().to_string(),
+                    json!({ "text": text, "conflicts": view.conflicts.len(), "storage": warnings }),
                 ))
             }
             Command::Timeline { last } => {
@@ -608,6 +698,85 @@ impl Session {
         out
     }
 
+    /// `update`: the draft, posting it (or a text instead), the last one
+    /// posted, or the room's interval.
+    fn update(
+        &self,
+        mode: UpdateMode,
+        needs: Option<String>,
+        out: Option<String>,
+        force: bool,
+    ) -> Result<Reply, String> {
+        if let Some(path) = out.as_deref().filter(|_| !force) {
+            // Before posting: a refused file must not leave a posted update
+            // behind an error.
+            if std::path::Path::new(path).exists() {
+                return Err(format!("{path} exists; give --force to overwrite it"));
+            }
+        }
+        let (mut reply, text) = match mode {
+            UpdateMode::Every(every) => {
+                return self.edit(Edit::SetUpdateInterval {
+                    every_s: every.map(|d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX)),
+                })
+            }
+            UpdateMode::Draft => {
+                let view = self.view()?;
+                let draft =
+                    render::update_draft(&view, dontpanic_notebook::now_ms(), needs.as_deref());
+                (
+                    Reply::done(draft.trim_end().to_string(), json!({ "posted": false })),
+                    draft,
+                )
+            }
+            UpdateMode::Last => {
+                let view = self.view()?;
+                let last = view.items(Kind::Update).last().ok_or(
+                    "no update posted yet: `update` drafts one, `update --post` records it",
+                )?;
+                let text = format!("{}\n", last.get("text").trim_end());
+                let head = format!(
+                    "posted {} by {}:\n",
+                    render::utc(last.at),
+                    view.name_of(&last.by)
+                );
+                (
+                    Reply::done(
+                        format!("{head}{}", text.trim_end()),
+                        json!({ "posted": true, "id": last.id.as_str() }),
+                    ),
+                    text,
+                )
+            }
+            UpdateMode::Post(given) => {
+                let text = match given {
+                    Some(t) => t,
+                    None => render::update_draft(
+                        &self.view()?,
+                        dontpanic_notebook::now_ms(),
+                        needs.as_deref(),
+                    ),
+                };
+                let text = text.trim_end().to_string();
+                let mut reply = self.edit(Edit::PostUpdate { text: text.clone() })?;
+                reply.json["posted"] = json!(true);
+                (reply, format!("{text}\n"))
+            }
+        };
+        reply.json["text"] = json!(text);
+        if let Some(path) = out {
+            write_out(&path, text.as_bytes(), force)?;
+            reply.text = if reply.json["summary"].is_string() {
+                // Posted: say what was recorded, then where it went.
+                format!("{}\nwritten to {path}", reply.text)
+            } else {
+                format!("update written to {path}")
+            };
+            reply.json["path"] = json!(path);
+        }
+        Ok(reply)
+    }
+
     fn view(&self) -> Result<dontpanic_incident::IncidentView, String> {
         self.ask(self.notebook.view()).map(|(view, _)| view)
     }
@@ -668,6 +837,25 @@ pub fn doctor_json(report: &dontpanic_notebook::Report) -> Value {
         "notes": report.notes,
         "clean": report.is_clean(),
     })
+}
+
+/// Writes a file the user asked for, refusing to replace one that exists
+/// unless `force`.
+fn write_out(path: &str, bytes: &[u8], force: bool) -> Result<(), String> {
+    if force {
+        return write_file(path, bytes);
+    }
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(path)
+        .map_err(|e| match e.kind() {
+            std::io::ErrorKind::AlreadyExists => {
+                format!("{path} exists; give --force to overwrite it")
+            }
+            _ => format!("cannot write {path}: {e}"),
+        })?;
+    std::io::Write::write_all(&mut file, bytes).map_err(|e| format!("cannot write {path}: {e}"))
 }
 
 fn write_file(path: &str, bytes: &[u8]) -> Result<(), String> {
@@ -764,7 +952,7 @@ fn command_name(cmd: &Command) -> &'static str {
         Command::Confirm { .. } => "confirm",
         Command::Fix { .. } => "fix",
         Command::Note(_) => "note",
-        Command::Status(_) => "status",
+        Command::Status { .. } => "status",
         Command::Reopen(_) => "reopen",
         Command::Role { .. } => "role",
         Command::Title(_) => "title",
@@ -773,6 +961,8 @@ fn command_name(cmd: &Command) -> &'static str {
         Command::Summary(_) => "summary",
         Command::Lesson(_) => "lesson",
         Command::Similar => "similar",
+        Command::Update { .. } => "update",
+        Command::Updates { .. } => "updates",
         Command::Brief => "brief",
         Command::Timeline { .. } => "timeline",
         Command::Report { .. } => "report",
