@@ -33,6 +33,10 @@ pub enum Kind {
     Fix,
     /// A follow-up action (`a…`).
     FollowUp,
+    /// Evidence attached to an item: a command's output or a file (`e…`).
+    /// Not one of [`Kind::ITEMS`]: its collection is made by the first
+    /// evidence, so incidents made before it need no new container.
+    Evidence,
 }
 
 impl Kind {
@@ -56,12 +60,13 @@ impl Kind {
             Kind::Result => 'r',
             Kind::Fix => 'f',
             Kind::FollowUp => 'a',
+            Kind::Evidence => 'e',
         }
     }
 
     /// The kind named by an id's first letter.
     pub fn from_letter(c: char) -> Option<Kind> {
-        [Kind::Incident]
+        [Kind::Incident, Kind::Evidence]
             .into_iter()
             .chain(Kind::ITEMS)
             .find(|k| k.letter() == c)
@@ -77,6 +82,7 @@ impl Kind {
             Kind::Result => "results",
             Kind::Fix => "fixes",
             Kind::FollowUp => "followups",
+            Kind::Evidence => "evidence",
         }
     }
 
@@ -90,6 +96,7 @@ impl Kind {
             Kind::Result => "result",
             Kind::Fix => "fix",
             Kind::FollowUp => "follow-up",
+            Kind::Evidence => "evidence",
         }
     }
 }

@@ -25,6 +25,7 @@
 // Strings here come from peers, files and the prompt: no byte-index slicing.
 #![deny(clippy::string_slice)]
 
+pub mod evidence;
 pub mod export;
 mod ids;
 pub mod render;
@@ -35,11 +36,12 @@ mod view;
 use automerge::transaction::{CommitOptions, Transactable, Transaction};
 use automerge::{ActorId, Automerge, Change, ObjId, ObjType, ReadDoc, ScalarValue, Value, ROOT};
 
+pub use evidence::Evidence;
 pub use ids::{short_forms, shortest_unique, ItemId, Kind, MIN_SHORT_LEN};
-pub use types::{HypothesisStatus, Role, Severity, Status, Verdict};
+pub use types::{HypothesisStatus, Role, Severity, Status, Stopped, Verdict};
 pub use validate::{validate, Rule, Validator, Violation};
 pub use view::{
-    removals, removed_keys, Conflict, IncidentView, Item, Member, Removal, TimelineEntry,
+    removals, removed_keys, Conflict, Found, IncidentView, Item, Member, Removal, TimelineEntry,
 };
 
 /// Version of the document layout, stored at the root.
@@ -130,6 +132,14 @@ pub enum RuleError {
     /// The key was removed from the roster: it cannot be admitted again.
     #[error("{0} was removed from this incident; a removed key cannot rejoin (start with --new-identity and a fresh invite)")]
     Removed(String),
+    /// A text is over its cap.
+    #[error("{what} is too long: at most {max} bytes")]
+    TooLong {
+        /// What was too long.
+        what: &'static str,
+        /// The cap.
+        max: usize,
+    },
     /// The document is not a dontpanic incident or is damaged.
     #[error("document is not a readable incident: {0}")]
     Document(String),
@@ -244,6 +254,15 @@ pub enum Edit {
         member: String,
         /// Why.
         reason: String,
+    },
+    /// Attach evidence (a command's output, a file) to an item; it is
+    /// written once and never changed.
+    AddEvidence {
+        /// Id (or prefix) of the item: symptom, hypothesis, test, result,
+        /// fix or follow-up.
+        of: String,
+        /// What it records (already capped and redacted).
+        record: evidence::Record,
     },
     /// Settle a conflicting field on one value.
     Resolve {
@@ -628,7 +647,10 @@ impl Incident {
         let status = self.status();
         let allowed_when_resolved = matches!(
             edit,
-            Edit::AddNote { .. } | Edit::AddFollowUp { .. } | Edit::Reopen { .. }
+            Edit::AddNote { .. }
+                | Edit::AddFollowUp { .. }
+                | Edit::Reopen { .. }
+                | Edit::AddEvidence { .. }
         );
         if status == Status::Resolved && !allowed_when_resolved {
             return Err(RuleError::Resolved);
@@ -946,6 +968,58 @@ impl Incident {
                     ),
                 );
             }
+            Edit::AddEvidence { of, record } => {
+                let kind = of
+                    .trim()
+                    .chars()
+                    .next()
+                    .and_then(Kind::from_letter)
+                    .filter(|k| Kind::ITEMS.contains(k))
+                    .ok_or_else(|| RuleError::UnknownId {
+                        kind: "item",
+                        id: of.trim().chars().take(24).collect(),
+                    })?;
+                let item = self.resolve(kind, &of)?;
+                let command_or_name = match &record.source {
+                    evidence::Source::Run { command, .. } => command,
+                    evidence::Source::File { name, .. } => name,
+                };
+                need(command_or_name, "evidence command or file name")?;
+                if record.output.len() > evidence::MAX_TEXT_BYTES {
+                    return Err(RuleError::TooLong {
+                        what: "evidence",
+                        max: evidence::MAX_TEXT_BYTES,
+                    });
+                }
+                let taken: Vec<String> = evidence::read(&self.doc)
+                    .into_iter()
+                    .map(|e| e.id.to_string())
+                    .collect();
+                let id = loop {
+                    let id = ItemId::random(Kind::Evidence);
+                    if !taken.contains(&id.to_string()) {
+                        break id;
+                    }
+                };
+                let mut summary = format!(
+                    "evidence {} on {} {}: {}",
+                    shortest_unique(id.as_str(), taken.iter().map(String::as_str)),
+                    kind.noun(),
+                    self.short(&item),
+                    record.headline()
+                );
+                let notes = record.notes();
+                if !notes.is_empty() {
+                    summary.push_str(&format!(" ({})", notes.join("; ")));
+                }
+                plan.created = Some(id.clone());
+                plan.writes.push(Write::Evidence {
+                    id,
+                    of: item,
+                    record,
+                });
+                plan.finish("evidence", summary);
+            }
             Edit::Resolve { field, value } => {
                 let known = self.conflicts().into_iter().any(|c| c.field == field);
                 if !known {
@@ -993,6 +1067,12 @@ enum Write {
     Role(Role, String),
     Member(String, String),
     Path(String, String),
+    /// Evidence, in the `evidence` map (made by the first one).
+    Evidence {
+        id: ItemId,
+        of: ItemId,
+        record: evidence::Record,
+    },
     /// A removal: the entry under `removals` and a new join secret.
     Removal {
         key: String,
@@ -1126,6 +1206,19 @@ impl Write {
                 tx.put(&m, "at", now_ms)?;
                 tx.put(&m, "reason", reason.as_str())?;
                 tx.put(ROOT, "join_secret", ScalarValue::Bytes(secret.to_vec()))?;
+            }
+            Write::Evidence { id, of, record } => {
+                let col = match tx.get(ROOT, evidence::ROOT_KEY)? {
+                    Some((Value::Object(ObjType::Map), c)) => c,
+                    _ => tx.put_object(ROOT, evidence::ROOT_KEY, ObjType::Map)?,
+                };
+                let obj = tx.put_object(&col, id.as_str(), ObjType::Map)?;
+                tx.put(&obj, "of", of.as_str())?;
+                for (k, v) in record.fields() {
+                    tx.put(&obj, k, v)?;
+                }
+                tx.put(&obj, "by", editor.key.as_str())?;
+                tx.put(&obj, "at", now_ms)?;
             }
             Write::Path(path, value) => {
                 let mut obj = ROOT;

@@ -5,7 +5,8 @@ use std::fmt::Write;
 
 use time::OffsetDateTime;
 
-use crate::{HypothesisStatus, IncidentView, Item, Kind, Verdict};
+use crate::evidence::{duration_text, Source};
+use crate::{Evidence, HypothesisStatus, IncidentView, Item, Kind, Verdict};
 
 /// `2026-11-24 03:12:09 UTC` from ms since the Unix epoch.
 pub fn utc(ms: i64) -> String {
@@ -235,6 +236,148 @@ fn code(text: &str) -> String {
     format!("`{}`", one_line(text).replace('`', "'"))
 }
 
+/// Output lines `show` prints of an evidence unless asked for all: this
+/// many from the start and as many from the end.
+pub const SHOWN_LINES: usize = 10;
+
+/// Characters of one output line `show` prints unless asked for all.
+const SHOWN_LINE_CHARS: usize = 240;
+
+/// Output lines the report quotes of an evidence: this many from the start
+/// and as many from the end.
+pub const REPORT_LINES: usize = 8;
+
+/// The first and last `keep` lines of `text`, and how many were left out
+/// between them (`None` when nothing was).
+fn head_and_tail(text: &str, keep: usize) -> (Vec<&str>, Option<usize>, Vec<&str>) {
+    let lines: Vec<&str> = text.lines().collect();
+    if lines.len() <= 2 * keep {
+        return (lines, None, Vec::new());
+    }
+    let (head, rest) = lines.split_at(keep);
+    let (gap, tail) = rest.split_at(rest.len() - keep);
+    (head.to_vec(), Some(gap.len()), tail.to_vec())
+}
+
+/// One evidence for the terminal: who recorded what and how it ended, then
+/// its output, each line marked `│` so it cannot pass for the tool's own.
+/// Unless `full`, the output is trimmed to its first and last
+/// [`SHOWN_LINES`] lines (long lines cut), with a hint how to see it all.
+pub fn evidence_text(v: &IncidentView, e: &Evidence, full: bool) -> String {
+    let r = &e.record;
+    let mut out = format!(
+        "evidence {} by {}, {}: {}",
+        e.short,
+        v.name_of(&e.by),
+        utc(e.at),
+        r.headline()
+    );
+    let notes = r.notes();
+    if !notes.is_empty() {
+        out.push_str(&format!(" ({})", notes.join("; ")));
+    }
+    let out = one_line(&out);
+    let mut out = format!("{out}\n");
+    if r.output.is_empty() {
+        out.push_str("  │ (no output)\n");
+        return out;
+    }
+    let safe = terminal_safe(&r.output);
+    let cut_line = |l: &str| -> String {
+        if full || l.chars().count() <= SHOWN_LINE_CHARS {
+            l.to_string()
+        } else {
+            let mut c: String = l.chars().take(SHOWN_LINE_CHARS).collect();
+            c.push('…');
+            c
+        }
+    };
+    let (head, gap, tail) = if full {
+        (safe.lines().collect(), None, Vec::new())
+    } else {
+        head_and_tail(&safe, SHOWN_LINES)
+    };
+    for l in head {
+        out.push_str(&format!(
+            "  │ {}
+",
+            cut_line(l)
+        ));
+    }
+    if let Some(n) = gap {
+        out.push_str(&format!(
+            "  │ … {n} more line(s): `show {} --full` prints them all\n",
+            e.short
+        ));
+    }
+    for l in tail {
+        out.push_str(&format!(
+            "  │ {}
+",
+            cut_line(l)
+        ));
+    }
+    out
+}
+
+/// A fenced code block of remote text at column `indent`: made
+/// terminal-safe, fenced by more backticks than the text ever repeats, so
+/// nothing inside can close it or be read as Markdown.
+fn fenced(text: &str, indent: usize) -> String {
+    let safe = terminal_safe(text);
+    let mut longest = 0;
+    let mut run = 0;
+    for c in safe.chars() {
+        run = if c == '`' { run + 1 } else { 0 };
+        longest = longest.max(run);
+    }
+    let fence = "`".repeat((longest + 1).max(3));
+    let pad = " ".repeat(indent);
+    let mut out = format!("{pad}{fence}text\n");
+    for l in safe.lines() {
+        out.push_str(&format!("{pad}{l}\n"));
+    }
+    out.push_str(&format!("{pad}{fence}\n"));
+    out
+}
+
+/// The evidence attached to item `id`, for the report, as list items at
+/// column `indent`: what was run or attached, how it ended, by whom, then
+/// the first and last [`REPORT_LINES`] lines of its output in a code block.
+pub fn evidence_markdown(v: &IncidentView, id: &str, indent: usize) -> String {
+    let mut o = String::new();
+    let pad = " ".repeat(indent);
+    for e in v.evidence_of(id) {
+        let r = &e.record;
+        let what = match &r.source {
+            Source::Run {
+                command,
+                duration_ms,
+                ..
+            } => format!(
+                "ran {} — {} after {}",
+                code(command),
+                r.outcome(),
+                duration_text(*duration_ms)
+            ),
+            Source::File { name, bytes } => format!("file {} ({bytes} bytes)", code(name)),
+        };
+        let mut notes = r.notes();
+        notes.insert(0, format!("{}, {}", md1(&v.name_of(&e.by)), utc(e.at)));
+        let _ = writeln!(o, "{pad}- evidence: {what} ({})", notes.join("; "));
+        let (head, gap, tail) = head_and_tail(&r.output, REPORT_LINES);
+        let mut quoted = head.join("\n");
+        if let Some(n) = gap {
+            quoted.push_str(&format!("\n… {n} more line(s) …\n"));
+            quoted.push_str(&tail.join("\n"));
+        }
+        if !quoted.trim().is_empty() {
+            o.push_str(&fenced(&quoted, indent + 2));
+        }
+    }
+    o
+}
+
 /// The Production Incident Report, as Markdown.
 pub fn report(v: &IncidentView) -> String {
     let mut o = String::new();
@@ -300,6 +443,7 @@ pub fn report(v: &IncidentView) -> String {
             }
         }
         let _ = writeln!(o, " — {}, {}", md1(&v.name_of(&s.by)), utc(s.at));
+        o.push_str(&evidence_markdown(v, s.id.as_str(), 2));
     }
 
     let _ = writeln!(o, "\n## Hypotheses\n");
@@ -331,6 +475,7 @@ pub fn report(v: &IncidentView) -> String {
             code(&h.short),
             md(h.get("text"), 2)
         );
+        o.push_str(&evidence_markdown(v, h.id.as_str(), 2));
         for t in v
             .items(Kind::Test)
             .iter()
@@ -343,6 +488,7 @@ pub fn report(v: &IncidentView) -> String {
                 md(t.get("action"), 4),
                 md(t.get("rules_out_if"), 4)
             );
+            o.push_str(&evidence_markdown(v, t.id.as_str(), 4));
             for r in v
                 .items(Kind::Result)
                 .iter()
@@ -360,6 +506,7 @@ pub fn report(v: &IncidentView) -> String {
                     md1(&v.name_of(&r.by)),
                     utc(r.at)
                 );
+                o.push_str(&evidence_markdown(v, r.id.as_str(), 6));
             }
         }
     }
@@ -393,6 +540,7 @@ pub fn report(v: &IncidentView) -> String {
             md1(&v.name_of(&f.by)),
             utc(f.at)
         );
+        o.push_str(&evidence_markdown(v, f.id.as_str(), 2));
     }
 
     let _ = writeln!(o, "\n## Follow-ups\n");

@@ -64,6 +64,9 @@ pub enum Rule {
     /// A removal: one current member (not the signer), with `by`, `at`
     /// and a reason, written once, with a new join secret.
     Removal,
+    /// Evidence: attached to an item that exists, with the fields of its
+    /// kind (`run` or `file`) and their types, by its signer, written once.
+    Evidence,
 }
 
 impl Rule {
@@ -83,6 +86,7 @@ impl Rule {
             Rule::Name => "name",
             Rule::UnknownObject => "unknown-object",
             Rule::Removal => "removal",
+            Rule::Evidence => "evidence",
         }
     }
 }
@@ -157,7 +161,8 @@ fn item_fields(kind: Kind) -> &'static [&'static str] {
         Kind::Result => &["test", "hypothesis", "observation", "verdict"],
         Kind::Fix => &["text", "unconfirmed_because"],
         Kind::FollowUp => &["text"],
-        Kind::Incident => &[],
+        // Typed fields, checked by `evidence::field_type`.
+        Kind::Incident | Kind::Evidence => &[],
     }
 }
 
@@ -170,6 +175,7 @@ fn creating_event(kind: Kind) -> &'static str {
         Kind::Result => "result",
         Kind::Fix => "fix",
         Kind::FollowUp => "followup",
+        Kind::Evidence => "evidence",
         Kind::Incident => "open",
     }
 }
@@ -306,6 +312,8 @@ struct Facts {
     removed: Vec<String>,
     /// Fields written into the new removal entry.
     removal_fields: Vec<&'static str>,
+    /// Fields written into new evidence: name, and the value of strings.
+    evidence_fields: Vec<(String, String)>,
 }
 
 /// Checks changes against the schema. Keeps a cache of where the objects
@@ -354,6 +362,7 @@ impl Validator {
         };
         match up {
             Target::Root if key == "removals" => Target::Removals,
+            Target::Root if key == crate::evidence::ROOT_KEY => Target::Collection(Kind::Evidence),
             Target::Root => container(&key).map(|(t, _)| t).unwrap_or(Target::Other),
             Target::Removals => Target::RemovalEntry { new: false },
             Target::Roster => Target::RosterEntry { key, new: false },
@@ -459,6 +468,14 @@ impl Validator {
                             }
                             created.insert(opid, Target::Removals);
                             facts.root.push("removals");
+                        }
+                        crate::evidence::ROOT_KEY if !creating => {
+                            // Made by the first evidence; never replaced.
+                            if op.action != OpType::Make(ObjType::Map) || !op.pred.is_empty() {
+                                return broke(Rule::Evidence, "`evidence` is a map, made once");
+                            }
+                            created.insert(opid, Target::Collection(Kind::Evidence));
+                            facts.root.push(crate::evidence::ROOT_KEY);
                         }
                         "schema" | "id" | "created_at" | "join_secret" if creating => {
                             let ok = match k {
@@ -664,6 +681,23 @@ impl Validator {
                         facts.items_without_author.retain(|i| *i != id);
                     }
                     Some("at") if is_int(&op.action) => {}
+                    Some(f) if kind == Kind::Evidence => {
+                        use crate::evidence::FieldType;
+                        let value = match crate::evidence::field_type(f) {
+                            Some(FieldType::Str) => str_value(&op.action),
+                            Some(FieldType::Int) if is_int(&op.action) => Some(""),
+                            _ => None,
+                        };
+                        let Some(value) = value else {
+                            return broke(
+                                Rule::Evidence,
+                                format!("evidence has no field `{}` of that type", clip(f)),
+                            );
+                        };
+                        facts
+                            .evidence_fields
+                            .push((f.to_string(), value.to_string()));
+                    }
                     Some(f)
                         if item_fields(kind).contains(&f) && str_value(&op.action).is_some() => {}
                     _ => {
@@ -819,6 +853,30 @@ impl Validator {
                 )
             }
         }
+        if let [(Kind::Evidence, _)] = facts.new_items.as_slice() {
+            if let Some(problem) = crate::evidence::incomplete(&facts.evidence_fields) {
+                return broke(Rule::Evidence, problem);
+            }
+            let of = facts
+                .evidence_fields
+                .iter()
+                .find(|(k, _)| k == "of")
+                .map(|(_, v)| v.as_str())
+                .unwrap_or_default();
+            let exists = ItemId::parse(of)
+                .filter(|id| Kind::ITEMS.contains(&id.kind()))
+                .and_then(|id| {
+                    let col = map_at(doc, &ROOT, id.kind().collection())?;
+                    map_at(doc, &col, id.as_str())
+                })
+                .is_some();
+            if !exists {
+                return broke(
+                    Rule::Evidence,
+                    format!("evidence is attached to `{}`, which is no item", clip(of)),
+                );
+            }
+        }
         // A removal: one member, not the signer, whole, with a new secret.
         if ev == "remove" {
             let whole = ["by", "at", "reason"]
@@ -843,6 +901,7 @@ impl Validator {
         for k in &facts.root {
             let allowed: &[&str] = match *k {
                 "join_secret" | "removals" => &["remove"],
+                crate::evidence::ROOT_KEY => &["evidence"],
                 "title" => &["title", "resolve", "open"],
                 "severity" => &["severity", "resolve", "open"],
                 _ => &["status", "reopen", "resolve", "open"],
