@@ -110,6 +110,11 @@ impl Record {
         match &self.source {
             Source::Run {
                 command,
+                stopped: Some(Stopped::Timeout),
+                ..
+            } => format!("`{command}` {}", self.outcome()),
+            Source::Run {
+                command,
                 duration_ms,
                 ..
             } => format!(

@@ -6,7 +6,7 @@ use std::fmt::Write;
 use time::OffsetDateTime;
 
 use crate::evidence::{duration_text, Source};
-use crate::{Evidence, HypothesisStatus, IncidentView, Item, Kind, Verdict};
+use crate::{Evidence, Found, HypothesisStatus, IncidentView, Item, Kind, Verdict};
 
 /// `2026-11-24 03:12:09 UTC` from ms since the Unix epoch.
 pub fn utc(ms: i64) -> String {
@@ -320,6 +320,62 @@ pub fn evidence_text(v: &IncidentView, e: &Evidence, full: bool) -> String {
     out
 }
 
+/// `show <id>`: an item with every field, what its id fields point at,
+/// and its evidence (each trimmed unless `full`); or one evidence and the
+/// item it is attached to.
+pub fn show(v: &IncidentView, found: Found<'_>, full: bool) -> String {
+    let (item, evidence): (&Item, Vec<&Evidence>) = match found {
+        Found::Evidence(e) => {
+            let mut out = evidence_text(v, e, full);
+            if let Some(i) = v.item(&e.of) {
+                out.push_str(&format!("on {}\n", one_line(&describe(i))));
+            }
+            return out;
+        }
+        Found::Item(i) => (i, v.evidence_of(i.id.as_str()).collect()),
+    };
+    let mut out = format!(
+        "{} — by {}, {}\n",
+        one_line(&describe(item)),
+        v.name_of(&item.by),
+        utc(item.at)
+    );
+    for (field, value) in &item.fields {
+        let pointed = v
+            .item(value)
+            .map(|i| format!(" — {}", describe(i)))
+            .unwrap_or_default();
+        let value = if pointed.is_empty() {
+            value.clone()
+        } else {
+            v.short(value)
+        };
+        out.push_str(&format!(
+            "  {field}: {}{}\n",
+            continued(&value, 4),
+            one_line(&pointed)
+        ));
+    }
+    if evidence.is_empty() {
+        out.push_str("no evidence (`run <test-id>` or `attach <id> <file>` records some)\n");
+    }
+    for e in evidence {
+        out.push_str(&evidence_text(v, e, full));
+    }
+    out
+}
+
+/// `test t3ab: dig @resolver`: an item's kind, short id and main text.
+fn describe(i: &Item) -> String {
+    let kind = i.id.kind();
+    let text = match kind {
+        Kind::Test => i.get("action"),
+        Kind::Result => i.get("observation"),
+        _ => i.get("text"),
+    };
+    format!("{} {}: {text}", kind.noun(), i.short)
+}
+
 /// A fenced code block of remote text at column `indent`: made
 /// terminal-safe, fenced by more backticks than the text ever repeats, so
 /// nothing inside can close it or be read as Markdown.
@@ -350,6 +406,11 @@ pub fn evidence_markdown(v: &IncidentView, id: &str, indent: usize) -> String {
     for e in v.evidence_of(id) {
         let r = &e.record;
         let what = match &r.source {
+            Source::Run {
+                command,
+                stopped: Some(crate::Stopped::Timeout),
+                ..
+            } => format!("ran {} — {}", code(command), r.outcome()),
             Source::Run {
                 command,
                 duration_ms,
