@@ -357,8 +357,13 @@ impl Session {
         } else {
             applied.summary.clone()
         };
-        let mut j = evidence_json(&view, e);
-        j["summary"] = json!(applied.summary);
+        // Nested: `command` at the top of a reply names the REPL command.
+        let j = json!({
+            "id": e.id.as_str(),
+            "short": e.short,
+            "summary": applied.summary,
+            "evidence": evidence_json(&view, e),
+        });
         Ok(Reply::done(text.trim_end().to_string(), j))
     }
 
@@ -492,6 +497,8 @@ impl Session {
                         "evidence": view.evidence_of(i.id.as_str()).map(|e| evidence_json(&view, e)).collect::<Vec<_>>(),
                     }),
                 };
+                let mut j = j;
+                j["text"] = json!(text);
                 Ok(Reply::done(text.trim_end().to_string(), j))
             }
             Command::Brief => {
