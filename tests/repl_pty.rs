@@ -228,3 +228,39 @@ fn a_bracketed_paste_runs_line_by_line() {
     assert!(lists_note(&timeline, "pasted one"), "{timeline}");
     assert!(lists_note(&timeline, "pasted two"), "{timeline}");
 }
+
+#[test]
+fn run_shows_output_as_it_comes_and_ctrl_c_stops_the_command_not_the_repl() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut repl = Repl::start(tmp.path());
+    let start = repl.wait_for(0, "the first prompt", |s| s.contains("dontpanic> "));
+    repl.send("new \"outage\"\r");
+    let start = repl.prompts(start, 1);
+    repl.send("hypo \"slow disk\"\r");
+    let start = repl.prompts(start, 1);
+    repl.send("test h 'echo begun; sleep 30; echo never' --rules-out-if fast\r");
+    let start = repl.prompts(start, 1);
+    let began = Instant::now();
+    repl.send("run t\r");
+    // The first line shows while the command still runs.
+    let at = repl.wait_for(start, "the command's first line", |s| {
+        s.contains("\nbegun\n")
+    });
+    // Ctrl-C: the terminal signals its foreground process group, which is
+    // the REPL's alone (the command runs in a group of its own).
+    let pid = nix::unistd::Pid::from_raw(repl.child.id() as i32);
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGINT).unwrap();
+    let at = repl.wait_for(at, "the command to stop", |s| {
+        s.contains("stopped by Ctrl-C")
+    });
+    assert!(
+        began.elapsed() < Duration::from_secs(20),
+        "{:?}",
+        began.elapsed()
+    );
+    repl.prompts(at, 1);
+    let timeline = repl.timeline();
+    assert!(timeline.contains("stopped by Ctrl-C"), "{timeline}");
+    assert!(!repl.screen.contains("\nnever\n"), "{}", repl.screen);
+    assert!(repl.child.try_wait().unwrap().is_none(), "the REPL ended");
+}
