@@ -232,10 +232,13 @@ fn evidence_shows_in_show_and_under_its_test_in_the_report() {
     let (mut n, t) = with_test(tmp.path(), "printf \"answer 1\\nanswer 2\\n\"; exit 1");
     n.ok(&format!("run {t}"));
     let shown = n.ok(&format!("show {t}"));
-    let text = shown.to_string();
+    let text = shown["text"].as_str().unwrap();
     assert!(
-        text.contains("answers under 10 ms"),
-        "all the fields: {text}"
+        text.contains("  rules_out_if: answers under 10 ms\n")
+            && text.contains("(the resolver's cache is cold)\n")
+            && text.contains("  │ answer 2\n")
+            && text.contains("exited 1 after"),
+        "all the fields and the evidence: {text}"
     );
     let v: Vec<Value> = evidence_of(&mut n, &t);
     assert_eq!(v[0]["output"], "answer 1\nanswer 2\n");

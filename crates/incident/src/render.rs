@@ -247,6 +247,16 @@ const SHOWN_LINE_CHARS: usize = 240;
 /// and as many from the end.
 pub const REPORT_LINES: usize = 8;
 
+/// `line` cut to `max` characters, marked `…` when it was.
+fn clip_line(line: &str, max: usize) -> String {
+    if line.chars().count() <= max {
+        return line.to_string();
+    }
+    let mut c: String = line.chars().take(max).collect();
+    c.push('…');
+    c
+}
+
 /// The first and last `keep` lines of `text`, and how many were left out
 /// between them (`None` when nothing was).
 fn head_and_tail(text: &str, keep: usize) -> (Vec<&str>, Option<usize>, Vec<&str>) {
@@ -284,12 +294,10 @@ pub fn evidence_text(v: &IncidentView, e: &Evidence, full: bool) -> String {
     }
     let safe = terminal_safe(&r.output);
     let cut_line = |l: &str| -> String {
-        if full || l.chars().count() <= SHOWN_LINE_CHARS {
+        if full {
             l.to_string()
         } else {
-            let mut c: String = l.chars().take(SHOWN_LINE_CHARS).collect();
-            c.push('…');
-            c
+            clip_line(l, SHOWN_LINE_CHARS)
         }
     };
     let (head, gap, tail) = if full {
@@ -341,20 +349,12 @@ pub fn show(v: &IncidentView, found: Found<'_>, full: bool) -> String {
         utc(item.at)
     );
     for (field, value) in &item.fields {
-        let pointed = v
-            .item(value)
-            .map(|i| format!(" — {}", describe(i)))
-            .unwrap_or_default();
-        let value = if pointed.is_empty() {
-            value.clone()
-        } else {
-            v.short(value)
+        // An id field shows what it points at: `hypothesis: h7k2 (DNS)`.
+        let value = match v.item(value) {
+            Some(i) => one_line(&format!("{} ({})", i.short, main_text(i))),
+            None => continued(value, 4),
         };
-        out.push_str(&format!(
-            "  {field}: {}{}\n",
-            continued(&value, 4),
-            one_line(&pointed)
-        ));
+        out.push_str(&format!("  {field}: {value}\n"));
     }
     if evidence.is_empty() {
         out.push_str("no evidence (`run <test-id>` or `attach <id> <file>` records some)\n");
@@ -367,13 +367,16 @@ pub fn show(v: &IncidentView, found: Found<'_>, full: bool) -> String {
 
 /// `test t3ab: dig @resolver`: an item's kind, short id and main text.
 fn describe(i: &Item) -> String {
-    let kind = i.id.kind();
-    let text = match kind {
+    format!("{} {}: {}", i.id.kind().noun(), i.short, main_text(i))
+}
+
+/// What an item says: a test's action, a result's observation, else its text.
+fn main_text(i: &Item) -> &str {
+    match i.id.kind() {
         Kind::Test => i.get("action"),
         Kind::Result => i.get("observation"),
         _ => i.get("text"),
-    };
-    format!("{} {}: {text}", kind.noun(), i.short)
+    }
 }
 
 /// A fenced code block of remote text at column `indent`: made
@@ -427,10 +430,16 @@ pub fn evidence_markdown(v: &IncidentView, id: &str, indent: usize) -> String {
         notes.insert(0, format!("{}, {}", md1(&v.name_of(&e.by)), utc(e.at)));
         let _ = writeln!(o, "{pad}- evidence: {what} ({})", notes.join("; "));
         let (head, gap, tail) = head_and_tail(&r.output, REPORT_LINES);
-        let mut quoted = head.join("\n");
+        let clip = |lines: Vec<&str>| -> Vec<String> {
+            lines
+                .into_iter()
+                .map(|l| clip_line(l, SHOWN_LINE_CHARS))
+                .collect()
+        };
+        let mut quoted = clip(head).join("\n");
         if let Some(n) = gap {
             quoted.push_str(&format!("\n… {n} more line(s) …\n"));
-            quoted.push_str(&tail.join("\n"));
+            quoted.push_str(&clip(tail).join("\n"));
         }
         if !quoted.trim().is_empty() {
             o.push_str(&fenced(&quoted, indent + 2));
