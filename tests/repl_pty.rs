@@ -250,7 +250,7 @@ fn run_shows_output_as_it_comes_and_ctrl_c_stops_the_command_not_the_repl() {
     // the REPL's alone (the command runs in a group of its own).
     let pid = nix::unistd::Pid::from_raw(repl.child.id() as i32);
     nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGINT).unwrap();
-    let at = repl.wait_for(at, "the command to stop", |s| {
+    repl.wait_for(at, "the command to stop", |s| {
         s.contains("stopped by Ctrl-C")
     });
     assert!(
@@ -258,9 +258,17 @@ fn run_shows_output_as_it_comes_and_ctrl_c_stops_the_command_not_the_repl() {
         "{:?}",
         began.elapsed()
     );
-    repl.prompts(at, 1);
+    // The prompt after the reply (it may have come in the same read).
+    let stop = start + repl.screen[start..].find("stopped by Ctrl-C").unwrap();
+    repl.prompts(stop, 1);
     let timeline = repl.timeline();
     assert!(timeline.contains("stopped by Ctrl-C"), "{timeline}");
     assert!(!repl.screen.contains("\nnever\n"), "{}", repl.screen);
     assert!(repl.child.try_wait().unwrap().is_none(), "the REPL ended");
+    // Output without a final newline does not run into the reply.
+    let from = repl.screen.len();
+    repl.send("run t -- printf no-newline\r");
+    repl.wait_for(from, "the reply on its own line", |s| {
+        s.contains("\nno-newline\nevidence ")
+    });
 }

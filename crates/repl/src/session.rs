@@ -279,7 +279,16 @@ impl Session {
                     render::one_line(&command),
                     dontpanic_incident::evidence::duration_text(timeout.as_millis() as i64)
                 ));
-                dontpanic_evidence::run(&command, timeout, interrupt, print)
+                let mut at_line_start = true;
+                let ran = dontpanic_evidence::run(&command, timeout, interrupt, &mut |text| {
+                    at_line_start = text.ends_with('\n');
+                    print(text)
+                });
+                // The reply starts on a line of its own.
+                if !at_line_start {
+                    print("\n");
+                }
+                ran
             }
             None => dontpanic_evidence::run(&command, timeout, interrupt, &mut |_| {}),
         }
