@@ -264,6 +264,16 @@ pub(crate) fn incomplete(fields: &[(String, String)]) -> Option<String> {
     None
 }
 
+/// The ids of every evidence in the document, without reading their text.
+pub(crate) fn ids(doc: &Automerge) -> Vec<String> {
+    doc.get_all(ROOT, ROOT_KEY)
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|(v, _)| matches!(v, Value::Object(ObjType::Map)))
+        .flat_map(|(_, col)| doc.keys(&col).collect::<Vec<_>>())
+        .collect()
+}
+
 /// Every evidence in the document, oldest first (every map at `evidence`).
 pub(crate) fn read(doc: &Automerge) -> Vec<Evidence> {
     let mut out = Vec::new();

@@ -991,10 +991,7 @@ impl Incident {
                         max: evidence::MAX_TEXT_BYTES,
                     });
                 }
-                let taken: Vec<String> = evidence::read(&self.doc)
-                    .into_iter()
-                    .map(|e| e.id.to_string())
-                    .collect();
+                let taken = evidence::ids(&self.doc);
                 let id = loop {
                     let id = ItemId::random(Kind::Evidence);
                     if !taken.contains(&id.to_string()) {
