@@ -10,6 +10,8 @@
 //! * [`IncidentView`] is a plain snapshot of the document for reading;
 //!   [`render`] turns it into the one-screen brief and the Markdown report.
 //! * Items have stable random ids ([`ItemId`]) typed by unique prefix.
+//! * [`evidence`]: a command's output or a text file attached to an item
+//!   ([`Edit::AddEvidence`]), recorded once and never changed.
 //!
 //! This crate knows nothing of keys, disks, networks or terminals: it is
 //! given the author and the time of every edit, and it returns changes.
