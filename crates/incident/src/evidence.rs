@@ -4,7 +4,7 @@
 //! Evidence lives in the root map `evidence` (id → map), made by the first
 //! evidence recorded, so incidents made before evidence existed need no new
 //! container. Two first evidences made concurrently make two maps at that
-//! key; [`read`] reads every one, so nothing is lost in a merge.
+//! key; both are read (`IncidentView::evidence`), so nothing is lost in a merge.
 //!
 //! The record is taken elsewhere (capped, secrets redacted); this module
 //! only says what a record is, how it is stored and how it reads.
