@@ -255,3 +255,47 @@ fn the_prompt_says_when_a_stakeholder_update_is_due() {
         s.contains("posted:") && s.contains(" investigating · offline]> ")
     });
 }
+
+#[test]
+fn run_shows_output_as_it_comes_and_ctrl_c_stops_the_command_not_the_repl() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut repl = Repl::start(tmp.path());
+    let start = repl.wait_for(0, "the first prompt", |s| s.contains("dontpanic> "));
+    repl.send("new \"outage\"\r");
+    let start = repl.prompts(start, 1);
+    repl.send("hypo \"slow disk\"\r");
+    let start = repl.prompts(start, 1);
+    repl.send("test h 'echo begun; sleep 30; echo never' --rules-out-if fast\r");
+    let start = repl.prompts(start, 1);
+    let began = Instant::now();
+    repl.send("run t\r");
+    // The first line shows while the command still runs.
+    let at = repl.wait_for(start, "the command's first line", |s| {
+        s.contains("\nbegun\n")
+    });
+    // Ctrl-C: the terminal signals its foreground process group, which is
+    // the REPL's alone (the command runs in a group of its own).
+    let pid = nix::unistd::Pid::from_raw(repl.child.id() as i32);
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGINT).unwrap();
+    repl.wait_for(at, "the command to stop", |s| {
+        s.contains("stopped by Ctrl-C")
+    });
+    assert!(
+        began.elapsed() < Duration::from_secs(20),
+        "{:?}",
+        began.elapsed()
+    );
+    // The prompt after the reply (it may have come in the same read).
+    let stop = start + repl.screen[start..].find("stopped by Ctrl-C").unwrap();
+    repl.prompts(stop, 1);
+    let timeline = repl.timeline();
+    assert!(timeline.contains("stopped by Ctrl-C"), "{timeline}");
+    assert!(!repl.screen.contains("\nnever\n"), "{}", repl.screen);
+    assert!(repl.child.try_wait().unwrap().is_none(), "the REPL ended");
+    // Output without a final newline does not run into the reply.
+    let from = repl.screen.len();
+    repl.send("run t -- printf no-newline\r");
+    repl.wait_for(from, "the reply on its own line", |s| {
+        s.contains("\nno-newline\nevidence ")
+    });
+}

@@ -36,6 +36,10 @@ pub enum Kind {
     /// A posted stakeholder update (`u…`). Not in [`Kind::ITEMS`]: its map
     /// is made by the first update, not by the incident's creation.
     Update,
+    /// Evidence attached to an item: a command's output or a file (`e…`).
+    /// Not one of [`Kind::ITEMS`]: its collection is made by the first
+    /// evidence, so incidents made before it need no new container.
+    Evidence,
 }
 
 impl Kind {
@@ -60,12 +64,13 @@ impl Kind {
             Kind::Fix => 'f',
             Kind::FollowUp => 'a',
             Kind::Update => 'u',
+            Kind::Evidence => 'e',
         }
     }
 
     /// The kind named by an id's first letter.
     pub fn from_letter(c: char) -> Option<Kind> {
-        [Kind::Incident, Kind::Update]
+        [Kind::Incident, Kind::Update, Kind::Evidence]
             .into_iter()
             .chain(Kind::ITEMS)
             .find(|k| k.letter() == c)
@@ -82,6 +87,7 @@ impl Kind {
             Kind::Fix => "fixes",
             Kind::FollowUp => "followups",
             Kind::Update => "updates",
+            Kind::Evidence => "evidence",
         }
     }
 
@@ -96,6 +102,7 @@ impl Kind {
             Kind::Fix => "fix",
             Kind::FollowUp => "follow-up",
             Kind::Update => "update",
+            Kind::Evidence => "evidence",
         }
     }
 }

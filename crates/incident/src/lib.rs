@@ -10,6 +10,8 @@
 //! * [`IncidentView`] is a plain snapshot of the document for reading;
 //!   [`render`] turns it into the one-screen brief and the Markdown report.
 //! * Items have stable random ids ([`ItemId`]) typed by unique prefix.
+//! * [`evidence`]: a command's output or a text file attached to an item
+//!   ([`Edit::AddEvidence`]), recorded once and never changed.
 //!
 //! This crate knows nothing of keys, disks, networks or terminals: it is
 //! given the author and the time of every edit, and it returns changes.
@@ -25,6 +27,7 @@
 // Strings here come from peers, files and the prompt: no byte-index slicing.
 #![deny(clippy::string_slice)]
 
+pub mod evidence;
 pub mod export;
 mod ids;
 mod nudge;
@@ -38,13 +41,14 @@ pub mod when;
 use automerge::transaction::{CommitOptions, Transactable, Transaction};
 use automerge::{ActorId, Automerge, Change, ObjId, ObjType, ReadDoc, ScalarValue, Value, ROOT};
 
+pub use evidence::Evidence;
 pub use ids::{short_forms, shortest_unique, ItemId, Kind, MIN_SHORT_LEN};
 pub use nudge::{nudges, Nudge};
-pub use types::{HypothesisStatus, Role, Severity, Status, Verdict};
+pub use types::{HypothesisStatus, Role, Severity, Status, Stopped, Verdict};
 pub use validate::{validate, Rule, Validator, Violation};
 pub use view::{
-    effective_update_every, removals, removed_keys, Conflict, IncidentView, Item, Lesson, Member,
-    Removal, Standing, TimelineEntry, DEFAULT_UPDATE_EVERY_S,
+    effective_update_every, removals, removed_keys, Conflict, Found, IncidentView, Item, Lesson,
+    Member, Removal, Standing, TimelineEntry, DEFAULT_UPDATE_EVERY_S,
 };
 pub use when::TimeError;
 
@@ -150,6 +154,14 @@ pub enum RuleError {
         name: String,
         /// The current members' names.
         members: String,
+    },
+    /// A text is over its cap.
+    #[error("{what} is too long: at most {max} bytes")]
+    TooLong {
+        /// What was too long.
+        what: &'static str,
+        /// The cap.
+        max: usize,
     },
     /// The document is not a dontpanic incident or is damaged.
     #[error("document is not a readable incident: {0}")]
@@ -297,6 +309,15 @@ pub enum Edit {
         member: String,
         /// Why.
         reason: String,
+    },
+    /// Attach evidence (a command's output, a file) to an item; it is
+    /// written once and never changed.
+    AddEvidence {
+        /// Id (or prefix) of the item: symptom, hypothesis, test, result,
+        /// fix or follow-up.
+        of: String,
+        /// What it records (already capped and redacted).
+        record: evidence::Record,
     },
     /// Settle a conflicting field on one value.
     Resolve {
@@ -720,6 +741,7 @@ impl Incident {
                 | Edit::AddLesson { .. }
                 | Edit::Reopen { .. }
                 | Edit::PostUpdate { .. }
+                | Edit::AddEvidence { .. }
         );
         if status == Status::Resolved && !allowed_when_resolved {
             return Err(RuleError::Resolved);
@@ -1122,6 +1144,55 @@ impl Incident {
                     ),
                 );
             }
+            Edit::AddEvidence { of, record } => {
+                let kind = of
+                    .trim()
+                    .chars()
+                    .next()
+                    .and_then(Kind::from_letter)
+                    .filter(|k| Kind::ITEMS.contains(k))
+                    .ok_or_else(|| RuleError::UnknownId {
+                        kind: "item",
+                        id: of.trim().chars().take(24).collect(),
+                    })?;
+                let item = self.resolve(kind, &of)?;
+                let command_or_name = match &record.source {
+                    evidence::Source::Run { command, .. } => command,
+                    evidence::Source::File { name, .. } => name,
+                };
+                need(command_or_name, "evidence command or file name")?;
+                if record.output.len() > evidence::MAX_TEXT_BYTES {
+                    return Err(RuleError::TooLong {
+                        what: "evidence",
+                        max: evidence::MAX_TEXT_BYTES,
+                    });
+                }
+                let taken = evidence::ids(&self.doc);
+                let id = loop {
+                    let id = ItemId::random(Kind::Evidence);
+                    if !taken.contains(&id.to_string()) {
+                        break id;
+                    }
+                };
+                let mut summary = format!(
+                    "evidence {} on {} {}: {}",
+                    shortest_unique(id.as_str(), taken.iter().map(String::as_str)),
+                    kind.noun(),
+                    self.short(&item),
+                    record.headline()
+                );
+                let notes = record.notes();
+                if !notes.is_empty() {
+                    summary.push_str(&format!(" ({})", notes.join("; ")));
+                }
+                plan.created = Some(id.clone());
+                plan.writes.push(Write::Evidence {
+                    id,
+                    of: item,
+                    record,
+                });
+                plan.finish("evidence", summary);
+            }
             Edit::Resolve { field, value } => {
                 let known = self.conflicts().into_iter().any(|c| c.field == field);
                 if !known {
@@ -1179,6 +1250,12 @@ enum Write {
     Path(String, String),
     /// A lesson appended to `lessons` (made by the first lesson).
     Lesson(String),
+    /// Evidence, in the `evidence` map (made by the first one).
+    Evidence {
+        id: ItemId,
+        of: ItemId,
+        record: evidence::Record,
+    },
     /// A removal: the entry under `removals` and a new join secret.
     Removal {
         key: String,
@@ -1353,6 +1430,19 @@ impl Write {
                 tx.put(&m, "at", now_ms)?;
                 tx.put(&m, "reason", reason.as_str())?;
                 tx.put(ROOT, "join_secret", ScalarValue::Bytes(secret.to_vec()))?;
+            }
+            Write::Evidence { id, of, record } => {
+                let col = match tx.get(ROOT, evidence::ROOT_KEY)? {
+                    Some((Value::Object(ObjType::Map), c)) => c,
+                    _ => tx.put_object(ROOT, evidence::ROOT_KEY, ObjType::Map)?,
+                };
+                let obj = tx.put_object(&col, id.as_str(), ObjType::Map)?;
+                tx.put(&obj, "of", of.as_str())?;
+                for (k, v) in record.fields() {
+                    tx.put(&obj, k, v)?;
+                }
+                tx.put(&obj, "by", editor.key.as_str())?;
+                tx.put(&obj, "at", now_ms)?;
             }
             Write::Path(path, value) => {
                 let mut obj = ROOT;

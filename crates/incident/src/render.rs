@@ -5,7 +5,8 @@ use std::fmt::Write;
 
 use time::OffsetDateTime;
 
-use crate::{HypothesisStatus, IncidentView, Item, Kind, Verdict};
+use crate::evidence::{duration_text, Source};
+use crate::{Evidence, Found, HypothesisStatus, IncidentView, Item, Kind, Verdict};
 
 /// `2026-11-24 03:12:09 UTC` from ms since the Unix epoch.
 pub fn utc(ms: i64) -> String {
@@ -649,6 +650,149 @@ fn test_named(v: &IncidentView, test_id: &str, indent: usize) -> String {
     }
 }
 
+/// Output lines `show` prints of an evidence unless asked for all: this
+/// many from the start and as many from the end.
+pub const SHOWN_LINES: usize = 10;
+
+/// Characters of one output line `show` prints unless asked for all.
+const SHOWN_LINE_CHARS: usize = 240;
+
+/// Output lines the report quotes of an evidence: this many from the start
+/// and as many from the end.
+pub const REPORT_LINES: usize = 8;
+
+/// `line` cut to `max` characters, marked `…` when it was.
+fn clip_line(line: &str, max: usize) -> String {
+    if line.chars().count() <= max {
+        return line.to_string();
+    }
+    let mut c: String = line.chars().take(max).collect();
+    c.push('…');
+    c
+}
+
+/// The first and last `keep` lines of `text`, and how many were left out
+/// between them (`None` when nothing was).
+fn head_and_tail(text: &str, keep: usize) -> (Vec<&str>, Option<usize>, Vec<&str>) {
+    let lines: Vec<&str> = text.lines().collect();
+    if lines.len() <= 2 * keep {
+        return (lines, None, Vec::new());
+    }
+    let (head, rest) = lines.split_at(keep);
+    let (gap, tail) = rest.split_at(rest.len() - keep);
+    (head.to_vec(), Some(gap.len()), tail.to_vec())
+}
+
+/// One evidence for the terminal: who recorded what and how it ended, then
+/// its output, each line marked `│` so it cannot pass for the tool's own.
+/// Unless `full`, the output is trimmed to its first and last
+/// [`SHOWN_LINES`] lines (long lines cut), with a hint how to see it all.
+pub fn evidence_text(v: &IncidentView, e: &Evidence, full: bool) -> String {
+    let r = &e.record;
+    let mut out = format!(
+        "evidence {} by {}, {}: {}",
+        e.short,
+        v.name_of(&e.by),
+        utc(e.at),
+        r.headline()
+    );
+    let notes = r.notes();
+    if !notes.is_empty() {
+        out.push_str(&format!(" ({})", notes.join("; ")));
+    }
+    let out = one_line(&out);
+    let mut out = format!("{out}\n");
+    if r.output.is_empty() {
+        out.push_str("  │ (no output)\n");
+        return out;
+    }
+    let safe = terminal_safe(&r.output);
+    let cut_line = |l: &str| -> String {
+        if full {
+            l.to_string()
+        } else {
+            clip_line(l, SHOWN_LINE_CHARS)
+        }
+    };
+    let (head, gap, tail) = if full {
+        (safe.lines().collect(), None, Vec::new())
+    } else {
+        head_and_tail(&safe, SHOWN_LINES)
+    };
+    for l in head {
+        out.push_str(&format!(
+            "  │ {}
+",
+            cut_line(l)
+        ));
+    }
+    if let Some(n) = gap {
+        out.push_str(&format!(
+            "  │ … {n} more line(s): `show {} --full` prints them all\n",
+            e.short
+        ));
+    }
+    for l in tail {
+        out.push_str(&format!(
+            "  │ {}
+",
+            cut_line(l)
+        ));
+    }
+    out
+}
+
+/// `show <id>`: an item with every field, what its id fields point at,
+/// and its evidence (each trimmed unless `full`); or one evidence and the
+/// item it is attached to.
+pub fn show(v: &IncidentView, found: Found<'_>, full: bool) -> String {
+    let (item, evidence): (&Item, Vec<&Evidence>) = match found {
+        Found::Evidence(e) => {
+            let mut out = evidence_text(v, e, full);
+            if let Some(i) = v.item(&e.of) {
+                out.push_str(&format!("on {}\n", one_line(&describe(i))));
+            }
+            return out;
+        }
+        Found::Item(i) => (i, v.evidence_of(i.id.as_str()).collect()),
+    };
+    let mut out = format!(
+        "{} — by {}, {}\n",
+        one_line(&describe(item)),
+        v.name_of(&item.by),
+        utc(item.at)
+    );
+    for (field, value) in &item.fields {
+        // An id field shows what it points at: `hypothesis: h7k2 (DNS)`.
+        let value = match v.item(value) {
+            Some(i) => one_line(&format!("{} ({})", i.short, main_text(i))),
+            None => continued(value, 4),
+        };
+        out.push_str(&format!("  {field}: {value}\n"));
+    }
+    if evidence.is_empty() {
+        out.push_str("no evidence (`run <test-id>` or `attach <id> <file>` records some)\n");
+    }
+    for e in evidence {
+        out.push_str(&evidence_text(v, e, full));
+    }
+    out
+}
+
+/// `test t3ab: dig @resolver`: an item's kind, short id and main text.
+fn describe(i: &Item) -> String {
+    format!("{} {}: {}", i.id.kind().noun(), i.short, main_text(i))
+}
+
+/// What an item says: a test's action, a result's observation, else its text.
+fn main_text(i: &Item) -> &str {
+    match i.id.kind() {
+        Kind::Test => i.get("action"),
+        Kind::Result => i.get("observation"),
+        _ => i.get("text"),
+    }
+}
+
 /// Remote text as a fenced code block under a list item whose text starts
 /// at column `indent`: shown exactly as typed (after terminal safety), and
 /// the fence is longer than any run of backticks inside, so no line of a
@@ -752,6 +896,55 @@ fn status_history(v: &IncidentView) -> Vec<(&str, i64)> {
 
 fn status_time(v: &IncidentView, status: crate::Status) -> Option<i64> {
     v.status_times.get(status.as_str()).copied()
+}
+
+/// The evidence attached to item `id`, for the report, as list items at
+/// column `indent`: what was run or attached, how it ended, by whom, then
+/// the first and last [`REPORT_LINES`] lines of its output in a code block.
+pub fn evidence_markdown(v: &IncidentView, id: &str, indent: usize) -> String {
+    let mut o = String::new();
+    let pad = " ".repeat(indent);
+    for e in v.evidence_of(id) {
+        let r = &e.record;
+        let what = match &r.source {
+            Source::Run {
+                command,
+                stopped: Some(crate::Stopped::Timeout),
+                ..
+            } => format!("ran {} — {}", code(command), r.outcome()),
+            Source::Run {
+                command,
+                duration_ms,
+                ..
+            } => format!(
+                "ran {} — {} after {}",
+                code(command),
+                r.outcome(),
+                duration_text(*duration_ms)
+            ),
+            Source::File { name, bytes } => format!("file {} ({bytes} bytes)", code(name)),
+        };
+        let mut notes = r.notes();
+        notes.insert(0, format!("{}, {}", md1(&v.name_of(&e.by)), utc(e.at)));
+        let _ = writeln!(o, "{pad}- evidence: {what} ({})", notes.join("; "));
+        let (head, gap, tail) = head_and_tail(&r.output, REPORT_LINES);
+        let clip = |lines: Vec<&str>| -> Vec<String> {
+            lines
+                .into_iter()
+                .map(|l| clip_line(l, SHOWN_LINE_CHARS))
+                .collect()
+        };
+        let mut quoted = clip(head).join("\n");
+        if let Some(n) = gap {
+            quoted.push_str(&format!("\n… {n} more line(s) …\n"));
+            quoted.push_str(&clip(tail).join("\n"));
+        }
+        if !quoted.trim().is_empty() {
+            o.push_str(fenced(&quoted, indent + 2).trim_start_matches('\n'));
+            o.push('\n');
+        }
+    }
+    o
 }
 
 /// The Production Incident Report, as Markdown. Every section says in one
@@ -923,6 +1116,7 @@ pub fn report(v: &IncidentView) -> String {
             let _ = write!(o, "; since {}", utc(since));
         }
         let _ = writeln!(o, " — {}, {}", md1(&v.name_of(&s.by)), utc(s.at));
+        o.push_str(&evidence_markdown(v, s.id.as_str(), 2));
     }
 
     let _ = writeln!(o, "\n## Hypotheses\n");
@@ -952,6 +1146,7 @@ pub fn report(v: &IncidentView) -> String {
             _ => "still open".to_string(),
         };
         let _ = writeln!(o, "- {} — {outcome}", md(h.get("text"), 2));
+        o.push_str(&evidence_markdown(v, h.id.as_str(), 2));
         for t in v
             .items(Kind::Test)
             .iter()
@@ -964,6 +1159,7 @@ pub fn report(v: &IncidentView) -> String {
                 md(t.get("rules_out_if"), 4),
                 md1(&v.name_of(&t.by))
             );
+            o.push_str(&evidence_markdown(v, t.id.as_str(), 4));
             let results: Vec<&Item> = v
                 .items(Kind::Result)
                 .iter()
@@ -985,10 +1181,8 @@ pub fn report(v: &IncidentView) -> String {
                     md1(&v.name_of(&r.by)),
                     utc(r.at)
                 );
+                o.push_str(&evidence_markdown(v, r.id.as_str(), 6));
             }
-            // Evidence (issue 11, point 2): the evidence helper's rendering
-            // of this test's evidence goes here, as items indented under
-            // the test (column 4), trimmed; the lead merges it.
         }
     }
 
@@ -1021,6 +1215,7 @@ pub fn report(v: &IncidentView) -> String {
             md1(&v.name_of(&f.by)),
             utc(f.at)
         );
+        o.push_str(&evidence_markdown(v, f.id.as_str(), 2));
     }
 
     let _ = writeln!(o, "\n## Follow-ups\n");

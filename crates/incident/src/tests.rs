@@ -397,3 +397,158 @@ fn remote_text_cannot_drive_the_terminal_or_forge_a_line() {
         assert!(!terminal_safe(input).contains('\x1b'));
     }
 }
+
+fn run_record(output: &str) -> evidence::Record {
+    evidence::Record {
+        source: evidence::Source::Run {
+            command: "dig example.com".into(),
+            ended: evidence::Ended::Exit(3),
+            stopped: None,
+            timeout_ms: 120_000,
+            duration_ms: 1_250,
+        },
+        output: output.into(),
+        cut_bytes: 10,
+        redactions: 2,
+    }
+}
+
+#[test]
+fn evidence_is_recorded_once_under_its_item_and_read_back() {
+    let mut i = fresh();
+    let h = hypo(&mut i, "DNS");
+    let t = test_of(&mut i, &h);
+    let applied = i
+        .apply(
+            Edit::AddEvidence {
+                of: i.short(&t),
+                record: run_record("line 1\nline 2\n"),
+            },
+            &alice(),
+            3_000,
+        )
+        .unwrap();
+    let e = applied.id.unwrap();
+    assert_eq!(e.kind(), Kind::Evidence);
+    assert!(
+        applied
+            .summary
+            .contains("`dig example.com` exited 3 after 1.2 s")
+            && applied.summary.contains("2 secret(s) redacted"),
+        "{}",
+        applied.summary
+    );
+    let v = i.view().unwrap();
+    let got: Vec<&Evidence> = v.evidence_of(t.as_str()).collect();
+    assert_eq!(got.len(), 1);
+    assert_eq!(got[0].id, e);
+    assert_eq!(got[0].record, run_record("line 1\nline 2\n"));
+    assert_eq!(got[0].by, alice().key);
+    assert!(matches!(v.resolve(&got[0].short), Ok(Found::Evidence(_))));
+    assert!(matches!(v.resolve(&i.short(&t)), Ok(Found::Item(_))));
+    assert!(v.resolve("zzzz").is_err() && v.resolve("i").is_err());
+    assert_eq!(v.timeline.last().unwrap().kind, "evidence");
+    // A tested test, a resolved incident: evidence still comes.
+    i.apply(
+        Edit::AddResult {
+            test: t.to_string(),
+            observation: "answers".into(),
+            verdict: Verdict::DoesNotRuleOut,
+        },
+        &alice(),
+        4_000,
+    )
+    .unwrap();
+    add_status(&mut i, Status::Resolved);
+    i.apply(
+        Edit::AddEvidence {
+            of: h.to_string(),
+            record: run_record("later"),
+        },
+        &alice(),
+        5_000,
+    )
+    .unwrap();
+    let err = i
+        .apply(
+            Edit::AddEvidence {
+                of: "t0000000".into(),
+                record: run_record("x"),
+            },
+            &alice(),
+            6_000,
+        )
+        .unwrap_err();
+    assert!(matches!(err, RuleError::UnknownId { .. }), "{err}");
+}
+
+#[test]
+fn two_first_evidences_made_apart_both_survive_the_merge() {
+    let mut i = fresh();
+    let h = hypo(&mut i, "DNS");
+    let mut other = Incident::from_doc(i.doc().fork()).unwrap();
+    for (inc, out) in [(&mut i, "mine"), (&mut other, "theirs")] {
+        inc.apply(
+            Edit::AddEvidence {
+                of: h.to_string(),
+                record: run_record(out),
+            },
+            &alice(),
+            3_000,
+        )
+        .unwrap();
+    }
+    i.doc_mut().merge(&mut other.doc().fork()).unwrap();
+    let v = i.view().unwrap();
+    let mut outputs: Vec<&str> = v
+        .evidence_of(h.as_str())
+        .map(|e| e.record.output.as_str())
+        .collect();
+    outputs.sort();
+    assert_eq!(outputs, ["mine", "theirs"]);
+}
+
+#[test]
+fn evidence_shows_trimmed_and_quotes_safely_in_the_report() {
+    let mut i = fresh();
+    let h = hypo(&mut i, "DNS");
+    let t = test_of(&mut i, &h);
+    let lines: Vec<String> = (1..=50).map(|n| format!("line {n}")).collect();
+    let output = format!("```\n\x1b[31m## not a heading\n{}", lines.join("\n"));
+    i.apply(
+        Edit::AddEvidence {
+            of: t.to_string(),
+            record: run_record(&output),
+        },
+        &alice(),
+        3_000,
+    )
+    .unwrap();
+    let v = i.view().unwrap();
+    let e = v.evidence_of(t.as_str()).next().unwrap();
+    let shown = render::evidence_text(&v, e, false);
+    assert!(
+        shown.contains("│ line 1\n") && shown.contains("│ line 50\n"),
+        "{shown}"
+    );
+    assert!(!shown.contains("line 30\n"), "{shown}");
+    assert!(
+        shown.contains("--full") && !shown.contains('\x1b'),
+        "{shown}"
+    );
+    let full = render::evidence_text(&v, e, true);
+    assert!(
+        full.contains("│ line 30\n") && !full.contains("--full"),
+        "{full}"
+    );
+
+    let report = render::report(&v);
+    let at = report
+        .find("- evidence: ran `dig example.com` — exited 3")
+        .unwrap();
+    let block = report.get(at..).unwrap();
+    // Indented under the test, fenced by more backticks than the output holds.
+    assert!(block.contains("\n      ````\n      ```\n"), "{report}");
+    assert!(block.contains("… 36 more line(s) …"), "{report}");
+    assert!(!report.contains('\x1b'), "{report}");
+}

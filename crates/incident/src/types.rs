@@ -107,6 +107,16 @@ word_enum!(
     }
 );
 
+word_enum!(
+    /// Why dontpanic stopped a command it ran as evidence.
+    Stopped, "reason a command was stopped" {
+        /// Its timeout passed; its process group was killed.
+        Timeout => "timeout",
+        /// Ctrl-C at the prompt.
+        Interrupt => "interrupt",
+    }
+);
+
 impl Severity {
     /// `SEV1`…`SEV4`, as people write it.
     pub fn label(self) -> String {

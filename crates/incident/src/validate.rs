@@ -70,6 +70,9 @@ pub enum Rule {
     Lesson,
     /// A follow-up's owner is a name on the roster.
     Owner,
+    /// Evidence: attached to an item that exists, with the fields of its
+    /// kind (`run` or `file`) and their types, by its signer, written once.
+    Evidence,
 }
 
 impl Rule {
@@ -91,6 +94,7 @@ impl Rule {
             Rule::Removal => "removal",
             Rule::Lesson => "lesson",
             Rule::Owner => "owner",
+            Rule::Evidence => "evidence",
         }
     }
 }
@@ -170,7 +174,8 @@ fn item_fields(kind: Kind) -> &'static [&'static str] {
         Kind::Fix => &["text", "unconfirmed_because"],
         Kind::FollowUp => &["text"],
         Kind::Update => &["text"],
-        Kind::Incident => &[],
+        // Typed fields, checked by `evidence::field_type`.
+        Kind::Incident | Kind::Evidence => &[],
     }
 }
 
@@ -184,6 +189,7 @@ fn creating_event(kind: Kind) -> &'static str {
         Kind::Fix => "fix",
         Kind::FollowUp => "followup",
         Kind::Update => "update",
+        Kind::Evidence => "evidence",
         Kind::Incident => "open",
     }
 }
@@ -322,6 +328,8 @@ struct Facts {
     removal_fields: Vec<&'static str>,
     /// Lessons appended.
     lessons: usize,
+    /// Fields written into new evidence: name, and the value of strings.
+    evidence_fields: Vec<(String, String)>,
 }
 
 /// Checks changes against the schema. Keeps a cache of where the objects
@@ -372,6 +380,7 @@ impl Validator {
             Target::Root if key == "removals" => Target::Removals,
             Target::Root if key == "lessons" => Target::Lessons,
             Target::Root if key == Kind::Update.collection() => Target::Collection(Kind::Update),
+            Target::Root if key == crate::evidence::ROOT_KEY => Target::Collection(Kind::Evidence),
             Target::Root => container(&key).map(|(t, _)| t).unwrap_or(Target::Other),
             Target::Removals => Target::RemovalEntry { new: false },
             Target::Roster => Target::RosterEntry { key, new: false },
@@ -508,6 +517,14 @@ impl Validator {
                             }
                             created.insert(opid, Target::Removals);
                             facts.root.push("removals");
+                        }
+                        crate::evidence::ROOT_KEY if !creating => {
+                            // Made by the first evidence; never replaced.
+                            if op.action != OpType::Make(ObjType::Map) || !op.pred.is_empty() {
+                                return broke(Rule::Evidence, "`evidence` is a map, made once");
+                            }
+                            created.insert(opid, Target::Collection(Kind::Evidence));
+                            facts.root.push(crate::evidence::ROOT_KEY);
                         }
                         "schema" | "id" | "created_at" | "join_secret" if creating => {
                             let ok = match k {
@@ -726,6 +743,23 @@ impl Validator {
                     Some("due")
                         if kind == Kind::FollowUp
                             && str_value(&op.action).is_some_and(crate::when::is_date) => {}
+                    Some(f) if kind == Kind::Evidence => {
+                        use crate::evidence::FieldType;
+                        let value = match crate::evidence::field_type(f) {
+                            Some(FieldType::Str) => str_value(&op.action),
+                            Some(FieldType::Int) if is_int(&op.action) => Some(""),
+                            _ => None,
+                        };
+                        let Some(value) = value else {
+                            return broke(
+                                Rule::Evidence,
+                                format!("evidence has no field `{}` of that type", clip(f)),
+                            );
+                        };
+                        facts
+                            .evidence_fields
+                            .push((f.to_string(), value.to_string()));
+                    }
                     Some(f)
                         if item_fields(kind).contains(&f) && str_value(&op.action).is_some() => {}
                     _ => {
@@ -912,6 +946,30 @@ impl Validator {
                 format!("an `{ev}` change must write what its command writes"),
             );
         }
+        if let [(Kind::Evidence, _)] = facts.new_items.as_slice() {
+            if let Some(problem) = crate::evidence::incomplete(&facts.evidence_fields) {
+                return broke(Rule::Evidence, problem);
+            }
+            let of = facts
+                .evidence_fields
+                .iter()
+                .find(|(k, _)| k == "of")
+                .map(|(_, v)| v.as_str())
+                .unwrap_or_default();
+            let exists = ItemId::parse(of)
+                .filter(|id| Kind::ITEMS.contains(&id.kind()))
+                .and_then(|id| {
+                    let col = map_at(doc, &ROOT, id.kind().collection())?;
+                    map_at(doc, &col, id.as_str())
+                })
+                .is_some();
+            if !exists {
+                return broke(
+                    Rule::Evidence,
+                    format!("evidence is attached to `{}`, which is no item", clip(of)),
+                );
+            }
+        }
         // A removal: one member, not the signer, whole, with a new secret.
         if ev == "remove" {
             let whole = ["by", "at", "reason"]
@@ -940,6 +998,7 @@ impl Validator {
                 "summary" => &["summary", "resolve"],
                 "updates" => &["update"],
                 "update_every" => &["interval", "resolve"],
+                crate::evidence::ROOT_KEY => &["evidence"],
                 "title" => &["title", "resolve", "open"],
                 "severity" => &["severity", "resolve", "open"],
                 _ => &["status", "reopen", "resolve", "open"],

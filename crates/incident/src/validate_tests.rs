@@ -1465,3 +1465,338 @@ fn stakeholder_updates_are_written_once_by_their_author() {
         ),
     ]);
 }
+
+fn a_run(output: &str) -> crate::evidence::Record {
+    crate::evidence::Record {
+        source: crate::evidence::Source::Run {
+            command: "dig example.com".into(),
+            ended: crate::evidence::Ended::Exit(3),
+            stopped: None,
+            timeout_ms: 120_000,
+            duration_ms: 250,
+        },
+        output: output.into(),
+        cut_bytes: 0,
+        redactions: 1,
+    }
+}
+
+/// Writes evidence `id` on `of` by hand, with `fields` (str or int), making
+/// the `evidence` map if the document has none, and bob's entry for it.
+fn forged_evidence(tx: &mut Transaction<'_>, id: &str, by: &str, fields: &[(&str, ScalarValue)]) {
+    let col = match tx.get(ROOT, "evidence").unwrap() {
+        Some((_, c)) => c,
+        None => tx.put_object(ROOT, "evidence", ObjType::Map).unwrap(),
+    };
+    let e = tx.put_object(&col, id, ObjType::Map).unwrap();
+    for (k, v) in fields {
+        tx.put(&e, *k, v.clone()).unwrap();
+    }
+    tx.put(&e, "by", by).unwrap();
+    tx.put(&e, "at", 2).unwrap();
+    entry(tx, &bob().key, "bob", "evidence", Some(id));
+}
+
+/// The fields of an honest run of `of`.
+fn run_fields(of: &str) -> Vec<(&'static str, ScalarValue)> {
+    vec![
+        ("of", of.into()),
+        ("kind", "run".into()),
+        ("command", "dig".into()),
+        ("exit", ScalarValue::Int(0)),
+        ("timeout_ms", ScalarValue::Int(1000)),
+        ("duration_ms", ScalarValue::Int(5)),
+        ("output", "ok".into()),
+        ("cut_bytes", ScalarValue::Int(0)),
+        ("redactions", ScalarValue::Int(0)),
+    ]
+}
+
+#[test]
+fn evidence_is_added_by_its_signer_to_an_item_and_never_changed() {
+    let b = base();
+    let d = b.incident.doc();
+    let t = b.test.to_string();
+    // A document that already holds one evidence (alice's, on the test).
+    let mut with = fork(d);
+    let first = with
+        .apply(
+            Edit::AddEvidence {
+                of: t.clone(),
+                record: a_run("first"),
+            },
+            &alice(),
+            3,
+        )
+        .unwrap()
+        .id
+        .unwrap()
+        .to_string();
+    let w = with.doc();
+    let file = crate::evidence::Record {
+        source: crate::evidence::Source::File {
+            name: "notes.txt".into(),
+            bytes: 2,
+        },
+        output: "hi".into(),
+        cut_bytes: 0,
+        redactions: 0,
+    };
+    let new_id = ItemId::random(Kind::Evidence).to_string();
+    let with_fields = |f: Vec<(&'static str, ScalarValue)>, doc: &Automerge| {
+        let id = new_id.clone();
+        hostile(doc, move |tx| forged_evidence(tx, &id, &bob().key, &f))
+    };
+    let mut both = run_fields(&t);
+    both.push(("signal", ScalarValue::Int(9)));
+    let mut file_with_exit = run_fields(&t);
+    file_with_exit.retain(|(k, _)| !["command", "timeout_ms", "duration_ms"].contains(k));
+    file_with_exit[1].1 = "file".into();
+    file_with_exit.push(("file", "x".into()));
+    file_with_exit.push(("bytes", ScalarValue::Int(1)));
+    let retyped = |k: &str, v: ScalarValue| {
+        let mut f = run_fields(&t);
+        f.iter_mut()
+            .filter(|(n, _)| *n == k)
+            .for_each(|f| f.1 = v.clone());
+        f
+    };
+    let without = |k: &str| {
+        let mut f = run_fields(&t);
+        f.retain(|(n, _)| *n != k);
+        f
+    };
+    let huge = "x".repeat(crate::evidence::MAX_TEXT_BYTES + 1);
+    check(vec![
+        (
+            "the first evidence makes the map",
+            d,
+            honest(
+                d,
+                &bob(),
+                Edit::AddEvidence {
+                    of: t.clone(),
+                    record: a_run("out"),
+                },
+            ),
+            bob(),
+            None,
+        ),
+        (
+            "a file on another's hypothesis, the map already there",
+            w,
+            honest(
+                w,
+                &bob(),
+                Edit::AddEvidence {
+                    of: b.h_alice.to_string(),
+                    record: file.clone(),
+                },
+            ),
+            bob(),
+            None,
+        ),
+        (
+            "by hand, whole",
+            d,
+            with_fields(run_fields(&t), d),
+            bob(),
+            None,
+        ),
+        (
+            "in another's name",
+            d,
+            hostile(d, |tx| {
+                forged_evidence(tx, &new_id, &alice().key, &run_fields(&t))
+            }),
+            bob(),
+            Some(Rule::Author),
+        ),
+        (
+            "on an item that does not exist",
+            d,
+            with_fields(run_fields(&ItemId::random(Kind::Test).to_string()), d),
+            bob(),
+            Some(Rule::Evidence),
+        ),
+        (
+            "on an evidence",
+            w,
+            with_fields(run_fields(&first), w),
+            bob(),
+            Some(Rule::Evidence),
+        ),
+        (
+            "exit as a string",
+            d,
+            with_fields(retyped("exit", "0".into()), d),
+            bob(),
+            Some(Rule::Evidence),
+        ),
+        (
+            "output as a number",
+            d,
+            with_fields(retyped("output", ScalarValue::Int(1)), d),
+            bob(),
+            Some(Rule::Evidence),
+        ),
+        (
+            "a field no evidence has",
+            d,
+            with_fields(
+                {
+                    let mut f = run_fields(&t);
+                    f.push(("verdict", "rules-out".into()));
+                    f
+                },
+                d,
+            ),
+            bob(),
+            Some(Rule::Evidence),
+        ),
+        (
+            "no output",
+            d,
+            with_fields(without("output"), d),
+            bob(),
+            Some(Rule::Evidence),
+        ),
+        (
+            "no redaction count",
+            d,
+            with_fields(without("redactions"), d),
+            bob(),
+            Some(Rule::Evidence),
+        ),
+        (
+            "a run that neither exited nor was signalled",
+            d,
+            with_fields(without("exit"), d),
+            bob(),
+            Some(Rule::Evidence),
+        ),
+        (
+            "a run that both exited and was signalled",
+            d,
+            with_fields(both, d),
+            bob(),
+            Some(Rule::Evidence),
+        ),
+        (
+            "a file with an exit status",
+            d,
+            with_fields(file_with_exit, d),
+            bob(),
+            Some(Rule::Evidence),
+        ),
+        (
+            "an unknown kind",
+            d,
+            with_fields(retyped("kind", "screenshot".into()), d),
+            bob(),
+            Some(Rule::Evidence),
+        ),
+        (
+            "stopped for no known reason",
+            d,
+            with_fields(
+                {
+                    let mut f = run_fields(&t);
+                    f.push(("stopped", "boredom".into()));
+                    f
+                },
+                d,
+            ),
+            bob(),
+            Some(Rule::Evidence),
+        ),
+        (
+            "output over the cap",
+            d,
+            with_fields(retyped("output", huge.as_str().into()), d),
+            bob(),
+            Some(Rule::Evidence),
+        ),
+        (
+            "edit the output of another's evidence",
+            w,
+            hostile(w, |tx| {
+                let e = obj(tx, &["evidence", first.as_str()]);
+                tx.put(&e, "output", "nothing to see").unwrap();
+                bob_note(tx);
+            }),
+            bob(),
+            Some(Rule::ItemEdit),
+        ),
+        (
+            "replace another's evidence",
+            w,
+            with_fields_at(w, &first, run_fields(&t)),
+            bob(),
+            Some(Rule::ItemOnce),
+        ),
+        (
+            "delete an evidence",
+            w,
+            hostile(w, |tx| {
+                let col = obj(tx, &["evidence"]);
+                tx.delete(&col, first.as_str()).unwrap();
+                bob_note(tx);
+            }),
+            bob(),
+            Some(Rule::NoDeletion),
+        ),
+        (
+            "replace the evidence map",
+            w,
+            hostile(w, |tx| {
+                tx.put_object(ROOT, "evidence", ObjType::Map).unwrap();
+                bob_note(tx);
+            }),
+            bob(),
+            Some(Rule::Evidence),
+        ),
+        (
+            "make the evidence map in a note",
+            d,
+            hostile(d, |tx| {
+                tx.put_object(ROOT, "evidence", ObjType::Map).unwrap();
+                bob_note(tx);
+            }),
+            bob(),
+            Some(Rule::Shape),
+        ),
+        (
+            "evidence under a note's entry",
+            d,
+            hostile(d, |tx| {
+                let col = tx.put_object(ROOT, "evidence", ObjType::Map).unwrap();
+                let e = tx.put_object(&col, new_id.as_str(), ObjType::Map).unwrap();
+                for (k, v) in run_fields(&t) {
+                    tx.put(&e, k, v).unwrap();
+                }
+                tx.put(&e, "by", bob().key.as_str()).unwrap();
+                entry(tx, &bob().key, "bob", "note", Some(&new_id));
+            }),
+            bob(),
+            Some(Rule::Shape),
+        ),
+        (
+            "a hypothesis id in the evidence map",
+            d,
+            hostile(d, |tx| {
+                let col = tx.put_object(ROOT, "evidence", ObjType::Map).unwrap();
+                let id = ItemId::random(Kind::Hypothesis).to_string();
+                tx.put_object(&col, id.as_str(), ObjType::Map).unwrap();
+                entry(tx, &bob().key, "bob", "evidence", Some(&id));
+            }),
+            bob(),
+            Some(Rule::ItemOnce),
+        ),
+    ]);
+}
+
+/// Bob writes a whole evidence at `id` (which may already exist).
+fn with_fields_at(doc: &Automerge, id: &str, f: Vec<(&'static str, ScalarValue)>) -> Change {
+    hostile(doc, |tx| forged_evidence(tx, id, &bob().key, &f))
+}

@@ -4,6 +4,7 @@ use std::collections::BTreeMap;
 
 use automerge::{Automerge, ObjId, ObjType, ReadDoc, ScalarValue, Value, ROOT};
 
+use crate::evidence::Evidence;
 use crate::{ItemId, Kind, RuleError, Severity, Status};
 
 /// One item (symptom, hypothesis, test, ...) with its fields as stored.
@@ -25,6 +26,25 @@ impl Item {
     /// A field, or "" when absent.
     pub fn get(&self, field: &str) -> &str {
         self.fields.get(field).map(String::as_str).unwrap_or("")
+    }
+}
+
+/// What an id names in a view: an item, or an evidence.
+#[derive(Clone, Copy, Debug)]
+pub enum Found<'a> {
+    /// A symptom, hypothesis, test, result, fix or follow-up.
+    Item(&'a Item),
+    /// An evidence.
+    Evidence(&'a Evidence),
+}
+
+impl Found<'_> {
+    /// The full id.
+    pub fn id(&self) -> &ItemId {
+        match self {
+            Found::Item(i) => &i.id,
+            Found::Evidence(e) => &e.id,
+        }
     }
 }
 
@@ -99,6 +119,8 @@ pub struct IncidentView {
     pub conflicts: Vec<Conflict>,
     /// Members taken off the roster, oldest first.
     pub removals: Vec<Removal>,
+    /// Evidence attached to items, oldest first.
+    pub evidence: Vec<Evidence>,
     /// Creation time.
     pub created_at: i64,
     /// The narrative summary for the report (`summary`), if written.
@@ -122,6 +144,45 @@ impl IncidentView {
     pub fn item(&self, id: &str) -> Option<&Item> {
         let kind = Kind::from_letter(id.chars().next()?)?;
         self.items(kind).iter().find(|i| i.id.as_str() == id)
+    }
+
+    /// The evidence attached to the item `id` (full id), oldest first.
+    pub fn evidence_of<'a>(&'a self, id: &'a str) -> impl Iterator<Item = &'a Evidence> + 'a {
+        self.evidence.iter().filter(move |e| e.of == id)
+    }
+
+    /// What a typed id or unique prefix names: an item or an evidence.
+    pub fn resolve(&self, typed: &str) -> Result<Found<'_>, RuleError> {
+        let typed = typed.trim().to_ascii_lowercase();
+        let unknown = || RuleError::UnknownId {
+            kind: "item",
+            id: typed.clone(),
+        };
+        let kind = typed.chars().next().and_then(Kind::from_letter);
+        if !crate::ids::could_be_id(&typed) || kind.is_none() || kind == Some(Kind::Incident) {
+            return Err(unknown());
+        }
+        let hits: Vec<Found<'_>> = if kind == Some(Kind::Evidence) {
+            self.evidence
+                .iter()
+                .filter(|e| e.id.as_str().starts_with(&typed))
+                .map(Found::Evidence)
+                .collect()
+        } else {
+            self.items(kind.unwrap_or(Kind::Incident))
+                .iter()
+                .filter(|i| i.id.as_str().starts_with(&typed))
+                .map(Found::Item)
+                .collect()
+        };
+        match hits.as_slice() {
+            [] => Err(unknown()),
+            [one] => Ok(*one),
+            many => Err(RuleError::AmbiguousId {
+                id: typed,
+                candidates: many.iter().map(|f| f.id().to_string()).collect(),
+            }),
+        }
     }
 
     /// The removal of `key`, if it was removed (the first, when several
@@ -183,7 +244,7 @@ pub(crate) fn get_str(doc: &Automerge, obj: &ObjId, key: &str) -> Option<String>
     }
 }
 
-fn get_int(doc: &Automerge, obj: &ObjId, key: &str) -> i64 {
+pub(crate) fn get_int(doc: &Automerge, obj: &ObjId, key: &str) -> i64 {
     match doc.get(obj, key).ok().flatten() {
         Some((Value::Scalar(v), _)) => match v.as_ref() {
             ScalarValue::Int(i) | ScalarValue::Timestamp(i) => *i,
@@ -404,6 +465,7 @@ pub(crate) fn read(doc: &Automerge, timeline: bool) -> Result<IncidentView, Rule
         }
     }
     v.removals = removals(doc);
+    v.evidence = crate::evidence::read(doc);
     for kind in Kind::ITEMS {
         let Some(col) = get_map(doc, &ROOT, kind.collection()) else {
             continue;

@@ -204,6 +204,27 @@ pub const SPECS: &[Spec] = &[
         flags: &[("all", N)],
     },
     Spec {
+        name: "run",
+        aliases: &[],
+        usage: "run <test-id> [--timeout 2m] [-- <command>]",
+        help: "Run the test's action (or the command after `--`, taken as typed) in your shell ($SHELL -c), show its output as it comes, and record the command, exit status, duration and output (stdout and stderr together; the first and last 16 KiB kept, secrets redacted) as signed evidence on the test. Killed with everything it started after --timeout (like 30s, 5m; default 2m); Ctrl-C stops it. Standard input is empty.",
+        flags: &[("timeout", V)],
+    },
+    Spec {
+        name: "attach",
+        aliases: &[],
+        usage: "attach <item-id> <file>",
+        help: "Record a UTF-8 text file (at most 1 MiB; the first and last 16 KiB kept, secrets redacted) as signed evidence on any item.",
+        flags: &[],
+    },
+    Spec {
+        name: "show",
+        aliases: &[],
+        usage: "show <id> [--full]",
+        help: "Print an item with all its fields and its evidence (long output trimmed; --full prints all of it).",
+        flags: &[("full", N)],
+    },
+    Spec {
         name: "brief",
         aliases: &["b"],
         usage: "brief",
@@ -407,6 +428,29 @@ pub enum Command {
     },
     /// `updates`
     Updates { all: bool },
+    /// `run`
+    Run {
+        /// Id (or prefix) of the test.
+        test: String,
+        /// The command line, as typed after `--`; else the test's action.
+        command: Option<String>,
+        /// Killed after this long.
+        timeout: std::time::Duration,
+    },
+    /// `attach`
+    Attach {
+        /// Id (or prefix) of any item.
+        item: String,
+        /// The file, as typed.
+        path: String,
+    },
+    /// `show`
+    Show {
+        /// Id (or prefix) of an item or an evidence.
+        id: String,
+        /// All of the output, untrimmed.
+        full: bool,
+    },
     /// `brief`
     Brief,
     /// `timeline`
@@ -468,6 +512,31 @@ pub enum UpdateMode {
 
 /// How long an invite admits joiners unless `--expires` says otherwise.
 pub const DEFAULT_INVITE_VALIDITY: std::time::Duration = std::time::Duration::from_secs(24 * 3600);
+
+/// How long `run` lets a command run unless `--timeout` says otherwise.
+pub const DEFAULT_RUN_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(120);
+
+/// Commands whose text after a lone `--` is kept exactly as typed: a shell
+/// command line, whose quotes and pipes shell-like splitting would lose.
+const RAW_AFTER_DASHES: &[&str] = &["run"];
+
+/// `line` split at its first lone `--` into what comes before and the rest
+/// as typed (trimmed), if it has one.
+fn split_raw_tail(line: &str) -> Option<(&str, &str)> {
+    let mut from = 0;
+    while let Some(i) = line.get(from..)?.find("--") {
+        let at = from + i;
+        let (before, rest) = line.split_at(at);
+        let after = rest.get(2..).unwrap_or("");
+        let alone_before = before.ends_with(char::is_whitespace);
+        let alone_after = after.is_empty() || after.starts_with(char::is_whitespace);
+        if alone_before && alone_after {
+            return Some((before, after.trim()));
+        }
+        from = at + 2;
+    }
+    None
+}
 
 /// `90s`, `30m`, `2h`, `1d` (a number and one unit), at most a year.
 fn parse_duration(s: &str) -> Option<std::time::Duration> {
@@ -606,7 +675,19 @@ pub fn parse(line: &str) -> Result<Option<Command>, ParseError> {
     if trimmed.is_empty() || trimmed.starts_with('#') {
         return Ok(None);
     }
-    let mut tokens = shlex::split(trimmed).ok_or(ParseError::Quoting)?;
+    let first = trimmed
+        .split_whitespace()
+        .next()
+        .unwrap_or_default()
+        .to_ascii_lowercase();
+    let raw = spec(&first)
+        .filter(|s| RAW_AFTER_DASHES.contains(&s.name))
+        .and_then(|_| split_raw_tail(trimmed));
+    let (head, raw_tail) = match raw {
+        Some((head, tail)) => (head, Some(tail.to_string())),
+        None => (trimmed, None),
+    };
+    let mut tokens = shlex::split(head).ok_or(ParseError::Quoting)?;
     if tokens.is_empty() {
         return Ok(None);
     }
@@ -694,6 +775,41 @@ pub fn parse(line: &str) -> Result<Option<Command>, ParseError> {
         "similar" => a.none().map(|_| Command::Similar)?,
         "update" => parse_update(&a)?,
         "updates" => a.none().map(|_| Command::Updates { all: a.has("all") })?,
+        "run" => {
+            let test = a.word(0, "test id")?;
+            if let Some(extra) = a.words.get(1) {
+                return Err(a.usage(format!(
+                    "unexpected argument `{extra}`; give a command after `--`"
+                )));
+            }
+            let command = match raw_tail {
+                Some(c) if c.is_empty() => return Err(a.usage("missing command after `--`")),
+                other => other,
+            };
+            let timeout = match a.flag("timeout") {
+                Some(d) => parse_duration(&d).ok_or_else(|| {
+                    a.usage(format!("`{d}` is not a duration (like 30s, 5m, 1h)"))
+                })?,
+                None => DEFAULT_RUN_TIMEOUT,
+            };
+            Command::Run {
+                test,
+                command,
+                timeout,
+            }
+        }
+        "attach" => Command::Attach {
+            item: a.word(0, "item id")?,
+            path: a.rest(1, "file")?,
+        },
+        "show" => match a.words.as_slice() {
+            [id] => Command::Show {
+                id: id.clone(),
+                full: a.has("full"),
+            },
+            [] => return Err(a.usage("missing id")),
+            [_, extra, ..] => return Err(a.usage(format!("unexpected argument `{extra}`"))),
+        },
         "brief" => a.none().map(|_| Command::Brief)?,
         "timeline" => Command::Timeline {
             last: match (a.has("all"), a.flag("last")) {
@@ -1004,6 +1120,44 @@ mod tests {
             ("timeline --all", Command::Timeline { last: None }),
             ("note -- --weird text", Command::Note("--weird text".into())),
             ("help test", Command::Help(Some("test".into()))),
+            (
+                "run t3ab",
+                Command::Run {
+                    test: "t3ab".into(),
+                    command: None,
+                    timeout: DEFAULT_RUN_TIMEOUT,
+                },
+            ),
+            (
+                "run t3ab --timeout 30s -- grep 'a  b' x.log | wc -l --total",
+                Command::Run {
+                    test: "t3ab".into(),
+                    command: Some("grep 'a  b' x.log | wc -l --total".into()),
+                    timeout: std::time::Duration::from_secs(30),
+                },
+            ),
+            (
+                "run t3ab -- echo don't -- stop",
+                Command::Run {
+                    test: "t3ab".into(),
+                    command: Some("echo don't -- stop".into()),
+                    timeout: DEFAULT_RUN_TIMEOUT,
+                },
+            ),
+            (
+                "attach h7k2 'logs/resolver 1.log'",
+                Command::Attach {
+                    item: "h7k2".into(),
+                    path: "logs/resolver 1.log".into(),
+                },
+            ),
+            (
+                "show e4k2 --full",
+                Command::Show {
+                    id: "e4k2".into(),
+                    full: true,
+                },
+            ),
             ("QUIT", Command::Quit),
         ];
         for (line, want) in cases {
@@ -1040,6 +1194,12 @@ mod tests {
             ("update --every 15m --post", "--every takes no other flag"),
             ("update --post --last", "not both"),
             ("update --force", "--force is for --out FILE"),
+            ("run", "missing test id"),
+            ("run t1 --", "missing command after `--`"),
+            ("run t1 echo hi", "give a command after `--`"),
+            ("run t1 --timeout soon -- true", "`soon` is not a duration"),
+            ("attach h1", "missing file"),
+            ("show", "missing id"),
         ];
         for (line, want) in cases {
             let err = parse(line).unwrap_err().to_string();

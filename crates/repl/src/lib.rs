@@ -36,7 +36,7 @@ use rustyline::{Context, ExternalPrinter, Helper};
 
 pub use command::{Command, ParseError};
 pub use session::{
-    doctor_json, doctor_text, Company, Network, PeerRow, PromptContext, Reply, Session,
+    doctor_json, doctor_text, Company, Live, Network, PeerRow, PromptContext, Reply, Session,
 };
 
 /// Something that happened on its own (not in answer to a command).
@@ -320,6 +320,12 @@ pub fn interactive(
             }
         }
     });
+    // A command that `run` runs prints as it goes.
+    let mut print = |text: &str| {
+        let mut out = std::io::stdout().lock();
+        let _ = out.write_all(text.as_bytes());
+        let _ = out.flush();
+    };
     println!("dontpanic — stay calm; capture symptoms, test hypotheses. `help` lists commands.");
     for n in session.fresh_nudges() {
         println!("{}", style.notice(&format!("! {n}")));
@@ -334,7 +340,7 @@ pub fn interactive(
         };
         for line in entry.lines() {
             let _ = rl.add_history_entry(line);
-            let Some(reply) = session.run_line(line) else {
+            let Some(reply) = session.run_line_live(line, Some(&mut print)) else {
                 continue;
             };
             if reply.ok {

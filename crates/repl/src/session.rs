@@ -3,7 +3,10 @@
 
 use std::sync::Arc;
 
-use dontpanic_incident::{nudges, render, Edit, Kind, Nudge};
+use dontpanic_incident::evidence::{Ended, Record, Source};
+use dontpanic_incident::{
+    nudges, render, Edit, Evidence, Found, IncidentView, Kind, Nudge, Stopped,
+};
 use dontpanic_notebook::{NotebookError, NotebookHandle};
 use serde_json::{json, Value};
 
@@ -133,6 +136,11 @@ pub struct PeerRow {
     pub problem: Option<String>,
 }
 
+/// Where the output of a command that `run` runs goes while it runs
+/// (whole lines, as they come): the interactive prompt prints it; without
+/// one (a script), the reply carries it.
+pub type Live<'a> = dyn FnMut(&str) + 'a;
+
 /// A REPL session: the notebook (through its handle) and, if running, the
 /// network.
 pub struct Session {
@@ -225,18 +233,37 @@ impl Session {
 
     /// Parses and runs one line; `None` for blank lines and comments.
     pub fn run_line(&self, line: &str) -> Option<Reply> {
+        self.run_line_live(line, None)
+    }
+
+    /// [`run_line`](Self::run_line), with a command's output shown as it
+    /// comes when `live` is given.
+    pub fn run_line_live(&self, line: &str, live: Option<&mut Live<'_>>) -> Option<Reply> {
         match command::parse(line) {
             Ok(None) => None,
-            Ok(Some(cmd)) => Some(self.run(cmd)),
+            Ok(Some(cmd)) => Some(self.run_live(cmd, live)),
             Err(e) => Some(Reply::error(e.to_string())),
         }
     }
 
     /// Runs one command.
     pub fn run(&self, cmd: Command) -> Reply {
+        self.run_live(cmd, None)
+    }
+
+    /// Runs one command, showing a `run`'s output through `live` if given.
+    pub fn run_live(&self, cmd: Command, live: Option<&mut Live<'_>>) -> Reply {
         let name = command_name(&cmd);
         let brief = matches!(cmd, Command::Brief);
-        let mut reply = self.dispatch(cmd).unwrap_or_else(Reply::error);
+        let reply = match cmd {
+            Command::Run {
+                test,
+                command,
+                timeout,
+            } => self.run_evidence(&test, command, timeout, live),
+            cmd => self.dispatch(cmd),
+        };
+        let mut reply = reply.unwrap_or_else(Reply::error);
         if reply.ok {
             // `brief` lists every nudge itself.
             let fresh = self.fresh_nudges();
@@ -268,6 +295,136 @@ impl Session {
             j["short"] = json!(short);
         }
         Ok(Reply::done(applied.summary, j))
+    }
+
+    /// `run`: runs the test's action (or `command`) and records what it did
+    /// as evidence on the test.
+    fn run_evidence(
+        &self,
+        test: &str,
+        command: Option<String>,
+        timeout: std::time::Duration,
+        live: Option<&mut Live<'_>>,
+    ) -> Result<Reply, String> {
+        let view = self.view()?;
+        let test = match view.resolve(test).map_err(|e| e.to_string())? {
+            Found::Item(i) if i.id.kind() == Kind::Test => i,
+            other => {
+                return Err(dontpanic_incident::RuleError::WrongKind {
+                    id: test.to_string(),
+                    got: other.id().kind().noun(),
+                    want: Kind::Test.noun(),
+                }
+                .to_string())
+            }
+        };
+        let command = command.unwrap_or_else(|| test.get("action").to_string());
+        let streamed = live.is_some();
+        // Ctrl-C while the command runs stops it (its group gets SIGINT),
+        // not dontpanic; the notebook and the network go on meanwhile.
+        let interrupt = dontpanic_evidence::Interrupt::install().ok();
+        let ran = match live {
+            Some(print) => {
+                print(&format!(
+                    "running `{}` (timeout {}; Ctrl-C stops it)\n",
+                    render::one_line(&command),
+                    dontpanic_incident::evidence::duration_text(timeout.as_millis() as i64)
+                ));
+                let mut at_line_start = true;
+                let ran = dontpanic_evidence::run(&command, timeout, interrupt, &mut |text| {
+                    at_line_start = text.ends_with('\n');
+                    print(text)
+                });
+                // The reply starts on a line of its own.
+                if !at_line_start {
+                    print("\n");
+                }
+                ran
+            }
+            None => dontpanic_evidence::run(&command, timeout, interrupt, &mut |_| {}),
+        }
+        .map_err(|e| e.to_string())?;
+        let record = Record {
+            source: Source::Run {
+                command: ran.command,
+                ended: match ran.ended {
+                    dontpanic_evidence::Ended::Exit(c) => Ended::Exit(c.into()),
+                    dontpanic_evidence::Ended::Signal(s) => Ended::Signal(s.into()),
+                },
+                stopped: ran.stopped.map(|s| match s {
+                    dontpanic_evidence::Stopped::Timeout => Stopped::Timeout,
+                    dontpanic_evidence::Stopped::Interrupt => Stopped::Interrupt,
+                }),
+                timeout_ms: ran.timeout.as_millis() as i64,
+                duration_ms: ran.duration.as_millis() as i64,
+            },
+            output: ran.output.text,
+            cut_bytes: ran.output.cut_bytes as i64,
+            redactions: (ran.output.redactions + ran.command_redactions) as i64,
+        };
+        self.record_evidence(test.id.to_string(), record, !streamed)
+    }
+
+    /// `attach`: records a text file as evidence on an item.
+    fn attach(&self, item: &str, path: &str) -> Result<Reply, String> {
+        let view = self.view()?;
+        let item = match view.resolve(item).map_err(|e| e.to_string())? {
+            Found::Item(i) => i.id.to_string(),
+            Found::Evidence(e) => {
+                return Err(format!(
+                    "{} is an evidence; attach to the item it is about",
+                    e.short
+                ))
+            }
+        };
+        let file = dontpanic_evidence::read_text_file(std::path::Path::new(path))
+            .map_err(|e| e.to_string())?;
+        let record = Record {
+            source: Source::File {
+                name: path.to_string(),
+                bytes: file.bytes as i64,
+            },
+            output: file.output.text,
+            cut_bytes: file.output.cut_bytes as i64,
+            redactions: file.output.redactions as i64,
+        };
+        self.record_evidence(item, record, true)
+    }
+
+    /// Records evidence on `of`; the reply shows it (trimmed) when
+    /// `with_output`, and its JSON carries every field.
+    fn record_evidence(
+        &self,
+        of: String,
+        record: Record,
+        with_output: bool,
+    ) -> Result<Reply, String> {
+        let done = self.ask(self.notebook.edit(Edit::AddEvidence { of, record }))?;
+        if let Some(net) = &self.network {
+            net.local_edit(&done.incident);
+        }
+        let applied = done.applied;
+        let view = self.view()?;
+        let id = applied.id.map(|i| i.to_string()).unwrap_or_default();
+        let Some(e) = view.evidence.iter().find(|e| e.id.as_str() == id) else {
+            return Ok(Reply::done(
+                applied.summary.clone(),
+                json!({ "summary": applied.summary, "id": id }),
+            ));
+        };
+        let text = if with_output {
+            render::evidence_text(&view, e, false)
+        } else {
+            applied.summary.clone()
+        };
+        // Nested: `command` at the top of a reply names the REPL command.
+        let j = json!({
+            "id": e.id.as_str(),
+            "short": e.short,
+            "summary": applied.summary,
+            "evidence": evidence_json(&view, e),
+        });
+        Ok(Reply::done(text.trim_end().to_string(), j))
     }
 
     fn network(&self) -> Result<&Arc<dyn Network>, String> {
@@ -390,6 +547,31 @@ impl Session {
                 Ok(Reply::done(similar_text(&found), similar_json(&found)))
             }
             Command::Resolve { field, value } => self.edit(Edit::Resolve { field, value }),
+            Command::Run { .. } => Err("`run` runs through Session::run_live".into()),
+            Command::Attach { item, path } => self.attach(&item, &path),
+            Command::Show { id, full } => {
+                let view = self.view()?;
+                let found = view.resolve(&id).map_err(|e| e.to_string())?;
+                let text = render::show(&view, found, full);
+                let j = match found {
+                    Found::Evidence(e) => {
+                        json!({ "evidence": [evidence_json(&view, e)], "id": e.id.as_str() })
+                    }
+                    Found::Item(i) => json!({
+                        "id": i.id.as_str(),
+                        "short": i.short,
+                        "kind": i.id.kind().noun(),
+                        "by": i.by,
+                        "name": view.name_of(&i.by),
+                        "at": i.at,
+                        "fields": i.fields,
+                        "evidence": view.evidence_of(i.id.as_str()).map(|e| evidence_json(&view, e)).collect::<Vec<_>>(),
+                    }),
+                };
+                let mut j = j;
+                j["text"] = json!(text);
+                Ok(Reply::done(text.trim_end().to_string(), j))
+            }
             Command::Update {
                 mode,
                 needs,
@@ -858,6 +1040,51 @@ fn write_out(path: &str, bytes: &[u8], force: bool) -> Result<(), String> {
     std::io::Write::write_all(&mut file, bytes).map_err(|e| format!("cannot write {path}: {e}"))
 }
 
+/// One evidence for a script: every field of the record.
+fn evidence_json(view: &IncidentView, e: &Evidence) -> Value {
+    let r = &e.record;
+    let mut j = json!({
+        "id": e.id.as_str(),
+        "short": e.short,
+        "of": e.of,
+        "by": e.by,
+        "name": view.name_of(&e.by),
+        "at": e.at,
+        "kind": r.kind(),
+        "output": r.output,
+        "cut_bytes": r.cut_bytes,
+        "redactions": r.redactions,
+        "outcome": r.outcome(),
+    });
+    match &r.source {
+        Source::Run {
+            command,
+            ended,
+            stopped,
+            timeout_ms,
+            duration_ms,
+        } => {
+            j["command"] = json!(command);
+            j["exit"] = match ended {
+                Ended::Exit(c) => json!(c),
+                Ended::Signal(_) => Value::Null,
+            };
+            j["signal"] = match ended {
+                Ended::Signal(s) => json!(s),
+                Ended::Exit(_) => Value::Null,
+            };
+            j["stopped"] = json!(stopped.map(|s| s.as_str()));
+            j["timeout_ms"] = json!(timeout_ms);
+            j["duration_ms"] = json!(duration_ms);
+        }
+        Source::File { name, bytes } => {
+            j["file"] = json!(name);
+            j["bytes"] = json!(bytes);
+        }
+    }
+    j
+}
+
 fn write_file(path: &str, bytes: &[u8]) -> Result<(), String> {
     std::fs::write(path, bytes).map_err(|e| format!("cannot write {path}: {e}"))
 }
@@ -963,6 +1190,9 @@ fn command_name(cmd: &Command) -> &'static str {
         Command::Similar => "similar",
         Command::Update { .. } => "update",
         Command::Updates { .. } => "updates",
+        Command::Run { .. } => "run",
+        Command::Attach { .. } => "attach",
+        Command::Show { .. } => "show",
         Command::Brief => "brief",
         Command::Timeline { .. } => "timeline",
         Command::Report { .. } => "report",
