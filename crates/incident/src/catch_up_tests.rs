@@ -120,7 +120,7 @@ Status update: checkout 500s — SEV1, investigating (as of 2026-11-24 03:12:00 
 
 Conditions
 - Impact: customers cannot pay
-- SEV1, investigating; open for 1h12m (since 2026-11-24 02:00:00 UTC)
+- SEV1, investigating; open for 1h 12m (since 2026-11-24 02:00:00 UTC)
 - Cause: not confirmed yet
 - Ruled out: DNS failing (resolvers answer)
 
@@ -300,7 +300,7 @@ fn the_brief_fits_one_screen_however_big_the_incident() {
     for want in [
         "! background check: something",
         "[SEV1] checkout 500s — investigating",
-        "(1h12m ago)",
+        "(1h 12m ago)",
         "last update: none posted (due every 30m)",
         "! SEV1 with no commander",
         "came before a confirmed cause",
@@ -413,4 +413,36 @@ fn intervals_set_concurrently_are_a_conflict_settled_by_resolve() {
     validate(&before, &settled.change, &bob().key).unwrap();
     assert!(merged.conflicts().is_empty());
     assert_eq!(merged.standing().update_every, Some(900));
+}
+
+/// Impact that began before the incident was opened is said in the brief
+/// and in the stakeholder update, from the earliest `--since`.
+#[test]
+fn the_brief_and_the_update_say_when_impact_began() {
+    let mut i = checkout();
+    at(
+        &mut i,
+        &bob(),
+        5,
+        Edit::AddSymptom {
+            text: "payments queue backs up".into(),
+            place: None,
+            frequency: None,
+            impact: None,
+            since: Some("01:41".into()),
+        },
+    );
+    let v = i.view().unwrap();
+    let now = T0 + 72 * MIN;
+    let brief = render::brief(&v, now, &[]);
+    assert!(
+        brief.contains("impact since 01:41:00 UTC (1h 31m ago)"),
+        "{brief}"
+    );
+    assert!(brief.lines().all(|l| l.chars().count() <= 100), "{brief}");
+    let draft = render::update_draft(&v, now, None);
+    assert!(
+        draft.contains("- Impact began 2026-11-24 01:41:00 UTC (1h 31m ago)"),
+        "{draft}"
+    );
 }

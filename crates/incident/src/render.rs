@@ -68,16 +68,7 @@ fn line(out: &mut String, s: impl AsRef<str>) {
     out.push('\n');
 }
 
-/// A duration for people: `42s`, `17m`, `1h12m`, `2d3h`.
-pub fn span(ms: i64) -> String {
-    let s = ms.max(0) / 1000;
-    match s {
-        0..=59 => format!("{s}s"),
-        60..=3599 => format!("{}m", s / 60),
-        3600..=86_399 => format!("{}h{:02}m", s / 3600, s % 3600 / 60),
-        _ => format!("{}d{}h", s / 86_400, s % 86_400 / 3600),
-    }
-}
+pub use crate::when::span;
 
 /// Remote text on one line of at most `max` characters: made safe, line
 /// breaks shown as ` ⏎ `, tabs as spaces, and cut (by characters) with `…`.
@@ -217,7 +208,13 @@ pub fn brief(v: &IncidentView, now_ms: i64, warnings: &[String]) -> String {
         utc(v.created_at),
         span(now_ms - v.created_at)
     );
-    // The impact start (`symptom --since`) belongs on this line.
+    if let Some(since) = v.impact_start() {
+        timing.push_str(&format!(
+            " · impact since {} UTC ({} ago)",
+            clock(since),
+            span(now_ms - since)
+        ));
+    }
     if let Some(at) = v.status.and_then(|s| v.status_times.get(s.as_str())) {
         if *at > v.created_at {
             timing.push_str(&format!(" · {status} for {}", span(now_ms - at)));
@@ -487,6 +484,16 @@ pub fn update_draft(v: &IncidentView, now_ms: i64, needs: Option<&str>) -> Strin
         }
     }
     line(&mut o, since);
+    if let Some(began) = v.impact_start() {
+        line(
+            &mut o,
+            format!(
+                "- Impact began {} ({} ago)",
+                utc(began),
+                span(now_ms - began)
+            ),
+        );
+    }
     let hyps = v.items(Kind::Hypothesis);
     let confirmed: Vec<String> = hyps
         .iter()
@@ -950,7 +957,6 @@ pub fn evidence_markdown(v: &IncidentView, id: &str, indent: usize) -> String {
 /// The Production Incident Report, as Markdown. Every section says in one
 /// line when it has nothing to show.
 pub fn report(v: &IncidentView) -> String {
-    use crate::when::span;
     use crate::Status;
     let mut o = String::new();
     let sev = v.severity.map(|s| s.label()).unwrap_or_default();
