@@ -111,9 +111,14 @@ pub mod limits {
     pub const MAX_CHANGE_BYTES: usize = 1 << 20;
     /// Operations in one change.
     pub const MAX_OPS_PER_CHANGE: usize = 100_000;
-    /// Decompressed bytes of all the chunks of one message (or one joining
-    /// history) together, whole documents included.
+    /// Decompressed bytes of all the chunks of one message together, whole
+    /// documents included.
     pub const MAX_MESSAGE_BYTES: usize = 64 << 20;
+    /// Decompressed bytes of a joining history: twice its 128 MiB frame, so
+    /// a history that fits the frame is never refused for its size (about
+    /// 200,000 timeline entries), while compressed chunks still cannot
+    /// inflate without bound.
+    pub const MAX_JOIN_HISTORY_BYTES: usize = 256 << 20;
     /// Changes in one message or joining history (a whole document counts
     /// every change it holds).
     pub const MAX_CHANGES_PER_MESSAGE: usize = 500_000;
@@ -212,24 +217,36 @@ fn checksum_of(kind: u8, len: usize, data: &[u8]) -> [u8; 4] {
 /// What a message has used of its [`limits`] so far.
 struct Budget {
     bytes: usize,
+    max_bytes: usize,
     changes: usize,
     ops: usize,
 }
 
 impl Budget {
     fn new() -> Budget {
+        Budget::of_bytes(MAX_MESSAGE_BYTES)
+    }
+
+    /// The budget of a joining history.
+    fn for_join() -> Budget {
+        Budget::of_bytes(MAX_JOIN_HISTORY_BYTES)
+    }
+
+    fn of_bytes(max_bytes: usize) -> Budget {
         Budget {
-            bytes: MAX_MESSAGE_BYTES,
+            bytes: max_bytes,
+            max_bytes,
             changes: MAX_CHANGES_PER_MESSAGE,
             ops: MAX_OPS_PER_MESSAGE,
         }
     }
 
     fn spend_bytes(&mut self, n: usize) -> Result<(), NotebookError> {
+        let max = self.max_bytes;
         self.bytes = self
             .bytes
             .checked_sub(n)
-            .ok_or_else(|| malformed(format!("expands to more than {MAX_MESSAGE_BYTES} bytes")))?;
+            .ok_or_else(|| malformed(format!("expands to more than {max} bytes")))?;
         Ok(())
     }
 
@@ -426,7 +443,9 @@ pub fn encode_changes(changes: &[SignedChange]) -> Vec<u8> {
     out
 }
 
-/// Parses [`encode_changes`] output; signatures are not checked here.
+/// Parses [`encode_changes`] output (a joining history, held to
+/// [`MAX_JOIN_HISTORY_BYTES`], not to the smaller per-message budget);
+/// signatures are not checked here.
 pub fn decode_changes(bytes: &[u8]) -> Result<Vec<SignedChange>, NotebookError> {
     let mut at = 0usize;
     let mut take = |n: usize, what: &str| -> Result<&[u8], NotebookError> {
@@ -436,7 +455,7 @@ pub fn decode_changes(bytes: &[u8]) -> Result<Vec<SignedChange>, NotebookError> 
         at = end;
         Ok(s)
     };
-    let mut budget = Budget::new();
+    let mut budget = Budget::for_join();
     let count = u32::from_be_bytes(take(4, "count")?.try_into().expect("4")) as usize;
     // Each change takes at least 100 bytes: never reserve more than are there.
     let mut out = Vec::with_capacity(count.min(bytes.len() / 100));
@@ -693,6 +712,27 @@ mod tests {
         );
         let err = changes_in(&message_of(saved)).unwrap_err().to_string();
         assert!(err.contains("expands"), "{err}");
+    }
+
+    /// A joining history may be bigger than one sync message: 72 MiB of
+    /// changes (each under the per-change cap) decode, where the message
+    /// budget of 64 MiB would refuse them.
+    #[test]
+    fn a_joining_history_may_exceed_the_message_budget() {
+        use automerge::transaction::Transactable;
+        let key = dontpanic_identity::SecretKey::generate();
+        let mut doc = automerge::AutoCommit::new();
+        let mut history = Vec::new();
+        for i in 0..80 {
+            doc.put(automerge::ROOT, format!("n{i}"), "x".repeat(900 << 10))
+                .unwrap();
+            doc.commit();
+            let c = doc.get_last_local_change().unwrap().clone();
+            history.push(SignedChange::sign(&key, c));
+        }
+        let bytes = encode_changes(&history);
+        assert!(bytes.len() > MAX_MESSAGE_BYTES, "{} bytes", bytes.len());
+        assert_eq!(decode_changes(&bytes).unwrap().len(), 80);
     }
 
     #[test]
