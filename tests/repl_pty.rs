@@ -1,6 +1,7 @@
 //! The interactive prompt on a real pseudo-terminal: every line that reaches
 //! the prompt runs, in order — several lines in one read, lines typed ahead
-//! while a command runs, a bracketed paste.
+//! while a command runs, a bracketed paste of commands, a paste after
+//! `note` and a `note` block.
 
 mod support;
 
@@ -215,16 +216,56 @@ fn lines_typed_while_a_command_runs_all_run() {
 }
 
 #[test]
-fn a_bracketed_paste_runs_line_by_line() {
+fn a_bracketed_paste_of_commands_runs_line_by_line() {
     let tmp = tempfile::tempdir().unwrap();
     let mut repl = Repl::start(tmp.path());
     let start = repl.wait_for(0, "the first prompt", |s| s.contains("dontpanic> "));
     repl.send("new \"outage\"\r");
     let start = repl.prompts(start, 1);
     // What a terminal sends for a pasted block, then Enter.
-    repl.send("\x1b[200~note \"pasted one\"\rnote \"pasted two\"\r\x1b[201~\r");
+    repl.send("\x1b[200~status identified\rnote pasted two\r\x1b[201~\r");
     repl.prompts(start, 1);
     let timeline = repl.timeline();
-    assert!(lists_note(&timeline, "pasted one"), "{timeline}");
+    assert!(
+        timeline.contains("investigating -> identified"),
+        "{timeline}"
+    );
     assert!(lists_note(&timeline, "pasted two"), "{timeline}");
+}
+
+#[test]
+fn a_paste_after_note_is_one_entry_and_so_is_a_block() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut repl = Repl::start(tmp.path());
+    let start = repl.wait_for(0, "the first prompt", |s| s.contains("dontpanic> "));
+    repl.send("new outage\r");
+    let start = repl.prompts(start, 1);
+    repl.send("\x1b[200~note here's the log:\rERR one\r  ERR two\r\x1b[201~\r");
+    let start = repl.prompts(start, 1);
+    // `note` alone opens a block, ended by a line holding a single `.`.
+    repl.send("note\r");
+    repl.wait_for(start, "the block hint", |s| s.contains("single `.`"));
+    for line in ["first line\r", "second's line\r", ".\r"] {
+        repl.send(line);
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    repl.prompts(start, 1);
+    let timeline = repl.timeline();
+    let rows: Vec<&str> = timeline.lines().map(str::trim_end).collect();
+    let at = |text: &str| {
+        rows.iter()
+            .rposition(|l| l.ends_with(text))
+            .unwrap_or_else(|| panic!("no row ending `{text}`:\n{timeline}"))
+    };
+    // One entry each, its further lines indented and marked under it.
+    let log = at("note: here's the log:");
+    assert!(rows[log + 1].ends_with("│ ERR one"), "{timeline}");
+    assert!(rows[log + 2].ends_with("│   ERR two"), "{timeline}");
+    let block = at("note: first line");
+    assert!(rows[block + 1].ends_with("│ second's line"), "{timeline}");
+    let notes = rows
+        .iter()
+        .filter(|l| l.contains("alice      note: "))
+        .count();
+    assert_eq!(notes, 2, "{timeline}");
 }

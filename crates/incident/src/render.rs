@@ -235,6 +235,36 @@ fn code(text: &str) -> String {
     format!("`{}`", one_line(text).replace('`', "'"))
 }
 
+/// Remote text of several lines (a pasted log) as a fenced code block
+/// indented to `indent`, so it reads as typed and cannot break out of its
+/// list item: the fence is longer than any run of backticks inside.
+fn code_block(text: &str, indent: usize) -> String {
+    let safe = terminal_safe(text).replace('\t', "    ");
+    let mut longest = 0;
+    let mut run = 0;
+    for c in safe.chars() {
+        run = if c == '`' { run + 1 } else { 0 };
+        longest = longest.max(run);
+    }
+    let fence = "`".repeat((longest + 1).max(3));
+    let pad = " ".repeat(indent);
+    let mut out = format!("{pad}{fence}\n");
+    for l in safe.lines() {
+        out.push_str(&format!("{pad}{l}\n"));
+    }
+    out.push_str(&format!("{pad}{fence}"));
+    out
+}
+
+/// A timeline entry's text for a list item: its first line as text, and
+/// the lines after it, if any, as a code block under it.
+fn entry_text(text: &str) -> String {
+    match text.split_once('\n') {
+        Some((first, more)) => format!("{}\n{}", md1(first), code_block(more, 2)),
+        None => md(text, 2),
+    }
+}
+
 /// The Production Incident Report, as Markdown.
 pub fn report(v: &IncidentView) -> String {
     let mut o = String::new();
@@ -410,7 +440,13 @@ pub fn report(v: &IncidentView) -> String {
 
     let _ = writeln!(o, "\n## Timeline (UTC)\n");
     for e in &v.timeline {
-        let _ = writeln!(o, "- {} — {} — {}", utc(e.at), md1(&e.name), md(&e.text, 2));
+        let _ = writeln!(
+            o,
+            "- {} — {} — {}",
+            utc(e.at),
+            md1(&e.name),
+            entry_text(&e.text)
+        );
     }
 
     let _ = writeln!(o, "\n## Participants\n");
@@ -437,7 +473,29 @@ pub fn report(v: &IncidentView) -> String {
 
 #[cfg(test)]
 mod markdown_tests {
-    use super::{markdown, md, md1};
+    use super::{entry_text, markdown, md, md1};
+
+    #[test]
+    fn several_lines_become_a_code_block_under_the_item() {
+        let cases: &[(&str, &str)] = &[
+            ("note: one line", "note: one line"),
+            (
+                "note: the log:\nERR 1\n  at x",
+                "note: the log:\n  ```\n  ERR 1\n    at x\n  ```",
+            ),
+            (
+                "note: fences\n```\n- not a list",
+                "note: fences\n  ````\n  ```\n  - not a list\n  ````",
+            ),
+            (
+                "note: \x1b[31m\nred\x1b[0m",
+                "note: \\\\u{1b}\\[31m\n  ```\n  red\\u{1b}[0m\n  ```",
+            ),
+        ];
+        for (input, want) in cases {
+            assert_eq!(&entry_text(input), want, "{input:?}");
+        }
+    }
 
     #[test]
     fn remote_text_cannot_open_markdown_structure() {

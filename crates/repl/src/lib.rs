@@ -48,6 +48,54 @@ pub struct Notice {
     pub json: serde_json::Value,
 }
 
+/// Turns lines of input into commands. Each line is one command, except
+/// that a command taking a block ([`command::Rest::Block`], like `note`)
+/// alone on its line opens a block: the lines after it, up to a line
+/// holding a single `.`, are its text, and the whole is one command.
+#[derive(Default)]
+pub struct Lines {
+    open: Option<(String, Vec<String>)>,
+}
+
+impl Lines {
+    /// Takes one line; returns a command's text once one is complete.
+    pub fn feed(&mut self, line: &str) -> Option<String> {
+        match &mut self.open {
+            Some(_) if line.trim() == "." => self.finish(),
+            Some((_, lines)) => {
+                lines.push(line.to_string());
+                None
+            }
+            None if command::opens_block(line) => {
+                self.open = Some((line.to_string(), Vec::new()));
+                None
+            }
+            None => Some(line.to_string()),
+        }
+    }
+
+    /// Starts a block whose first line already holds some of its text (a
+    /// multi-line paste after `note `).
+    fn continue_lines(&mut self, first: &str) {
+        self.open = Some((first.to_string(), Vec::new()));
+    }
+
+    /// Ends the block being gathered (the input ended, or a paste did):
+    /// the command it makes, if one was open.
+    pub fn finish(&mut self) -> Option<String> {
+        let (head, lines) = self.open.take()?;
+        Some(format!("{head}\n{}", lines.join("\n")))
+    }
+
+    /// Whether a block is being gathered.
+    pub fn in_block(&self) -> bool {
+        self.open.is_some()
+    }
+}
+
+/// Said when a block opens.
+const BLOCK_HINT: &str = "(one entry: the lines up to a line holding a single `.`)";
+
 /// Terminal colours, only when writing to a terminal.
 #[derive(Clone, Copy)]
 pub struct Style {
@@ -285,7 +333,10 @@ fn fit(p: StyledPrompt, width: usize) -> StyledPrompt {
 /// `PosixRawReader::unbuffer` returns `None`, src/tty/unix.rs:908, and
 /// `Editor::readline_edit` drops the rest, src/lib.rs:848), so this crate
 /// turns that feature on. A bracketed paste arrives as one multi-line entry;
-/// it is run line by line.
+/// it is run line by line, unless it starts with a command that takes a
+/// block (`note ...`): then it is that one command's text, up to a `.`
+/// line or the end of the paste. `note` alone opens a block ([`Lines`]),
+/// which Ctrl-C drops and Ctrl-D ends.
 pub fn interactive(
     session: &Session,
     history: &Path,
@@ -316,32 +367,78 @@ pub fn interactive(
         }
     });
     println!("dontpanic — stay calm; capture symptoms, test hypotheses. `help` lists commands.");
+    let mut lines = Lines::default();
     loop {
-        let p = LivePrompt::new(session, style, &stale, &ids);
-        let entry = match rl.readline(&p) {
+        let entry = if lines.in_block() {
+            rl.readline("… ")
+        } else {
+            rl.readline(&LivePrompt::new(session, style, &stale, &ids))
+        };
+        let entry = match entry {
             Ok(entry) => entry,
+            Err(ReadlineError::Interrupted) if lines.in_block() => {
+                lines = Lines::default();
+                eprintln!("block dropped; nothing was recorded");
+                continue;
+            }
             Err(ReadlineError::Interrupted) => continue,
-            Err(ReadlineError::Eof) => break,
+            Err(ReadlineError::Eof) => match lines.finish() {
+                // Ctrl-D ends a block as `.` would, then the session.
+                Some(command) => {
+                    run_entry(session, &command, style, &ids);
+                    break;
+                }
+                None => break,
+            },
             Err(e) => return Err(e.to_string()),
         };
-        for line in entry.lines() {
-            let _ = rl.add_history_entry(line);
-            let Some(reply) = session.run_line(line) else {
-                continue;
-            };
-            if reply.ok {
-                println!("{}", reply.text);
-            } else {
-                eprintln!("{}", style.error(&reply.text));
+        let mut commands = Vec::new();
+        let was_in_block = lines.in_block();
+        let mut it = entry.lines();
+        let pasted = entry.trim_end().contains('\n');
+        // A paste of several lines after `note `: one entry, up to a `.`
+        // line or the end of the paste.
+        let paste_is_text = pasted && !lines.in_block() && {
+            let first = entry.lines().next().unwrap_or_default();
+            command::takes_lines(first)
+        };
+        if paste_is_text {
+            if let Some(first) = it.next() {
+                lines.continue_lines(first);
             }
+        }
+        for line in it {
+            commands.extend(lines.feed(line));
+        }
+        if paste_is_text {
+            commands.extend(lines.finish());
+        } else if lines.in_block() && !was_in_block {
+            println!("{BLOCK_HINT}");
+        }
+        for command in commands {
+            let _ = rl.add_history_entry(command.as_str());
             let _ = rl.append_history(history);
-            *ids.lock().unwrap_or_else(|p| p.into_inner()) = session.completion_ids();
-            if reply.quit {
+            if run_entry(session, &command, style, &ids) {
                 return Ok(());
             }
         }
     }
     Ok(())
+}
+
+/// Runs one command of the interactive loop and prints its reply; true
+/// when it asked to leave.
+fn run_entry(session: &Session, command: &str, style: Style, ids: &Mutex<Vec<String>>) -> bool {
+    let Some(reply) = session.run_line(command) else {
+        return false;
+    };
+    if reply.ok {
+        println!("{}", reply.text);
+    } else {
+        eprintln!("{}", style.error(&reply.text));
+    }
+    *ids.lock().unwrap_or_else(|p| p.into_inner()) = session.completion_ids();
+    reply.quit
 }
 
 /// The script loop: one command per line from `input`. In JSON mode every
@@ -364,23 +461,46 @@ pub fn script(
         }
     });
     let mut failed = 0;
-    for (n, line) in input.split(b'\n').enumerate() {
-        let line = match line {
-            Ok(l) => l,
-            Err(e) => {
+    let mut lines = Lines::default();
+    // The line a block opened on, for its error message.
+    let mut opened = 0;
+    let mut input = input.split(b'\n').enumerate();
+    loop {
+        let (n, command) = match input.next() {
+            None => match lines.finish() {
+                // The input ended inside a block: it ends the block too.
+                Some(command) => (opened, Ok(command)),
+                None => break,
+            },
+            Some((n, Err(e))) => {
                 eprintln!("error: stdin line {}: {e}", n + 1);
                 failed += 1;
                 break;
             }
+            // A line that is not UTF-8 gets an error reply; the rest still run.
+            Some((n, Ok(line))) => match std::str::from_utf8(&line) {
+                Ok(text) => {
+                    if !lines.in_block() {
+                        opened = n;
+                    }
+                    match lines.feed(text.strip_suffix('\r').unwrap_or(text)) {
+                        Some(command) => (opened, Ok(command)),
+                        None => continue,
+                    }
+                }
+                Err(e) => (
+                    n,
+                    Err(format!(
+                        "line {} is not valid UTF-8 (byte {} of the line); it was not run",
+                        n + 1,
+                        e.valid_up_to() + 1
+                    )),
+                ),
+            },
         };
-        // A line that is not UTF-8 gets an error reply; the rest still run.
-        let reply = match std::str::from_utf8(&line) {
-            Ok(text) => session.run_line(text.strip_suffix('\r').unwrap_or(text)),
-            Err(e) => Some(Reply::error(format!(
-                "line {} is not valid UTF-8 (byte {} of the line); it was not run",
-                n + 1,
-                e.valid_up_to() + 1
-            ))),
+        let reply = match command {
+            Ok(text) => session.run_line(&text),
+            Err(message) => Some(Reply::error(message)),
         };
         let Some(reply) = reply else {
             continue;

@@ -323,11 +323,78 @@ impl Session {
                 unconfirmed_because,
             }),
             Command::Note(text) => self.edit(Edit::AddNote { text }),
-            Command::Status(s) => self.edit(Edit::SetStatus(s)),
+            Command::Status(Some(s)) => self.edit(Edit::SetStatus(s)),
+            Command::Status(None) => {
+                let view = self.view()?;
+                let status = view
+                    .status
+                    .unwrap_or(dontpanic_incident::Status::Investigating);
+                let since = view
+                    .status_times
+                    .get(status.as_str())
+                    .map(|t| format!(" (since {})", render::utc(*t)))
+                    .unwrap_or_default();
+                Ok(Reply::done(
+                    format!(
+                        "status: {status}{since}
+  change it with `status <{}>`",
+                        words(dontpanic_incident::Status::ALL)
+                    ),
+                    json!({ "status": status.as_str(), "since": view.status_times.get(status.as_str()) }),
+                ))
+            }
             Command::Reopen(reason) => self.edit(Edit::Reopen { reason }),
-            Command::Role { role, name } => self.edit(Edit::SetRole { role, name }),
+            Command::Role {
+                role: Some(role),
+                name: Some(name),
+            } => self.edit(Edit::SetRole { role, name }),
+            Command::Role { role, name: _ } => {
+                let view = self.view()?;
+                let shown: Vec<dontpanic_incident::Role> = match role {
+                    Some(r) => vec![r],
+                    None => dontpanic_incident::Role::ALL.to_vec(),
+                };
+                let holder = |r: dontpanic_incident::Role| view.roles.get(r.as_str()).cloned();
+                let mut text: Vec<String> = shown
+                    .iter()
+                    .map(|r| {
+                        format!(
+                            "{:<10} {}",
+                            r.as_str(),
+                            holder(*r).unwrap_or_else(|| "(nobody)".into())
+                        )
+                    })
+                    .collect();
+                text.push(format!(
+                    "  give one with `role <{}> <member>`; members: {}",
+                    words(dontpanic_incident::Role::ALL),
+                    view.members
+                        .iter()
+                        .filter(|m| view.removal_of(&m.key).is_none())
+                        .map(|m| m.name.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ));
+                let roles: serde_json::Map<String, Value> = shown
+                    .iter()
+                    .map(|r| (r.as_str().to_string(), json!(holder(*r))))
+                    .collect();
+                Ok(Reply::done(text.join("\n"), json!({ "roles": roles })))
+            }
             Command::Title(t) => self.edit(Edit::SetTitle(t)),
-            Command::Severity(s) => self.edit(Edit::SetSeverity(s)),
+            Command::Severity(Some(s)) => self.edit(Edit::SetSeverity(s)),
+            Command::Severity(None) => {
+                let view = self.view()?;
+                let sev = view.severity.unwrap_or(dontpanic_incident::Severity::Sev3);
+                Ok(Reply::done(
+                    format!(
+                        "severity: {} — {}\n  change it with `sev <1-4>`; `help sev` defines them",
+                        sev.label(),
+                        sev.meaning()
+                    ),
+                    json!({ "severity": sev.as_str() }),
+                ))
+            }
             Command::FollowUp(text) => self.edit(Edit::AddFollowUp { text }),
             Command::Resolve { field, value } => self.edit(Edit::Resolve { field, value }),
             Command::Brief => {
@@ -651,6 +718,14 @@ pub fn doctor_json(report: &dontpanic_notebook::Report) -> Value {
         "notes": report.notes,
         "clean": report.is_clean(),
     })
+}
+
+/// `a|b|c` from a word enum's values.
+fn words<T: Copy + std::fmt::Display>(all: &[T]) -> String {
+    all.iter()
+        .map(|w| w.to_string())
+        .collect::<Vec<_>>()
+        .join("|")
 }
 
 fn write_file(path: &str, bytes: &[u8]) -> Result<(), String> {
