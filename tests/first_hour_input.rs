@@ -5,7 +5,7 @@
 mod support;
 
 use serde_json::Value;
-use support::{script, Node};
+use support::{script, script_text, Node};
 
 fn texts(replies: &[Value]) -> Vec<String> {
     replies
@@ -119,4 +119,102 @@ fn a_block_through_a_running_node_answers_once() {
         "{v}"
     );
     assert_eq!(n.ok("status")["status"], "investigating");
+}
+
+#[test]
+fn bare_status_sev_and_role_show_the_current_values() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (r, stderr, code) = script(
+        tmp.path(),
+        "alice",
+        &[
+            "new checkout down --sev 2",
+            "status",
+            "sev",
+            "role",
+            "role commander alice",
+            "role ic",
+            "role commander bob",
+            "role",
+            "status identified",
+            "status",
+        ],
+    );
+    assert_eq!(code, 1, "only the non-member fails: {stderr}");
+    assert_eq!(r[1]["status"], "investigating", "{}", r[1]);
+    assert_eq!(r[2]["severity"], "sev2", "{}", r[2]);
+    assert_eq!(r[3]["roles"]["commander"], Value::Null, "{}", r[3]);
+    assert_eq!(r[4]["summary"], "commander: alice", "{}", r[4]);
+    assert_eq!(
+        r[5]["roles"],
+        serde_json::json!({"commander": "alice"}),
+        "{}",
+        r[5]
+    );
+    let refused = r[6]["error"].as_str().unwrap();
+    assert!(
+        refused.contains("`bob` is not a member of this incident; the members are: alice"),
+        "{refused}"
+    );
+    assert_eq!(
+        r[7]["roles"]["commander"], "alice",
+        "the commander was kept"
+    );
+    assert_eq!(r[9]["status"], "identified", "{}", r[9]);
+    // And for a human:
+    let (out, _, _) = script_text(tmp.path(), "alice", &["status", "sev", "role"]);
+    assert!(out.contains("status: identified (since "), "{out}");
+    assert!(
+        out.contains("severity: SEV2 — Major: a core function degraded for many."),
+        "{out}"
+    );
+    assert!(
+        out.contains("commander  alice") && out.contains("scribe     (nobody)"),
+        "{out}"
+    );
+}
+
+#[test]
+fn near_misses_get_a_did_you_mean_and_help_says_aliases_and_severities() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (r, _, _) = script(
+        tmp.path(),
+        "alice",
+        &[
+            "new outage",
+            "hypoo bad deploy",
+            "status resolve",
+            "sev sev5",
+            "role comander alice",
+            "result t1 saw it --ruled-ot",
+            "help",
+            "help sev",
+            "help stauts",
+        ],
+    );
+    let err = |i: usize| r[i]["error"].as_str().unwrap_or_default().to_string();
+    assert!(
+        err(1).contains("unknown command `hypoo` (did you mean `hypo`?)"),
+        "{}",
+        err(1)
+    );
+    assert!(err(2).contains("did you mean `resolved`?"), "{}", err(2));
+    assert!(err(3).contains("did you mean `sev1`?"), "{}", err(3));
+    assert!(err(4).contains("did you mean `commander`?"), "{}", err(4));
+    assert!(err(5).contains("did you mean `--ruled-out`?"), "{}", err(5));
+    let help = r[6]["text"].as_str().unwrap();
+    assert!(
+        help.contains("(also: hypothesis, h)") && help.contains("free text needs no quotes"),
+        "{help}"
+    );
+    let sev = r[7]["text"].as_str().unwrap();
+    for line in [
+        "SEV1",
+        "Critical: total outage or data loss.",
+        "SEV4",
+        "Low: cosmetic or internal.",
+    ] {
+        assert!(sev.contains(line), "{sev}");
+    }
+    assert!(err(8).contains("did you mean `status`?"), "{}", err(8));
 }

@@ -122,8 +122,13 @@ pub enum RuleError {
     #[error("{0} is already a member")]
     AlreadyMember(String),
     /// No current member matches what was typed.
-    #[error("no member matches `{0}` (see `who`)")]
-    UnknownMember(String),
+    #[error("`{typed}` is not a member of this incident; the members are: {}", members.join(", "))]
+    UnknownMember {
+        /// What was typed (cut short).
+        typed: String,
+        /// The current members' roster names.
+        members: Vec<String>,
+    },
     /// A member cannot remove itself.
     #[error("you cannot remove yourself; ask another member")]
     RemoveSelf,
@@ -459,7 +464,13 @@ impl Incident {
             .collect();
         match hits.as_slice() {
             [k] => Ok((*k).clone()),
-            [] => Err(RuleError::UnknownMember(t.chars().take(24).collect())),
+            [] => Err(RuleError::UnknownMember {
+                typed: t.chars().take(24).collect(),
+                members: keys
+                    .iter()
+                    .map(|k| self.roster_name(k).unwrap_or_default())
+                    .collect(),
+            }),
             many => Err(RuleError::AmbiguousId {
                 id: t.chars().take(24).collect(),
                 candidates: many.iter().map(|k| k.chars().take(16).collect()).collect(),
@@ -899,9 +910,19 @@ impl Incident {
                 plan.finish("reopen", format!("reopened: {reason}"));
             }
             Edit::SetRole { role, name } => {
-                let name = need(&name, "name")?;
-                plan.role = Some((role, name.clone()));
-                plan.finish("role", format!("{role}: {name}"));
+                // Roles go to members, under their roster names: a typo
+                // must not silently replace the commander.
+                let key = self.resolve_member(&need(&name, "name")?)?;
+                let name = self.roster_name(&key).unwrap_or_default();
+                let was = view::get_map(&self.doc, &ROOT, "roles")
+                    .and_then(|roles| self.str_at(&roles, role.as_str()));
+                let summary = match was {
+                    Some(w) if w == name => format!("{role}: {name} (already held)"),
+                    Some(w) => format!("{role}: {name} (replaces {w})"),
+                    None => format!("{role}: {name}"),
+                };
+                plan.role = Some((role, name));
+                plan.finish("role", summary);
             }
             Edit::SetTitle(title) => {
                 let title = need(&title, "title")?;

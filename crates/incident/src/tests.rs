@@ -290,6 +290,32 @@ fn every_edit_lands_in_the_timeline_with_author_and_time() {
 }
 
 #[test]
+fn roles_go_to_members_and_say_whom_they_replace() {
+    let mut i = fresh();
+    let role = |name: &str| Edit::SetRole {
+        role: Role::Commander,
+        name: name.into(),
+    };
+    let summary =
+        |i: &mut Incident, name: &str| i.apply(role(name), &alice(), 1).map(|a| a.summary);
+    assert_eq!(summary(&mut i, " ALICE ").unwrap(), "commander: alice");
+    assert_eq!(
+        summary(&mut i, "alice").unwrap(),
+        "commander: alice (already held)"
+    );
+    let err = summary(&mut i, "bob").unwrap_err();
+    assert!(
+        matches!(&err, RuleError::UnknownMember { members, .. } if members == &["alice".to_string()]),
+        "{err}"
+    );
+    assert!(err.to_string().contains("`bob` is not a member"), "{err}");
+    assert_eq!(
+        i.view().unwrap().roles.get("commander").map(String::as_str),
+        Some("alice")
+    );
+}
+
+#[test]
 fn empty_texts_are_refused() {
     let mut i = fresh();
     for edit in [
