@@ -31,6 +31,11 @@ struct Repl {
 
 impl Repl {
     fn start(dir: &Path) -> Repl {
+        Repl::start_with(dir, &["--name", "alice", "--offline"])
+    }
+
+    /// `dontpanic --data-dir DIR [args...]` on a pty.
+    fn start_with(dir: &Path, args: &[&str]) -> Repl {
         let size = nix::pty::Winsize {
             ws_row: 40,
             ws_col: 120,
@@ -40,7 +45,7 @@ impl Repl {
         let pty = nix::pty::openpty(Some(&size), None).expect("openpty");
         let child = Command::new(support::bin())
             .args(["--data-dir", dir.to_str().unwrap()])
-            .args(["--name", "alice", "--offline"])
+            .args(args)
             .env("TERM", "xterm")
             .stdin(Stdio::from(pty.slave.try_clone().unwrap()))
             .stdout(Stdio::from(pty.slave.try_clone().unwrap()))
@@ -268,4 +273,35 @@ fn a_paste_after_note_is_one_entry_and_so_is_a_block() {
         .filter(|l| l.contains("alice      note: "))
         .count();
     assert_eq!(notes, 2, "{timeline}");
+}
+
+#[test]
+fn the_first_run_name_prompt_asks_again_on_empty_input() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut repl = Repl::start_with(tmp.path(), &["--offline"]);
+    let ask = "Your name (as teammates will see it): ";
+    let at = repl.wait_for(0, "the name prompt", |s| s.contains(ask));
+    repl.send("\r");
+    let at = repl.wait_for(at, "the prompt again", |s| {
+        s.contains("A name is needed") && s.contains(ask)
+    });
+    repl.send("   \r");
+    let at = repl.wait_for(at, "the prompt a third time", |s| s.contains(ask));
+    repl.send("alice\r");
+    repl.wait_for(at, "the REPL", |s| s.contains("dontpanic> "));
+    repl.send("whoami\r");
+    repl.wait_for(at, "whoami", |s| s.contains("\nalice\n"));
+}
+
+#[test]
+fn end_of_input_at_the_name_prompt_says_why_it_stops() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut repl = Repl::start_with(tmp.path(), &["--offline"]);
+    let at = repl.wait_for(0, "the name prompt", |s| s.contains("Your name"));
+    repl.send("\x04");
+    repl.wait_for(at, "the reason", |s| {
+        s.contains("no name given (end of input)")
+    });
+    let status = repl.child.wait().unwrap();
+    assert_eq!(status.code(), Some(2));
 }
