@@ -218,3 +218,52 @@ fn near_misses_get_a_did_you_mean_and_help_says_aliases_and_severities() {
     }
     assert!(err(8).contains("did you mean `status`?"), "{}", err(8));
 }
+
+#[test]
+fn join_at_the_prompt_says_what_was_joined_and_shows_the_brief() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut alice = Node::loopback(&tmp.path().join("alice"), "alice", &[]);
+    alice.ok("new checkout returns 500s --sev 2");
+    alice.ok("hypo bad deploy of payments v42");
+    let invite = alice.invite();
+    let mut bob = Node::loopback(&tmp.path().join("bob"), "bob", &[]);
+    let own = bob.ok("new bob's own drill")["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let joined = bob.ok(&format!("join {invite}"));
+    assert_eq!(joined["title"], "checkout returns 500s", "{joined}");
+    assert_eq!(joined["severity"], "sev2", "{joined}");
+    assert_eq!(joined["status"], "investigating", "{joined}");
+    assert_eq!(
+        joined["members"],
+        serde_json::json!(["alice", "bob"]),
+        "{joined}"
+    );
+    assert_eq!(joined["switched_from"], own.as_str(), "{joined}");
+    let brief = bob.brief();
+    assert!(brief.contains("bad deploy of payments v42"), "{brief}");
+    // The same for a human: what, who, the switch, then the brief.
+    let text = joined_text(&tmp.path().join("carol"), &alice.invite());
+    assert!(
+        text.contains("joined i") && text.contains(": checkout returns 500s"),
+        "{text}"
+    );
+    assert!(
+        text.contains("SEV2 · investigating · members: alice, bob, carol"),
+        "{text}"
+    );
+    assert!(text.contains("bad deploy of payments v42"), "{text}");
+}
+
+/// `dontpanic join <invite>` without `--json`, quitting right after: what it printed.
+fn joined_text(dir: &std::path::Path, invite: &str) -> String {
+    let out = std::process::Command::new(support::bin())
+        .args(["--data-dir", dir.to_str().unwrap(), "--name", "carol"])
+        .args(support::LOOPBACK)
+        .args(["join", invite])
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}

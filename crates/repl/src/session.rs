@@ -604,14 +604,17 @@ impl Session {
             }
             Command::Remove { member, reason } => self.edit(Edit::RemoveMember { member, reason }),
             Command::Join(invite) => {
+                let before = self
+                    .notebook
+                    .published()
+                    .current
+                    .as_ref()
+                    .map(|c| c.id.clone());
                 let id = self.network()?.join(&invite)?;
                 if let Some(net) = &self.network {
                     net.incident_opened();
                 }
-                Ok(Reply::done(
-                    format!("joined incident {id}"),
-                    json!({ "id": id }),
-                ))
+                self.joined(id, before)
             }
             Command::Help(topic) => {
                 let text = command::help(topic.as_deref()).map_err(|e| e.to_string())?;
@@ -626,6 +629,46 @@ impl Session {
                 Ok(r)
             }
         }
+    }
+
+    /// What `join` answers: what was joined (title, severity, status,
+    /// members), whether the open incident changed, then the brief.
+    fn joined(&self, id: String, before: Option<String>) -> Result<Reply, String> {
+        let (view, _) = self.ask(self.notebook.view())?;
+        let mut members: Vec<&str> = view
+            .members
+            .iter()
+            .filter(|m| view.removal_of(&m.key).is_none())
+            .map(|m| m.name.as_str())
+            .collect();
+        members.sort_by_key(|n| n.to_lowercase());
+        let severity = view.severity.map(|s| s.label()).unwrap_or_default();
+        let status = view.status.map(|s| s.to_string()).unwrap_or_default();
+        let mut text = format!(
+            "joined {id}: {}\n  {severity} · {status} · members: {}",
+            view.title,
+            members.join(", ")
+        );
+        let switched = before.as_ref().filter(|b| **b != view.id);
+        if let Some(b) = switched {
+            text.push_str(&format!(
+                "\n  the open incident is now this one (was {b}: `open {}` goes back)",
+                b.chars().take(5).collect::<String>()
+            ));
+        }
+        text.push_str("\n\n");
+        text.push_str(render::brief(&view).trim_end());
+        Ok(Reply::done(
+            text,
+            json!({
+                "id": id,
+                "title": view.title,
+                "severity": view.severity.map(|s| s.as_str()),
+                "status": status,
+                "members": members,
+                "switched_from": switched,
+            }),
+        ))
     }
 
     /// "waiting for N damaged changes from members", for the incident at
