@@ -243,6 +243,18 @@ fn join_at_the_prompt_says_what_was_joined_and_shows_the_brief() {
     assert_eq!(joined["switched_from"], own.as_str(), "{joined}");
     let brief = bob.brief();
     assert!(brief.contains("bad deploy of payments v42"), "{brief}");
+    // `peers -v` answers with the same JSON rows as `peers`.
+    let verbose = bob.ok("peers -v");
+    let rows = verbose["peers"].as_array().unwrap();
+    assert!(
+        rows.iter()
+            .any(|p| p["name"] == "alice" && p["peer_id"].is_string() && p["address"].is_string()),
+        "{verbose}"
+    );
+    assert!(bob.cmd("peers -x")["error"]
+        .as_str()
+        .unwrap()
+        .contains("unexpected argument `-x`"));
     // The same for a human: what, who, the switch, then the brief.
     let text = joined_text(&tmp.path().join("carol"), &alice.invite());
     assert!(

@@ -301,10 +301,10 @@ pub const SPECS: &[Spec] = &[
     Spec {
         name: "peers",
         aliases: &[],
-        usage: "peers",
-        help: "Show connected and discovered peers.",
+        usage: "peers [-v]",
+        help: "Show connected and discovered peers; -v adds peer ids, addresses, how each was found and why one was rejected.",
         rest: Rest::Words,
-        flags: &[],
+        flags: &[("verbose", N)],
     },
     Spec {
         name: "connect",
@@ -443,7 +443,10 @@ pub enum Command {
     /// `whoami`
     Whoami,
     /// `peers`
-    Peers,
+    Peers {
+        /// `-v`: the details under each row.
+        verbose: bool,
+    },
     /// `connect`
     Connect(String),
     /// `unblock`
@@ -991,7 +994,13 @@ pub fn parse(input: &str) -> Result<Option<Command>, ParseError> {
         "log" => a.none().map(|_| Command::Log)?,
         "doctor" => a.none().map(|_| Command::Doctor)?,
         "whoami" => a.none().map(|_| Command::Whoami)?,
-        "peers" => a.none().map(|_| Command::Peers)?,
+        "peers" => Command::Peers {
+            verbose: match a.at_most_one()?.as_deref() {
+                None => a.has("verbose"),
+                Some("-v") => true,
+                Some(other) => return Err(a.usage(format!("unexpected argument `{other}`"))),
+            },
+        },
         "connect" => Command::Connect(a.word(0, "multiaddr")?),
         "unblock" => Command::Unblock(a.word(0, "peer id")?),
         "invite" => {

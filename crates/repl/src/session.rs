@@ -544,36 +544,13 @@ impl Session {
                 let report = self.ask(self.notebook.doctor())?;
                 Ok(Reply::done(doctor_text(&report), doctor_json(&report)))
             }
-            Command::Peers => {
+            Command::Peers { verbose } => {
                 let rows = self.network()?.peers()?;
                 let waiting = self.waiting_for_damaged();
                 let text = if rows.is_empty() {
                     "no peers yet".to_string()
                 } else {
-                    rows.iter()
-                        .map(|p| {
-                            format!(
-                                "{:<10} {:<11} {:<7} {:<8} {:<52} {:>8} {:>9}  {}{}",
-                                if p.name.is_empty() { "?" } else { &p.name },
-                                p.state,
-                                p.found_by,
-                                p.route,
-                                p.peer_id,
-                                p.rtt_ms
-                                    .map(|r| format!("{r:.1}ms"))
-                                    .unwrap_or_else(|| "-".into()),
-                                p.last_sync_secs
-                                    .map(|s| format!("{s}s ago"))
-                                    .unwrap_or_else(|| "never".into()),
-                                p.address,
-                                p.problem
-                                    .as_ref()
-                                    .map(|x| format!("  REJECTED: {x}"))
-                                    .unwrap_or_default()
-                            )
-                        })
-                        .collect::<Vec<_>>()
-                        .join("\n")
+                    peers_table(&rows, verbose)
                 };
                 let text = match &waiting {
                     Some(line) => format!("{text}\n{line}"),
@@ -763,6 +740,68 @@ pub fn doctor_json(report: &dontpanic_notebook::Report) -> Value {
     })
 }
 
+/// Columns of `peers` (the last, `note`, takes what is left of 100).
+const PEER_COLUMNS: [(&str, usize); 5] = [
+    ("name", 14),
+    ("state", 11),
+    ("route", 8),
+    ("rtt", 8),
+    ("last sync", 10),
+];
+
+/// `text` in at most `width` columns, cut with `…`.
+fn clip(text: &str, width: usize) -> String {
+    if text.chars().count() <= width {
+        return text.to_string();
+    }
+    let mut out: String = text.chars().take(width.saturating_sub(1)).collect();
+    out.push('…');
+    out
+}
+
+/// The `peers` table: a header and one row per peer in 100 columns; with
+/// `verbose`, the peer id, address, how it was found and any problem under
+/// each row.
+fn peers_table(rows: &[PeerRow], verbose: bool) -> String {
+    let used: usize = PEER_COLUMNS.iter().map(|(_, w)| w + 1).sum();
+    let note_width = 100 - used;
+    let line = |cells: [&str; 6]| {
+        let mut out = String::new();
+        for ((_, w), cell) in PEER_COLUMNS.iter().zip(cells) {
+            out.push_str(&format!("{:<w$} ", clip(cell, *w)));
+        }
+        out.push_str(&clip(cells[5], note_width));
+        out.trim_end().to_string()
+    };
+    let mut out = vec![line(["name", "state", "route", "rtt", "last sync", "note"])];
+    for p in rows {
+        let rtt = p
+            .rtt_ms
+            .map(|r| format!("{r:.1}ms"))
+            .unwrap_or_else(|| "-".into());
+        let sync = p
+            .last_sync_secs
+            .map(|s| format!("{s}s ago"))
+            .unwrap_or_else(|| "never".into());
+        let note = match (&p.problem, verbose) {
+            (Some(_), false) => "rejected: see `peers -v`".to_string(),
+            (Some(_), true) => "rejected".to_string(),
+            (None, _) => String::new(),
+        };
+        let name = if p.name.is_empty() { "?" } else { &p.name };
+        out.push(line([name, &p.state, &p.route, &rtt, &sync, &note]));
+        if verbose {
+            out.push(format!("    peer     {}", p.peer_id));
+            out.push(format!("    address  {}", p.address));
+            out.push(format!("    found by {}", p.found_by));
+            if let Some(problem) = &p.problem {
+                out.push(format!("    problem  {}", render::one_line(problem)));
+            }
+        }
+    }
+    out.join("\n")
+}
+
 /// `a|b|c` from a word enum's values.
 fn words<T: Copy + std::fmt::Display>(all: &[T]) -> String {
     all.iter()
@@ -802,7 +841,7 @@ fn command_name(cmd: &Command) -> &'static str {
         Command::Log => "log",
         Command::Doctor => "doctor",
         Command::Whoami => "whoami",
-        Command::Peers => "peers",
+        Command::Peers { .. } => "peers",
         Command::Connect(_) => "connect",
         Command::Unblock(_) => "unblock",
         Command::Invite { .. } => "invite",
@@ -810,5 +849,72 @@ fn command_name(cmd: &Command) -> &'static str {
         Command::Join(_) => "join",
         Command::Help(_) => "help",
         Command::Quit => "quit",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(name: &str, state: &str, problem: Option<&str>) -> PeerRow {
+        PeerRow {
+            name: name.into(),
+            peer_id: "12D3KooWLongPeerIdThatWouldMakeTheRowWrapOnANarrowTerminal1234".into(),
+            address: "/ip4/192.168.100.200/udp/40123/quic-v1/p2p/12D3KooWRelay/p2p-circuit".into(),
+            found_by: "mdns".into(),
+            state: state.into(),
+            route: "relayed".into(),
+            last_sync_secs: Some(12_345),
+            rtt_ms: Some(1234.5),
+            problem: problem.map(str::to_string),
+        }
+    }
+
+    #[test]
+    fn the_peers_table_fits_100_columns_with_details_under_v() {
+        let rows = [
+            row("alice", "connected", None),
+            row("a-very-long-responder-name", "discovered", None),
+            row(
+                "",
+                "rejected",
+                Some("sent a change signed by a non-member\x1b[2J"),
+            ),
+        ];
+        // (verbose, line, what it must hold)
+        let cases: &[(bool, usize, &str)] = &[
+            (
+                false,
+                0,
+                "name           state       route    rtt      last sync  note",
+            ),
+            (
+                false,
+                1,
+                "alice          connected   relayed  1234.5ms 12345s ago",
+            ),
+            (false, 2, "a-very-long-r… discovered"),
+            (
+                false,
+                3,
+                "?              rejected    relayed  1234.5ms 12345s ago rejected: see `peers -v`",
+            ),
+            (true, 2, "    peer     12D3KooWLongPeerId"),
+            (true, 3, "    address  /ip4/192.168.100.200/"),
+            (true, 4, "    found by mdns"),
+            (
+                true,
+                13,
+                "    problem  sent a change signed by a non-member\\u{1b}[2J",
+            ),
+        ];
+        for (verbose, n, want) in cases {
+            let table = peers_table(&rows, *verbose);
+            let lines: Vec<&str> = table.lines().collect();
+            assert!(lines[*n].starts_with(want), "line {n} of\n{table}");
+            if !verbose {
+                assert!(lines.iter().all(|l| l.chars().count() <= 100), "{table}");
+            }
+        }
     }
 }
