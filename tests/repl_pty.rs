@@ -305,3 +305,25 @@ fn end_of_input_at_the_name_prompt_says_why_it_stops() {
     let status = repl.child.wait().unwrap();
     assert_eq!(status.code(), Some(2));
 }
+
+#[test]
+fn completion_shows_titles_and_offers_what_fits() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut repl = Repl::start(tmp.path());
+    let start = repl.wait_for(0, "the first prompt", |s| s.contains("dontpanic> "));
+    repl.send("new outage\r");
+    let start = repl.prompts(start, 1);
+    repl.send("hypo DNS resolution failing\r");
+    let start = repl.prompts(start, 1);
+    repl.send("hypo bad deploy of v42\r");
+    let start = repl.prompts(start, 1);
+    // Two open hypotheses: the list shows each id with its text.
+    repl.send("test \t\t");
+    let start = repl.wait_for(start, "the candidates", |s| {
+        s.contains("DNS resolution failing") && s.contains("bad deploy of v42")
+    });
+    repl.send("\x15status res\t");
+    repl.wait_for(start, "the status completed", |s| {
+        s.contains("status resolved")
+    });
+}

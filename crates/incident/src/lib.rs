@@ -299,6 +299,19 @@ pub fn change_event(change: &Change) -> Option<String> {
     })
 }
 
+/// An item as the prompt offers it for completion.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Completion {
+    /// Its shortest unique id.
+    pub id: String,
+    /// Its kind.
+    pub kind: Kind,
+    /// Its text on one line, terminal-safe.
+    pub label: String,
+    /// A hypothesis still open, a test without a result (other kinds: always).
+    pub open: bool,
+}
+
 /// What an applied edit produced.
 #[derive(Debug)]
 pub struct Applied {
@@ -538,6 +551,49 @@ impl Incident {
         self.collection(kind)
             .map(|c| self.doc.keys(&c).map(|k| k.to_string()).collect())
             .unwrap_or_default()
+    }
+
+    /// Every item as the prompt completes it: short id, kind, one-line
+    /// label and whether it is still open (a hypothesis not ruled out or
+    /// confirmed, a test without a result). Reads the items only, never the
+    /// timeline, so it stays cheap on a long incident.
+    pub fn completions(&self) -> Vec<Completion> {
+        let tested: std::collections::HashSet<String> = self
+            .ids(Kind::Result)
+            .iter()
+            .filter_map(|r| ItemId::parse(r).and_then(|id| self.item_field(&id, "test")))
+            .collect();
+        let mut out = Vec::new();
+        for kind in Kind::ITEMS {
+            let mut ids = self.ids(kind);
+            ids.sort();
+            let shorts = ids::short_forms(&ids);
+            for (full, short) in ids.iter().zip(shorts) {
+                let Some(id) = ItemId::parse(full) else {
+                    continue;
+                };
+                let field = match kind {
+                    Kind::Test => "action",
+                    Kind::Result => "observation",
+                    _ => "text",
+                };
+                let open = match kind {
+                    Kind::Hypothesis => {
+                        self.item_field(&id, "status").as_deref()
+                            == Some(HypothesisStatus::Open.as_str())
+                    }
+                    Kind::Test => !tested.contains(full),
+                    _ => true,
+                };
+                out.push(Completion {
+                    id: short,
+                    kind,
+                    label: render::one_line(&self.item_field(&id, field).unwrap_or_default()),
+                    open,
+                });
+            }
+        }
+        out
     }
 
     /// Resolves a typed id or unique prefix to an item of `kind`.

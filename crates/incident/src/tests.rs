@@ -410,3 +410,47 @@ fn remote_text_cannot_drive_the_terminal_or_forge_a_line() {
         assert!(!terminal_safe(input).contains('\x1b'));
     }
 }
+
+#[test]
+fn completions_say_which_items_are_still_open() {
+    let mut i = fresh();
+    let dns = add(
+        &mut i,
+        Edit::AddHypothesis {
+            text: "DNS\nfailing".into(),
+        },
+    );
+    let deploy = add(
+        &mut i,
+        Edit::AddHypothesis {
+            text: "bad deploy".into(),
+        },
+    );
+    let test = |h: &ItemId, action: &str| Edit::AddTest {
+        hypothesis: h.to_string(),
+        action: action.into(),
+        rules_out_if: "ok".into(),
+    };
+    let t_dns = add(&mut i, test(&dns, "dig"));
+    let t_deploy = add(&mut i, test(&deploy, "roll back canary"));
+    add(
+        &mut i,
+        Edit::AddResult {
+            test: t_dns.to_string(),
+            observation: "answers".into(),
+            verdict: Verdict::RulesOut,
+        },
+    );
+    let found = i.completions();
+    let open = |id: &ItemId| {
+        let c = found
+            .iter()
+            .find(|c| id.as_str().starts_with(&c.id))
+            .unwrap();
+        (c.label.as_str(), c.open)
+    };
+    assert_eq!(open(&dns), ("DNS ⏎ failing", false));
+    assert_eq!(open(&deploy), ("bad deploy", true));
+    assert_eq!(open(&t_dns), ("dig", false));
+    assert_eq!(open(&t_deploy), ("roll back canary", true));
+}

@@ -33,7 +33,7 @@ pub use dontpanic_incident as incident;
 use dontpanic_incident::{Applied, Edit, Editor, Incident, RuleError, Severity};
 use dontpanic_store::{DataDir, Device, Journal, StoreError};
 
-pub use actor::{NotebookHandle, Published};
+pub use actor::{Completions, NotebookHandle, Published};
 pub use doctor::{Problem, Report};
 pub use dontpanic_store::Damage;
 

@@ -96,6 +96,13 @@ const V: Takes = Takes::Value;
 const T: Takes = Takes::Text;
 const N: Takes = Takes::Nothing;
 
+impl Spec {
+    /// The names of its flags (without `--`).
+    pub fn flag_names(&self) -> impl Iterator<Item = &'static str> {
+        self.flags.iter().map(|(f, _)| *f)
+    }
+}
+
 /// Every command, in the order `help` lists them.
 pub const SPECS: &[Spec] = &[
     Spec {

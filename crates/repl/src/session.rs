@@ -183,9 +183,21 @@ impl Session {
         })
     }
 
-    /// Ids worth completing at the prompt: items (short forms) and incidents.
-    pub fn completion_ids(&self) -> Vec<String> {
-        self.ask(self.notebook.completion_ids()).unwrap_or_default()
+    /// What the prompt completes: the notebook's incidents, items and
+    /// conflicts, and the members of the incident at the prompt (from what
+    /// the notebook published).
+    pub fn completions(&self) -> crate::Offer {
+        let published = self.notebook.published();
+        let members = published
+            .current
+            .as_ref()
+            .and_then(|c| published.rosters.get(&c.id))
+            .map(|r| r.iter().map(|m| m.name.clone()).collect())
+            .unwrap_or_default();
+        crate::Offer {
+            notebook: self.ask(self.notebook.completions()).unwrap_or_default(),
+            members,
+        }
     }
 
     /// Parses and runs one line; `None` for blank lines and comments.
