@@ -279,3 +279,51 @@ fn joined_text(dir: &std::path::Path, invite: &str) -> String {
         .unwrap();
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
+
+#[test]
+fn a_key_is_shown_in_one_fingerprint_format_everywhere() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (r, stderr, code) = script(
+        tmp.path(),
+        "alice",
+        &[
+            "new outage",
+            "whoami",
+            "log",
+            "report",
+            "remove 0000:1111 typo",
+        ],
+    );
+    assert_eq!(code, 1, "{stderr}");
+    let fp = r[1]["fingerprint"].as_str().unwrap().to_string();
+    let key = r[1]["key"].as_str().unwrap();
+    let grouped: Vec<String> = key
+        .chars()
+        .take(16)
+        .collect::<Vec<_>>()
+        .chunks(4)
+        .map(|c| c.iter().collect())
+        .collect();
+    assert_eq!(fp, grouped.join(":"), "four groups of four hex digits");
+    assert_eq!(r[2]["changes"][0]["fingerprint"], fp.as_str(), "{}", r[2]);
+    let report = r[3]["text"].as_str().unwrap();
+    assert!(report.contains(&format!("alice (`{fp}`)")), "{report}");
+    // A fingerprint as shown is accepted where a key prefix is.
+    assert!(
+        r[4]["error"]
+            .as_str()
+            .unwrap()
+            .contains("`0000:1111` is not a member"),
+        "{}",
+        r[4]
+    );
+    let (own, _, _) = script(tmp.path(), "alice", &[&format!("remove {fp} me")]);
+    assert!(
+        own[0]["error"]
+            .as_str()
+            .unwrap()
+            .contains("cannot remove yourself"),
+        "{}",
+        own[0]
+    );
+}

@@ -35,6 +35,7 @@ mod view;
 use automerge::transaction::{CommitOptions, Transactable, Transaction};
 use automerge::{ActorId, Automerge, Change, ObjId, ObjType, ReadDoc, ScalarValue, Value, ROOT};
 
+pub use dontpanic_identity::fingerprint;
 pub use ids::{short_forms, shortest_unique, ItemId, Kind, MIN_SHORT_LEN};
 pub use types::{HypothesisStatus, Role, Severity, Status, Verdict};
 pub use validate::{validate, Rule, Validator, Violation};
@@ -471,9 +472,11 @@ impl Incident {
         }) {
             return Ok(k.clone());
         }
+        // A key prefix, or a fingerprint as shown (colons dropped).
+        let prefix = want.replace(':', "");
         let hits: Vec<&String> = keys
             .iter()
-            .filter(|k| !want.is_empty() && k.starts_with(&want))
+            .filter(|k| !prefix.is_empty() && k.starts_with(&prefix))
             .collect();
         match hits.as_slice() {
             [k] => Ok((*k).clone()),
@@ -486,7 +489,7 @@ impl Incident {
             }),
             many => Err(RuleError::AmbiguousId {
                 id: t.chars().take(24).collect(),
-                candidates: many.iter().map(|k| k.chars().take(16).collect()).collect(),
+                candidates: many.iter().map(|k| fingerprint(k)).collect(),
             }),
         }
     }
@@ -992,17 +995,11 @@ impl Incident {
             Edit::AddMember { key, name } => {
                 let name = need(&name, "member name")?;
                 if self.roster_name(&key).is_some() {
-                    return Err(RuleError::AlreadyMember(key.chars().take(16).collect()));
+                    return Err(RuleError::AlreadyMember(fingerprint(&key)));
                 }
                 let name = self.free_name(&name);
                 plan.member = Some((key.clone(), name.clone()));
-                plan.finish(
-                    "member",
-                    format!(
-                        "{name} joined ({})",
-                        key.chars().take(16).collect::<String>()
-                    ),
-                );
+                plan.finish("member", format!("{name} joined ({})", fingerprint(&key)));
             }
             Edit::RemoveMember { member, reason } => {
                 let reason = need(&reason, "reason for the removal")?;
@@ -1017,10 +1014,7 @@ impl Incident {
                 });
                 plan.finish(
                     "remove",
-                    format!(
-                        "removed {name} ({}): {reason}",
-                        key.chars().take(16).collect::<String>()
-                    ),
+                    format!("removed {name} ({}): {reason}", fingerprint(&key)),
                 );
             }
             Edit::Resolve { field, value } => {

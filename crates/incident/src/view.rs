@@ -116,7 +116,7 @@ impl IncidentView {
             .iter()
             .find(|m| m.key == key)
             .map(|m| m.name.clone())
-            .unwrap_or_else(|| key.chars().take(8).collect())
+            .unwrap_or_else(|| crate::fingerprint(key))
     }
 
     /// The short form of a full id, or the id itself when unknown.

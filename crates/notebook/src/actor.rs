@@ -800,7 +800,9 @@ fn admit(
         .held(incident)
         .is_some_and(|o| dontpanic_incident::removed_keys(o.incident().doc()).contains(&key))
     {
-        return Err(dontpanic_incident::RuleError::Removed(key.chars().take(16).collect()).into());
+        return Err(
+            dontpanic_incident::RuleError::Removed(dontpanic_incident::fingerprint(&key)).into(),
+        );
     }
     let on_roster = nb
         .held(incident)

@@ -803,7 +803,7 @@ fn check_claimed_authors(changes: &[SignedChange]) -> Result<(), String> {
             return Err(format!(
                 "change {} writes entries in the name of {} but is signed by {}",
                 c.hash(),
-                claimed.chars().take(16).collect::<String>(),
+                dontpanic_incident::fingerprint(&claimed),
                 c.signer.fingerprint()
             ));
         }
