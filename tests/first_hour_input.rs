@@ -327,3 +327,34 @@ fn a_key_is_shown_in_one_fingerprint_format_everywhere() {
         own[0]
     );
 }
+
+#[test]
+fn connect_errors_say_what_was_wrong_in_words() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut n = Node::loopback(&tmp.path().join("a"), "alice", &[]);
+    let err = |n: &mut Node, addr: &str| {
+        let v = n.cmd(&format!("connect {addr}"));
+        assert_eq!(v["ok"], false, "{v}");
+        v["error"].as_str().unwrap().to_string()
+    };
+    let cases = [
+        (
+            "127.0.0.1:4001",
+            "it looks like host:port; type /ip4/127.0.0.1/tcp/4001",
+        ),
+        (
+            "/ip4/127.0.0.1/tcp/1",
+            "nothing is listening there (connection refused)",
+        ),
+        (
+            "/ip4/127.0.0.1/tcp/1/ws",
+            "is not an address this node can dial (use /ip4/",
+        ),
+        ("hello", "`hello` is not an address this node can dial"),
+    ];
+    for (addr, want) in cases {
+        let e = err(&mut n, addr);
+        assert!(e.contains(want), "{addr}: {e}");
+        assert!(!e.contains("Multiaddr is not supported"), "{addr}: {e}");
+    }
+}
