@@ -756,7 +756,7 @@ fn split_args(
         from + tokens
             .iter()
             .skip(from)
-            .take_while(|t| !t.is_flag(only_words) && !(t.ends_words() && !only_words))
+            .take_while(|t| !t.is_flag(only_words) && (only_words || !t.ends_words()))
             .count()
     };
     while let Some(tok) = tokens.get(i) {

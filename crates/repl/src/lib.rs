@@ -159,9 +159,8 @@ fn pair(insert: &str, label: &str) -> Pair {
 fn complete_line(offer: &Offer, before: &str) -> (usize, Vec<Pair>) {
     let start = before
         .char_indices()
-        .filter(|(_, c)| c.is_whitespace())
+        .rfind(|(_, c)| c.is_whitespace())
         .map(|(i, c)| i + c.len_utf8())
-        .last()
         .unwrap_or(0);
     let (head, word) = before.split_at_checked(start).unwrap_or((before, ""));
     let args: Vec<&str> = head.split_whitespace().collect();
