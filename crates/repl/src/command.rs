@@ -766,8 +766,7 @@ fn split_args(
             continue;
         }
         if tok.is_flag(only_words) {
-            let (fname, takes) = find_flag(&args, tok)?;
-            let name = fname;
+            let (name, takes) = find_flag(&args, tok)?;
             i += 1;
             let value = match takes {
                 Takes::Nothing if tok.inline => {
@@ -791,7 +790,7 @@ fn split_args(
                     Some(text)
                 }
             };
-            args.flags.push((fname, value));
+            args.flags.push((name, value));
             continue;
         }
         match spec.rest.at() {
@@ -876,8 +875,7 @@ pub fn command_names() -> impl Iterator<Item = &'static str> {
 /// [`Rest::Block`]): the command's name alone, with nothing after it.
 pub fn opens_block(line: &str) -> bool {
     let t = line.trim();
-    !t.contains(char::is_whitespace)
-        && spec(&t.to_ascii_lowercase()).is_some_and(|s| matches!(s.rest, Rest::Block(_)))
+    !t.contains(char::is_whitespace) && takes_lines(t)
 }
 
 /// Whether a multi-line entry starting with `first_line` is one command
