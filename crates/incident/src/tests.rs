@@ -309,9 +309,28 @@ fn roles_go_to_members_and_say_whom_they_replace() {
         "{err}"
     );
     assert!(err.to_string().contains("`bob` is not a member"), "{err}");
+    let bob = "bb".repeat(32);
+    i.apply(
+        Edit::AddMember {
+            key: bob.clone(),
+            name: "Bob Smith".into(),
+        },
+        &alice(),
+        1,
+    )
+    .unwrap();
+    assert_eq!(
+        summary(&mut i, "bob smith").unwrap(),
+        "commander: Bob Smith (replaces alice)"
+    );
+    assert_eq!(
+        summary(&mut i, "bbbbbb").unwrap(),
+        "commander: Bob Smith (already held)",
+        "a key prefix names the member too"
+    );
     assert_eq!(
         i.view().unwrap().roles.get("commander").map(String::as_str),
-        Some("alice")
+        Some("Bob Smith")
     );
 }
 
