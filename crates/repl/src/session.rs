@@ -230,7 +230,8 @@ impl Session {
             j["id"] = json!(id.as_str());
             j["short"] = json!(short);
         }
-        Ok(Reply::done(applied.summary, j))
+        // A block's further lines are indented under it, as in `timeline`.
+        Ok(Reply::done(render::continued(&applied.summary, 2), j))
     }
 
     fn network(&self) -> Result<&Arc<dyn Network>, String> {
