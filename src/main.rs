@@ -81,15 +81,22 @@ fn data_dir(cli: &Cli) -> Result<PathBuf> {
 }
 
 fn ask_name() -> Result<String> {
-    print!("First run on this device. Your name (as teammates will see it): ");
-    std::io::stdout().flush()?;
-    let mut name = String::new();
-    std::io::stdin().lock().read_line(&mut name)?;
-    let name = name.trim().to_string();
-    if name.is_empty() {
-        bail!("a name is needed to sign your edits; run again and type one, or give --name");
+    let mut stdin = std::io::stdin().lock();
+    loop {
+        print!("First run on this device. Your name (as teammates will see it): ");
+        std::io::stdout().flush()?;
+        let mut name = String::new();
+        if stdin.read_line(&mut name)? == 0 {
+            // End of input: nobody is there to answer.
+            println!();
+            bail!("no name given (end of input): a name is needed to sign your edits; run again and type one, or give --name");
+        }
+        let name = name.trim();
+        if !name.is_empty() {
+            return Ok(name.to_string());
+        }
+        println!("A name is needed to sign your edits; type one (Ctrl-D to stop).");
     }
-    Ok(name)
 }
 
 fn open_notebook(cli: &Cli) -> Result<Notebook> {

@@ -101,7 +101,7 @@ fn the_method_from_symptom_to_report() {
         stranger["error"]
             .as_str()
             .unwrap()
-            .contains("`mallory` is not a member of this incident (members: alice)"),
+            .contains("`mallory` is not a member of this incident; the members are: alice"),
         "{stranger}"
     );
     n.ok("followup \"alert on checkout 5xx rate\" --owner alice --due 2030-01-31");

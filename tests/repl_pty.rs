@@ -1,6 +1,7 @@
 //! The interactive prompt on a real pseudo-terminal: every line that reaches
 //! the prompt runs, in order — several lines in one read, lines typed ahead
-//! while a command runs, a bracketed paste.
+//! while a command runs, a bracketed paste of commands, a paste after
+//! `note` and a `note` block.
 
 mod support;
 
@@ -30,6 +31,11 @@ struct Repl {
 
 impl Repl {
     fn start(dir: &Path) -> Repl {
+        Repl::start_with(dir, &["--name", "alice", "--offline"])
+    }
+
+    /// `dontpanic --data-dir DIR [args...]` on a pty.
+    fn start_with(dir: &Path, args: &[&str]) -> Repl {
         let size = nix::pty::Winsize {
             ws_row: 40,
             ws_col: 120,
@@ -39,7 +45,7 @@ impl Repl {
         let pty = nix::pty::openpty(Some(&size), None).expect("openpty");
         let child = Command::new(support::bin())
             .args(["--data-dir", dir.to_str().unwrap()])
-            .args(["--name", "alice", "--offline"])
+            .args(args)
             .env("TERM", "xterm")
             .stdin(Stdio::from(pty.slave.try_clone().unwrap()))
             .stdout(Stdio::from(pty.slave.try_clone().unwrap()))
@@ -215,17 +221,20 @@ fn lines_typed_while_a_command_runs_all_run() {
 }
 
 #[test]
-fn a_bracketed_paste_runs_line_by_line() {
+fn a_bracketed_paste_of_commands_runs_line_by_line() {
     let tmp = tempfile::tempdir().unwrap();
     let mut repl = Repl::start(tmp.path());
     let start = repl.wait_for(0, "the first prompt", |s| s.contains("dontpanic> "));
     repl.send("new \"outage\"\r");
     let start = repl.prompts(start, 1);
     // What a terminal sends for a pasted block, then Enter.
-    repl.send("\x1b[200~note \"pasted one\"\rnote \"pasted two\"\r\x1b[201~\r");
+    repl.send("\x1b[200~status identified\rnote pasted two\r\x1b[201~\r");
     repl.prompts(start, 1);
     let timeline = repl.timeline();
-    assert!(lists_note(&timeline, "pasted one"), "{timeline}");
+    assert!(
+        timeline.contains("investigating -> identified"),
+        "{timeline}"
+    );
     assert!(lists_note(&timeline, "pasted two"), "{timeline}");
 }
 
@@ -297,5 +306,95 @@ fn run_shows_output_as_it_comes_and_ctrl_c_stops_the_command_not_the_repl() {
     repl.send("run t -- printf no-newline\r");
     repl.wait_for(from, "the reply on its own line", |s| {
         s.contains("\nno-newline\nevidence ")
+    });
+}
+
+#[test]
+fn a_paste_after_note_is_one_entry_and_so_is_a_block() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut repl = Repl::start(tmp.path());
+    let start = repl.wait_for(0, "the first prompt", |s| s.contains("dontpanic> "));
+    repl.send("new outage\r");
+    let start = repl.prompts(start, 1);
+    repl.send("\x1b[200~note here's the log:\rERR one\r  ERR two\r\x1b[201~\r");
+    let start = repl.prompts(start, 1);
+    // `note` alone opens a block, ended by a line holding a single `.`.
+    repl.send("note\r");
+    repl.wait_for(start, "the block hint", |s| s.contains("single `.`"));
+    for line in ["first line\r", "second's line\r", ".\r"] {
+        repl.send(line);
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    repl.prompts(start, 1);
+    let timeline = repl.timeline();
+    let rows: Vec<&str> = timeline.lines().map(str::trim_end).collect();
+    let at = |text: &str| {
+        rows.iter()
+            .rposition(|l| l.ends_with(text))
+            .unwrap_or_else(|| panic!("no row ending `{text}`:\n{timeline}"))
+    };
+    // One entry each, its further lines indented and marked under it.
+    let log = at("note: here's the log:");
+    assert!(rows[log + 1].ends_with("│ ERR one"), "{timeline}");
+    assert!(rows[log + 2].ends_with("│   ERR two"), "{timeline}");
+    let block = at("note: first line");
+    assert!(rows[block + 1].ends_with("│ second's line"), "{timeline}");
+    let notes = rows
+        .iter()
+        .filter(|l| l.contains("alice      note: "))
+        .count();
+    assert_eq!(notes, 2, "{timeline}");
+}
+
+#[test]
+fn the_first_run_name_prompt_asks_again_on_empty_input() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut repl = Repl::start_with(tmp.path(), &["--offline"]);
+    let ask = "Your name (as teammates will see it): ";
+    let at = repl.wait_for(0, "the name prompt", |s| s.contains(ask));
+    repl.send("\r");
+    let at = repl.wait_for(at, "the prompt again", |s| {
+        s.contains("A name is needed") && s.contains(ask)
+    });
+    repl.send("   \r");
+    let at = repl.wait_for(at, "the prompt a third time", |s| s.contains(ask));
+    repl.send("alice\r");
+    repl.wait_for(at, "the REPL", |s| s.contains("dontpanic> "));
+    repl.send("whoami\r");
+    repl.wait_for(at, "whoami", |s| s.contains("\nalice\n"));
+}
+
+#[test]
+fn end_of_input_at_the_name_prompt_says_why_it_stops() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut repl = Repl::start_with(tmp.path(), &["--offline"]);
+    let at = repl.wait_for(0, "the name prompt", |s| s.contains("Your name"));
+    repl.send("\x04");
+    repl.wait_for(at, "the reason", |s| {
+        s.contains("no name given (end of input)")
+    });
+    let status = repl.child.wait().unwrap();
+    assert_eq!(status.code(), Some(2));
+}
+
+#[test]
+fn completion_shows_titles_and_offers_what_fits() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut repl = Repl::start(tmp.path());
+    let start = repl.wait_for(0, "the first prompt", |s| s.contains("dontpanic> "));
+    repl.send("new outage\r");
+    let start = repl.prompts(start, 1);
+    repl.send("hypo DNS resolution failing\r");
+    let start = repl.prompts(start, 1);
+    repl.send("hypo bad deploy of v42\r");
+    let start = repl.prompts(start, 1);
+    // Two open hypotheses: the list shows each id with its text.
+    repl.send("test \t\t");
+    let start = repl.wait_for(start, "the candidates", |s| {
+        s.contains("DNS resolution failing") && s.contains("bad deploy of v42")
+    });
+    repl.send("\x15status res\t");
+    repl.wait_for(start, "the status completed", |s| {
+        s.contains("status resolved")
     });
 }

@@ -80,6 +80,32 @@ pub fn script(dir: &Path, name: &str, lines: &[&str]) -> (Vec<Value>, String, i3
     )
 }
 
+/// Runs a whole script through a fresh `--offline` process without
+/// `--json`, as a person piping commands sees it; returns (stdout, stderr,
+/// exit code).
+pub fn script_text(dir: &Path, name: &str, lines: &[&str]) -> (String, String, i32) {
+    let dir = dir.to_str().expect("utf-8 path");
+    let mut child = Command::new(bin())
+        .args(["--data-dir", dir, "--name", name, "--offline"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start dontpanic");
+    {
+        let mut stdin = child.stdin.take().expect("piped stdin");
+        for l in lines {
+            writeln!(stdin, "{l}").expect("write to dontpanic");
+        }
+    }
+    let out = child.wait_with_output().expect("wait for dontpanic");
+    (
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+        out.status.code().unwrap_or(-1),
+    )
+}
+
 /// One running `dontpanic --json` process.
 pub struct Node {
     /// Display name (also `--name`).

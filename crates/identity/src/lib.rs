@@ -131,11 +131,7 @@ impl PublicKey {
 
     /// A short, human-comparable fingerprint, e.g. `3f9a:1c02:77be:0d41`.
     pub fn fingerprint(&self) -> String {
-        let b = self.0.as_bytes();
-        format!(
-            "{:02x}{:02x}:{:02x}{:02x}:{:02x}{:02x}:{:02x}{:02x}",
-            b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]
-        )
+        fingerprint(&self.to_string())
     }
 
     /// Checks a signature over an arbitrary message.
@@ -154,6 +150,19 @@ impl Ord for PublicKey {
     fn cmp(&self, other: &Self) -> std::cmp::Ordering {
         self.0.as_bytes().cmp(other.0.as_bytes())
     }
+}
+
+/// The fingerprint of a key given in hex (as rosters store keys): its
+/// first 8 bytes as four groups of four hex digits, `3f9a:1c02:77be:0d41`.
+/// The one format every key is shown in; typing it (colons and all) where
+/// a key prefix is asked for works.
+pub fn fingerprint(hex: &str) -> String {
+    let digits: Vec<char> = hex.chars().filter(|c| *c != ':').take(16).collect();
+    digits
+        .chunks(4)
+        .map(|c| c.iter().collect::<String>())
+        .collect::<Vec<_>>()
+        .join(":")
 }
 
 impl fmt::Display for PublicKey {
@@ -378,6 +387,21 @@ mod tests {
         }
         doc.put(automerge::ROOT, "k", value).unwrap();
         doc.get_last_local_change().unwrap()
+    }
+
+    #[test]
+    fn one_fingerprint_format_for_keys_and_hex() {
+        let key = SecretKey::generate().public();
+        let fp = key.fingerprint();
+        assert_eq!(fp, fingerprint(&key.to_string()));
+        assert_eq!(fingerprint(&fp), fp, "a fingerprint is its own fingerprint");
+        for (hex, want) in [
+            ("3f9a1c0277be0d41ffff", "3f9a:1c02:77be:0d41"),
+            ("3f9a1c", "3f9a:1c"),
+            ("", ""),
+        ] {
+            assert_eq!(fingerprint(hex), want, "{hex}");
+        }
     }
 
     #[test]

@@ -41,6 +41,7 @@ pub mod when;
 use automerge::transaction::{CommitOptions, Transactable, Transaction};
 use automerge::{ActorId, Automerge, Change, ObjId, ObjType, ReadDoc, ScalarValue, Value, ROOT};
 
+pub use dontpanic_identity::fingerprint;
 pub use evidence::Evidence;
 pub use ids::{short_forms, shortest_unique, ItemId, Kind, MIN_SHORT_LEN};
 pub use nudge::{nudges, Nudge};
@@ -135,8 +136,13 @@ pub enum RuleError {
     #[error("{0} is already a member")]
     AlreadyMember(String),
     /// No current member matches what was typed.
-    #[error("no member matches `{0}` (see `who`)")]
-    UnknownMember(String),
+    #[error("`{typed}` is not a member of this incident; the members are: {}", members.join(", "))]
+    UnknownMember {
+        /// What was typed (cut short).
+        typed: String,
+        /// The current members' roster names.
+        members: Vec<String>,
+    },
     /// A member cannot remove itself.
     #[error("you cannot remove yourself; ask another member")]
     RemoveSelf,
@@ -146,15 +152,6 @@ pub enum RuleError {
     /// A time or date that could not be read.
     #[error(transparent)]
     Time(#[from] TimeError),
-    /// A name given where a member is needed (a follow-up's owner) is not
-    /// on the roster.
-    #[error("`{name}` is not a member of this incident (members: {members})")]
-    NotAMember {
-        /// What was typed.
-        name: String,
-        /// The current members' names.
-        members: String,
-    },
     /// A text is over its cap.
     #[error("{what} is too long: at most {max} bytes")]
     TooLong {
@@ -368,6 +365,19 @@ pub fn change_event(change: &Change) -> Option<String> {
     })
 }
 
+/// An item as the prompt offers it for completion.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Completion {
+    /// Its shortest unique id.
+    pub id: String,
+    /// Its kind.
+    pub kind: Kind,
+    /// Its text on one line, terminal-safe.
+    pub label: String,
+    /// A hypothesis still open, a test without a result (other kinds: always).
+    pub open: bool,
+}
+
 /// What an applied edit produced.
 #[derive(Debug)]
 pub struct Applied {
@@ -527,16 +537,24 @@ impl Incident {
         }) {
             return Ok(k.clone());
         }
+        // A key prefix, or a fingerprint as shown (colons dropped).
+        let prefix = want.replace(':', "");
         let hits: Vec<&String> = keys
             .iter()
-            .filter(|k| !want.is_empty() && k.starts_with(&want))
+            .filter(|k| !prefix.is_empty() && k.starts_with(&prefix))
             .collect();
         match hits.as_slice() {
             [k] => Ok((*k).clone()),
-            [] => Err(RuleError::UnknownMember(t.chars().take(24).collect())),
+            [] => Err(RuleError::UnknownMember {
+                typed: t.chars().take(24).collect(),
+                members: keys
+                    .iter()
+                    .map(|k| self.roster_name(k).unwrap_or_default())
+                    .collect(),
+            }),
             many => Err(RuleError::AmbiguousId {
                 id: t.chars().take(24).collect(),
-                candidates: many.iter().map(|k| k.chars().take(16).collect()).collect(),
+                candidates: many.iter().map(|k| fingerprint(k)).collect(),
             }),
         }
     }
@@ -601,6 +619,49 @@ impl Incident {
         self.collection(kind)
             .map(|c| self.doc.keys(&c).map(|k| k.to_string()).collect())
             .unwrap_or_default()
+    }
+
+    /// Every item as the prompt completes it: short id, kind, one-line
+    /// label and whether it is still open (a hypothesis not ruled out or
+    /// confirmed, a test without a result). Reads the items only, never the
+    /// timeline, so it stays cheap on a long incident.
+    pub fn completions(&self) -> Vec<Completion> {
+        let tested: std::collections::HashSet<String> = self
+            .ids(Kind::Result)
+            .iter()
+            .filter_map(|r| ItemId::parse(r).and_then(|id| self.item_field(&id, "test")))
+            .collect();
+        let mut out = Vec::new();
+        for kind in Kind::ITEMS {
+            let mut ids = self.ids(kind);
+            ids.sort();
+            let shorts = ids::short_forms(&ids);
+            for (full, short) in ids.iter().zip(shorts) {
+                let Some(id) = ItemId::parse(full) else {
+                    continue;
+                };
+                let field = match kind {
+                    Kind::Test => "action",
+                    Kind::Result => "observation",
+                    _ => "text",
+                };
+                let open = match kind {
+                    Kind::Hypothesis => {
+                        self.item_field(&id, "status").as_deref()
+                            == Some(HypothesisStatus::Open.as_str())
+                    }
+                    Kind::Test => !tested.contains(full),
+                    _ => true,
+                };
+                out.push(Completion {
+                    id: short,
+                    kind,
+                    label: render::one_line(&self.item_field(&id, field).unwrap_or_default()),
+                    open,
+                });
+            }
+        }
+        out
     }
 
     /// Resolves a typed id or unique prefix to an item of `kind`.
@@ -675,22 +736,8 @@ impl Incident {
     /// The roster name of the member `typed` names, for a follow-up's
     /// owner; a name that is not a member's is refused, listing who is.
     fn owner_name(&self, typed: &str) -> Result<String, RuleError> {
-        match self.resolve_member(typed) {
-            Ok(key) => Ok(self.roster_name(&key).unwrap_or_default()),
-            Err(RuleError::UnknownMember(name)) => {
-                let mut members: Vec<String> = self
-                    .member_keys()
-                    .iter()
-                    .filter_map(|k| self.roster_name(k))
-                    .collect();
-                members.sort();
-                Err(RuleError::NotAMember {
-                    name,
-                    members: members.join(", "),
-                })
-            }
-            Err(e) => Err(e),
-        }
+        let key = self.resolve_member(typed)?;
+        Ok(self.roster_name(&key).unwrap_or_default())
     }
 
     fn any_confirmed(&self) -> bool {
@@ -1097,9 +1144,19 @@ impl Incident {
                 plan.finish("reopen", format!("reopened: {reason}"));
             }
             Edit::SetRole { role, name } => {
-                let name = need(&name, "name")?;
-                plan.role = Some((role, name.clone()));
-                plan.finish("role", format!("{role}: {name}"));
+                // Roles go to members, under their roster names: a typo
+                // must not silently replace the commander.
+                let key = self.resolve_member(&need(&name, "name")?)?;
+                let name = self.roster_name(&key).unwrap_or_default();
+                let was = view::get_map(&self.doc, &ROOT, "roles")
+                    .and_then(|roles| self.str_at(&roles, role.as_str()));
+                let summary = match was {
+                    Some(w) if w == name => format!("{role}: {name} (already held)"),
+                    Some(w) => format!("{role}: {name} (replaces {w})"),
+                    None => format!("{role}: {name}"),
+                };
+                plan.role = Some((role, name));
+                plan.finish("role", summary);
             }
             Edit::SetTitle(title) => {
                 let title = need(&title, "title")?;
@@ -1113,17 +1170,11 @@ impl Incident {
             Edit::AddMember { key, name } => {
                 let name = need(&name, "member name")?;
                 if self.roster_name(&key).is_some() {
-                    return Err(RuleError::AlreadyMember(key.chars().take(16).collect()));
+                    return Err(RuleError::AlreadyMember(fingerprint(&key)));
                 }
                 let name = self.free_name(&name);
                 plan.member = Some((key.clone(), name.clone()));
-                plan.finish(
-                    "member",
-                    format!(
-                        "{name} joined ({})",
-                        key.chars().take(16).collect::<String>()
-                    ),
-                );
+                plan.finish("member", format!("{name} joined ({})", fingerprint(&key)));
             }
             Edit::RemoveMember { member, reason } => {
                 let reason = need(&reason, "reason for the removal")?;
@@ -1138,10 +1189,7 @@ impl Incident {
                 });
                 plan.finish(
                     "remove",
-                    format!(
-                        "removed {name} ({}): {reason}",
-                        key.chars().take(16).collect::<String>()
-                    ),
+                    format!("removed {name} ({}): {reason}", fingerprint(&key)),
                 );
             }
             Edit::AddEvidence { of, record } => {

@@ -1270,7 +1270,7 @@ pub fn report(v: &IncidentView) -> String {
             o,
             "- {}{roles} (key {}){removed}",
             md1(&m.name),
-            code(&m.key.chars().take(16).collect::<String>())
+            code(&crate::fingerprint(&m.key))
         );
     }
 

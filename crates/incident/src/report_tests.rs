@@ -355,7 +355,7 @@ fn a_full_record_fills_every_section() {
             ("Lessons", &["- canaries need error-rate alerts — bob"], &["lesson <text>"]),
             (
                 "Participants",
-                &["- alice — commander (key `aaaaaaaaaaaaaaaa`)", "- bob (key"],
+                &["- alice — commander (key `aaaa:aaaa:aaaa:aaaa`)", "- bob (key"],
                 &[],
             ),
             (
@@ -487,7 +487,7 @@ fn a_follow_up_owner_must_be_a_member() {
         .to_string();
     assert_eq!(
         err,
-        "`mallory` is not a member of this incident (members: alice)"
+        "`mallory` is not a member of this incident; the members are: alice"
     );
 }
 

@@ -303,6 +303,51 @@ fn every_edit_lands_in_the_timeline_with_author_and_time() {
 }
 
 #[test]
+fn roles_go_to_members_and_say_whom_they_replace() {
+    let mut i = fresh();
+    let role = |name: &str| Edit::SetRole {
+        role: Role::Commander,
+        name: name.into(),
+    };
+    let summary =
+        |i: &mut Incident, name: &str| i.apply(role(name), &alice(), 1).map(|a| a.summary);
+    assert_eq!(summary(&mut i, " ALICE ").unwrap(), "commander: alice");
+    assert_eq!(
+        summary(&mut i, "alice").unwrap(),
+        "commander: alice (already held)"
+    );
+    let err = summary(&mut i, "bob").unwrap_err();
+    assert!(
+        matches!(&err, RuleError::UnknownMember { members, .. } if members == &["alice".to_string()]),
+        "{err}"
+    );
+    assert!(err.to_string().contains("`bob` is not a member"), "{err}");
+    let bob = "bb".repeat(32);
+    i.apply(
+        Edit::AddMember {
+            key: bob.clone(),
+            name: "Bob Smith".into(),
+        },
+        &alice(),
+        1,
+    )
+    .unwrap();
+    assert_eq!(
+        summary(&mut i, "bob smith").unwrap(),
+        "commander: Bob Smith (replaces alice)"
+    );
+    assert_eq!(
+        summary(&mut i, "bbbbbb").unwrap(),
+        "commander: Bob Smith (already held)",
+        "a key prefix names the member too"
+    );
+    assert_eq!(
+        i.view().unwrap().roles.get("commander").map(String::as_str),
+        Some("Bob Smith")
+    );
+}
+
+#[test]
 fn empty_texts_are_refused() {
     let mut i = fresh();
     for edit in [
@@ -551,4 +596,48 @@ fn evidence_shows_trimmed_and_quotes_safely_in_the_report() {
     assert!(block.contains("\n      ````\n      ```\n"), "{report}");
     assert!(block.contains("… 36 more line(s) …"), "{report}");
     assert!(!report.contains('\x1b'), "{report}");
+}
+
+#[test]
+fn completions_say_which_items_are_still_open() {
+    let mut i = fresh();
+    let dns = add(
+        &mut i,
+        Edit::AddHypothesis {
+            text: "DNS\nfailing".into(),
+        },
+    );
+    let deploy = add(
+        &mut i,
+        Edit::AddHypothesis {
+            text: "bad deploy".into(),
+        },
+    );
+    let test = |h: &ItemId, action: &str| Edit::AddTest {
+        hypothesis: h.to_string(),
+        action: action.into(),
+        rules_out_if: "ok".into(),
+    };
+    let t_dns = add(&mut i, test(&dns, "dig"));
+    let t_deploy = add(&mut i, test(&deploy, "roll back canary"));
+    add(
+        &mut i,
+        Edit::AddResult {
+            test: t_dns.to_string(),
+            observation: "answers".into(),
+            verdict: Verdict::RulesOut,
+        },
+    );
+    let found = i.completions();
+    let open = |id: &ItemId| {
+        let c = found
+            .iter()
+            .find(|c| id.as_str().starts_with(&c.id))
+            .unwrap();
+        (c.label.as_str(), c.open)
+    };
+    assert_eq!(open(&dns), ("DNS ⏎ failing", false));
+    assert_eq!(open(&deploy), ("bad deploy", true));
+    assert_eq!(open(&t_dns), ("dig", false));
+    assert_eq!(open(&t_deploy), ("roll back canary", true));
 }

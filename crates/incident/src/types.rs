@@ -6,14 +6,20 @@ use std::str::FromStr;
 use crate::RuleError;
 
 macro_rules! word_enum {
-    ($(#[$doc:meta])* $name:ident, $what:literal { $($(#[$vdoc:meta])* $variant:ident => $word:literal $(| $alias:literal)*),+ $(,)? }) => {
+    ($(#[$doc:meta])* $name:ident, $what:literal { $($(#[doc = $vdoc:literal])* $variant:ident => $word:literal $(| $alias:literal)*),+ $(,)? }) => {
         $(#[$doc])*
         #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-        pub enum $name { $($(#[$vdoc])* $variant),+ }
+        pub enum $name { $($(#[doc = $vdoc])* $variant),+ }
 
         impl $name {
             /// Every value, in order.
             pub const ALL: &'static [$name] = &[$($name::$variant),+];
+
+            /// What the value means: its doc comment, the one place for
+            /// that text (`help sev` shows it).
+            pub fn meaning(self) -> &'static str {
+                match self { $($name::$variant => concat!($($vdoc),*).trim()),+ }
+            }
 
             /// The word stored in the document and typed at the prompt.
             pub fn as_str(self) -> &'static str {

@@ -73,6 +73,9 @@ pub enum Rule {
     /// Evidence: attached to an item that exists, with the fields of its
     /// kind (`run` or `file`) and their types, by its signer, written once.
     Evidence,
+    /// A `role` change gives the role to a current member, by roster name
+    /// (as the roster stood where the change was written).
+    RoleHolder,
 }
 
 impl Rule {
@@ -95,6 +98,7 @@ impl Rule {
             Rule::Lesson => "lesson",
             Rule::Owner => "owner",
             Rule::Evidence => "evidence",
+            Rule::RoleHolder => "role-holder",
         }
     }
 }
@@ -320,6 +324,8 @@ struct Facts {
     root: Vec<&'static str>,
     status_times: usize,
     roles: usize,
+    /// The names roles are given to.
+    role_names: Vec<String>,
     item_edits: Vec<ItemEditFact>,
     items_without_author: Vec<String>,
     /// Keys removed by the change.
@@ -578,6 +584,9 @@ impl Validator {
                     if !ok {
                         return broke(Rule::RootKey, "`roles` maps a role to a name");
                     }
+                    facts
+                        .role_names
+                        .extend(str_value(&op.action).map(str::to_string));
                     facts.roles += 1;
                 }
                 Target::Roster => {
@@ -1025,6 +1034,23 @@ impl Validator {
         }
         if facts.roles > 0 && !matches!(ev, "role" | "resolve") {
             return broke(Rule::Shape, format!("a `{}` change writes roles", clip(ev)));
+        }
+        // Checked against the roster where the change was written, so every
+        // device decides alike whatever order changes arrive in.
+        if ev == "role" {
+            let names = roster_names(doc, Some(deps));
+            let removed: Vec<String> = map_at(doc, &ROOT, "removals")
+                .map(|r| doc.keys_at(&r, deps).collect())
+                .unwrap_or_default();
+            for name in &facts.role_names {
+                let member = names.iter().any(|(k, n)| n == name && !removed.contains(k));
+                if !member {
+                    return broke(
+                        Rule::RoleHolder,
+                        format!("gives a role to `{}`, who is not a member", clip(name)),
+                    );
+                }
+            }
         }
         if ev == "resolve" && facts.root.len() + facts.roles + facts.item_edits.len() != 1 {
             return broke(Rule::Shape, "a `resolve` change settles exactly one field");

@@ -1800,3 +1800,68 @@ fn evidence_is_added_by_its_signer_to_an_item_and_never_changed() {
 fn with_fields_at(doc: &Automerge, id: &str, f: Vec<(&'static str, ScalarValue)>) -> Change {
     hostile(doc, |tx| forged_evidence(tx, id, &bob().key, &f))
 }
+
+#[test]
+fn roles_go_to_current_members_only() {
+    let b = base();
+    let d = b.incident.doc();
+    let mut without_bob = fork(d);
+    without_bob
+        .apply(
+            Edit::RemoveMember {
+                member: "bob".into(),
+                reason: "left the rota".into(),
+            },
+            &alice(),
+            3,
+        )
+        .unwrap();
+    let gone = without_bob.doc();
+    let give = |doc: &Automerge, who: &Editor, name: &'static str| {
+        let (key, own) = (who.key.clone(), who.name.clone());
+        hostile(doc, move |tx| {
+            let r = obj(tx, &["roles"]);
+            tx.put(&r, "commander", name).unwrap();
+            entry(tx, &key, &own, "role", None);
+        })
+    };
+    check(vec![
+        ("to a member", d, give(d, &bob(), "alice"), bob(), None),
+        ("to oneself", d, give(d, &bob(), "bob"), bob(), None),
+        (
+            "honestly, by key prefix",
+            d,
+            honest(
+                d,
+                &bob(),
+                Edit::SetRole {
+                    role: crate::Role::Comms,
+                    name: "aaaa".into(),
+                },
+            ),
+            bob(),
+            None,
+        ),
+        (
+            "to a name not on the roster",
+            d,
+            give(d, &bob(), "mallory"),
+            bob(),
+            Some(Rule::RoleHolder),
+        ),
+        (
+            "to a member's name spelt otherwise",
+            d,
+            give(d, &bob(), "ALICE "),
+            bob(),
+            Some(Rule::RoleHolder),
+        ),
+        (
+            "to a removed member",
+            gone,
+            give(gone, &alice(), "bob"),
+            alice(),
+            Some(Rule::RoleHolder),
+        ),
+    ]);
+}

@@ -197,7 +197,7 @@ impl IncidentView {
             .iter()
             .find(|m| m.key == key)
             .map(|m| m.name.clone())
-            .unwrap_or_else(|| key.chars().take(8).collect())
+            .unwrap_or_else(|| crate::fingerprint(key))
     }
 
     /// When impact began: the earliest `since` of the symptoms, if any

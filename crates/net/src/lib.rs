@@ -35,7 +35,7 @@ pub enum NetError {
     #[error("network setup failed: {0}")]
     Setup(String),
     /// A dial failed.
-    #[error("dial failed: {0}")]
+    #[error("cannot connect: {0}")]
     Dial(String),
     /// A request failed or timed out.
     #[error("request failed: {0}")]

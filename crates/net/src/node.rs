@@ -785,7 +785,7 @@ impl SwarmTask {
                         self.dial_how.insert(id, found);
                     }
                     Err(e) => {
-                        let _ = reply.send(Err(NetError::Dial(format!("{addr}: {e}"))));
+                        let _ = reply.send(Err(NetError::Dial(dial_problem(&e))));
                     }
                 }
             }
@@ -1145,13 +1145,13 @@ impl SwarmTask {
                 tracing::debug!("dial of {who} failed: {error}");
                 self.dial_how.remove(&connection_id);
                 if let Some(reply) = self.dials.remove(&connection_id) {
-                    let _ = reply.send(Err(NetError::Dial(format!("{who}: {error}"))));
+                    let _ = reply.send(Err(NetError::Dial(dial_problem(&error))));
                 }
                 if let Some(peer) = peer_id {
                     if self.dial_ended(peer, connection_id) && !self.live(&peer) {
                         self.emit(NodeEvent::DialFailed {
                             peer,
-                            error: error.to_string(),
+                            error: dial_problem(&error),
                         });
                     }
                 }
@@ -1427,6 +1427,85 @@ fn multihash_digest(peer: &PeerId) -> Option<Vec<u8>> {
 pub fn key_peer(key: &[u8; 32]) -> Option<PeerId> {
     let pk = identity::ed25519::PublicKey::try_from_bytes(key).ok()?;
     Some(identity::PublicKey::from(pk).to_peer_id())
+}
+
+/// A failed dial in a sentence: what was wrong and, where it helps, what
+/// to check; libp2p's own text only as the detail after a colon when no
+/// plainer word fits.
+pub(crate) fn dial_problem(error: &libp2p::swarm::DialError) -> String {
+    use libp2p::swarm::DialError;
+    match error {
+        DialError::LocalPeerId { address } => format!("{address} is this node itself"),
+        DialError::NoAddresses => "no address is known for that peer".into(),
+        DialError::DialPeerConditionFalse(_) => "a dial to that peer is already under way".into(),
+        DialError::Aborted => "the dial was abandoned before it completed".into(),
+        DialError::WrongPeerId { obtained, address } => format!(
+            "{address}: another peer answers there ({obtained}); check the /p2p/ part of the address"
+        ),
+        DialError::Denied { cause } => format!("refused by this node's connection limits: {cause}"),
+        DialError::Transport(errors) if errors.is_empty() => "no address could be tried".into(),
+        DialError::Transport(errors) => errors
+            .iter()
+            .map(|(addr, e)| transport_problem(addr, e))
+            .collect::<Vec<_>>()
+            .join("; "),
+    }
+}
+
+fn transport_problem(addr: &Multiaddr, error: &libp2p::TransportError<std::io::Error>) -> String {
+    use std::io::ErrorKind;
+    let e = match error {
+        libp2p::TransportError::MultiaddrNotSupported(_) => {
+            return format!(
+                "{addr} is not an address this node can dial (use /ip4/<ip>/tcp/<port> or /ip4/<ip>/udp/<port>/quic-v1, with /p2p/<peer id> at the end)"
+            )
+        }
+        libp2p::TransportError::Other(e) => e,
+    };
+    // The kind of the innermost I/O error: transports wrap the socket's.
+    let mut kind = e.kind();
+    let mut detail = e.to_string();
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(err) = source {
+        detail = err.to_string();
+        // An I/O error's `source` skips the error it wraps; `get_ref` does not.
+        source = match err.downcast_ref::<std::io::Error>() {
+            Some(io) => {
+                if io.kind() != ErrorKind::Other {
+                    kind = io.kind();
+                }
+                io.get_ref()
+                    .map(|inner| inner as &(dyn std::error::Error + 'static))
+            }
+            None => err.source(),
+        };
+    }
+    // Some transports wrap the socket's error in types of their own that
+    // keep only its text: read the OS error number back from it.
+    if kind == ErrorKind::Other {
+        let code = detail
+            .rsplit_once("(os error ")
+            .and_then(|(_, n)| n.trim_end_matches(')').parse::<i32>().ok());
+        if let Some(code) = code {
+            kind = std::io::Error::from_raw_os_error(code).kind();
+        }
+    }
+    let plain = match kind {
+        ErrorKind::ConnectionRefused => {
+            "nothing is listening there (connection refused): is dontpanic running on that port?"
+        }
+        ErrorKind::TimedOut => "no answer (timed out): is the host up and the port open?",
+        ErrorKind::HostUnreachable | ErrorKind::NetworkUnreachable => {
+            "this machine has no route to that host"
+        }
+        ErrorKind::AddrNotAvailable => "that address is not usable from this machine",
+        ErrorKind::PermissionDenied => "the system refused the connection (a firewall?)",
+        ErrorKind::ConnectionReset | ErrorKind::ConnectionAborted | ErrorKind::UnexpectedEof => {
+            "the connection closed during the handshake: is it a dontpanic node?"
+        }
+        _ => return format!("{addr}: the connection failed: {detail}"),
+    };
+    format!("{addr}: {plain}")
 }
 
 #[cfg(test)]

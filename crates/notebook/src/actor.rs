@@ -72,6 +72,17 @@ pub struct Current {
     pub standing: dontpanic_incident::Standing,
 }
 
+/// What the prompt completes, from the notebook.
+#[derive(Clone, Debug, Default)]
+pub struct Completions {
+    /// Stored incident ids.
+    pub incidents: Vec<String>,
+    /// The items of the incident at the prompt.
+    pub items: Vec<dontpanic_incident::Completion>,
+    /// Its conflicting fields (for `resolve`).
+    pub conflicts: Vec<String>,
+}
+
 /// What the notebook publishes after every request that may change it.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Published {
@@ -164,7 +175,7 @@ enum Request {
     Heads(String, Reply<Vec<ChangeHash>>),
     ActorNames(Reply<Vec<(String, String)>>),
     Log(Reply<Vec<LogEntry>>),
-    CompletionIds(Reply<Vec<String>>),
+    Completions(Reply<Completions>),
     Config(Reply<Config>),
     SaveConfig(Config, Reply<()>),
     SyncMessage(String, String, Reply<Option<Vec<u8>>>),
@@ -323,9 +334,10 @@ impl NotebookHandle {
         self.ask(Request::Log).await
     }
 
-    /// Ids worth completing at the prompt.
-    pub async fn completion_ids(&self) -> Result<Vec<String>, NotebookError> {
-        self.ask(Request::CompletionIds).await
+    /// What the prompt completes: incident ids, the items of the incident
+    /// at the prompt, its conflicting fields.
+    pub async fn completions(&self) -> Result<Completions, NotebookError> {
+        self.ask(Request::Completions).await
     }
 
     /// The settings file.
@@ -643,9 +655,9 @@ impl Actor {
                 let r = nb.log();
                 self.answer(reply, r);
             }
-            Request::CompletionIds(reply) => {
-                let ids = nb.completion_ids();
-                self.answer(reply, Ok(ids));
+            Request::Completions(reply) => {
+                let found = nb.completions();
+                self.answer(reply, Ok(found));
             }
             Request::Config(reply) => {
                 let r = nb.data().config().map_err(Into::into);
@@ -815,7 +827,9 @@ fn admit(
         .held(incident)
         .is_some_and(|o| dontpanic_incident::removed_keys(o.incident().doc()).contains(&key))
     {
-        return Err(dontpanic_incident::RuleError::Removed(key.chars().take(16).collect()).into());
+        return Err(
+            dontpanic_incident::RuleError::Removed(dontpanic_incident::fingerprint(&key)).into(),
+        );
     }
     if let Some(once) = once {
         nb.use_invite(once, &key)?;
@@ -847,15 +861,14 @@ impl Notebook {
         Ok(out.into_iter().collect())
     }
 
-    fn completion_ids(&self) -> Vec<String> {
-        let mut out: Vec<String> = self.data().incidents().unwrap_or_default();
+    fn completions(&self) -> Completions {
+        let mut out = Completions {
+            incidents: self.data().incidents().unwrap_or_default(),
+            ..Completions::default()
+        };
         if let Ok(inc) = self.incident() {
-            for kind in dontpanic_incident::Kind::ITEMS {
-                let mut ids = inc.ids(kind);
-                ids.sort();
-                out.extend(dontpanic_incident::short_forms(&ids));
-            }
-            out.extend(inc.conflicts().into_iter().map(|c| c.field));
+            out.items = inc.completions();
+            out.conflicts = inc.conflicts().into_iter().map(|c| c.field).collect();
         }
         out
     }

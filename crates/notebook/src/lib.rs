@@ -33,7 +33,7 @@ pub use dontpanic_incident as incident;
 use dontpanic_incident::{Applied, Edit, Editor, Incident, RuleError, Severity};
 use dontpanic_store::{DataDir, Device, Journal, StoreError};
 
-pub use actor::{NotebookHandle, Published};
+pub use actor::{Completions, NotebookHandle, Published};
 pub use doctor::{Problem, Report};
 pub use dontpanic_store::Damage;
 
@@ -864,7 +864,7 @@ fn check_claimed_authors(changes: &[SignedChange]) -> Result<(), String> {
             return Err(format!(
                 "change {} writes entries in the name of {} but is signed by {}",
                 c.hash(),
-                claimed.chars().take(16).collect::<String>(),
+                dontpanic_incident::fingerprint(&claimed),
                 c.signer.fingerprint()
             ));
         }

@@ -48,6 +48,54 @@ pub struct Notice {
     pub json: serde_json::Value,
 }
 
+/// Turns lines of input into commands. Each line is one command, except
+/// that a command taking a block ([`command::Rest::Block`], like `note`)
+/// alone on its line opens a block: the lines after it, up to a line
+/// holding a single `.`, are its text, and the whole is one command.
+#[derive(Default)]
+pub struct Lines {
+    open: Option<(String, Vec<String>)>,
+}
+
+impl Lines {
+    /// Takes one line; returns a command's text once one is complete.
+    pub fn feed(&mut self, line: &str) -> Option<String> {
+        match &mut self.open {
+            Some(_) if line.trim() == "." => self.finish(),
+            Some((_, lines)) => {
+                lines.push(line.to_string());
+                None
+            }
+            None if command::opens_block(line) => {
+                self.open = Some((line.to_string(), Vec::new()));
+                None
+            }
+            None => Some(line.to_string()),
+        }
+    }
+
+    /// Starts a block whose first line already holds some of its text (a
+    /// multi-line paste after `note `).
+    fn continue_lines(&mut self, first: &str) {
+        self.open = Some((first.to_string(), Vec::new()));
+    }
+
+    /// Ends the block being gathered (the input ended, or a paste did):
+    /// the command it makes, if one was open.
+    pub fn finish(&mut self) -> Option<String> {
+        let (head, lines) = self.open.take()?;
+        Some(format!("{head}\n{}", lines.join("\n")))
+    }
+
+    /// Whether a block is being gathered.
+    pub fn in_block(&self) -> bool {
+        self.open.is_some()
+    }
+}
+
+/// Said when a block opens.
+const BLOCK_HINT: &str = "(one entry: the lines up to a line holding a single `.`)";
+
 /// Terminal colours, only when writing to a terminal.
 #[derive(Clone, Copy)]
 pub struct Style {
@@ -79,9 +127,116 @@ impl Style {
     }
 }
 
-/// Completes command names in first position and ids everywhere else.
+/// What the prompt completes, refreshed after every command and notice
+/// from what the notebook holds (never from the network).
+#[derive(Clone, Debug, Default)]
+pub struct Offer {
+    /// Incidents, items and conflicts, from the notebook.
+    pub notebook: dontpanic_notebook::Completions,
+    /// Roster names of the incident at the prompt.
+    pub members: Vec<String>,
+}
+
+/// A candidate shown as `display`, inserting only `insert`.
+fn pair(insert: &str, label: &str) -> Pair {
+    let display = if label.is_empty() {
+        insert.to_string()
+    } else {
+        let label: String = label.chars().take(60).collect();
+        format!("{insert:<10} {label}")
+    };
+    Pair {
+        display,
+        replacement: insert.to_string(),
+    }
+}
+
+/// The candidates for the word being typed at the end of `before`: command
+/// names first, then what makes sense for that argument of that command
+/// (open hypotheses for `test`, tests without results for `result`, the
+/// values of `status`, `sev`, `role`, members, flags), ids otherwise.
+/// Returns where the word starts.
+fn complete_line(offer: &Offer, before: &str) -> (usize, Vec<Pair>) {
+    let start = before
+        .char_indices()
+        .rfind(|(_, c)| c.is_whitespace())
+        .map(|(i, c)| i + c.len_utf8())
+        .unwrap_or(0);
+    let (head, word) = before.split_at_checked(start).unwrap_or((before, ""));
+    let args: Vec<&str> = head.split_whitespace().collect();
+    let matching = |c: &&str| c.starts_with(word);
+    let Some((name, done)) = args.split_first() else {
+        let names = command::command_names().filter(|n| n.starts_with(word));
+        return (start, names.map(|n| pair(n, "")).collect());
+    };
+    let Some(spec) = command::spec(&name.to_ascii_lowercase()) else {
+        return (start, Vec::new());
+    };
+    let words = |all: Vec<(String, &'static str)>| -> Vec<Pair> {
+        all.into_iter()
+            .filter(|(w, _)| w.starts_with(word))
+            .map(|(w, m)| pair(&w, m))
+            .collect()
+    };
+    let items = |kind: Option<dontpanic_incident::Kind>, open_only: bool| -> Vec<Pair> {
+        offer
+            .notebook
+            .items
+            .iter()
+            .filter(|i| kind.is_none_or(|k| i.kind == k) && (i.open || !open_only))
+            .filter(|i| i.id.starts_with(word))
+            .map(|i| pair(&i.id, &i.label))
+            .collect()
+    };
+    use dontpanic_incident::{Kind, Role, Severity, Status};
+    if word.starts_with("--") {
+        let flags = spec.flag_names().map(|f| format!("--{f}"));
+        let flags: Vec<String> = flags.filter(|f| f.starts_with(word)).collect();
+        return (start, flags.iter().map(|f| pair(f, "")).collect());
+    }
+    let plain = |v: &[String]| {
+        v.iter()
+            .map(String::as_str)
+            .filter(matching)
+            .map(|c| pair(c, ""))
+            .collect()
+    };
+    let found = match (spec.name, done.len()) {
+        ("test" | "confirm", 0) => items(Some(Kind::Hypothesis), true),
+        ("result", 0) => items(Some(Kind::Test), true),
+        ("status", 0) => words(
+            Status::ALL
+                .iter()
+                .map(|v| (v.to_string(), v.meaning()))
+                .collect(),
+        ),
+        ("sev", 0) => words(
+            Severity::ALL
+                .iter()
+                .map(|v| (v.to_string(), v.meaning()))
+                .collect(),
+        ),
+        ("role", 0) => words(
+            Role::ALL
+                .iter()
+                .map(|v| (v.to_string(), v.meaning()))
+                .collect(),
+        ),
+        ("role", 1) | ("remove", 0) => plain(&offer.members),
+        ("open", 0) => plain(&offer.notebook.incidents),
+        ("resolve", 0) => plain(&offer.notebook.conflicts),
+        ("help", 0) => command::command_names()
+            .filter(matching)
+            .map(|n| pair(n, ""))
+            .collect(),
+        _ => items(None, false),
+    };
+    (start, found)
+}
+
+/// Completes at the prompt from an [`Offer`] (see [`complete_line`]).
 struct IdCompleter {
-    ids: Arc<Mutex<Vec<String>>>,
+    offer: Arc<Mutex<Offer>>,
 }
 
 impl Completer for IdCompleter {
@@ -94,33 +249,8 @@ impl Completer for IdCompleter {
     ) -> rustyline::Result<(usize, Vec<Pair>)> {
         // rustyline gives a char boundary; `get` keeps a bad one harmless.
         let before = line.get(..pos).unwrap_or(line);
-        let start = before
-            .rfind(char::is_whitespace)
-            .map(|i| i + 1)
-            .unwrap_or(0);
-        let (head, word) = before.split_at(start);
-        let first = head.trim().is_empty();
-        let candidates: Vec<String> = if first {
-            command::SPECS
-                .iter()
-                .flat_map(|s| std::iter::once(s.name).chain(s.aliases.iter().copied()))
-                .filter(|n| n.starts_with(word) && n.len() > 1)
-                .map(String::from)
-                .collect()
-        } else {
-            let ids = self.ids.lock().map(|g| g.clone()).unwrap_or_default();
-            ids.into_iter().filter(|i| i.starts_with(word)).collect()
-        };
-        Ok((
-            start,
-            candidates
-                .into_iter()
-                .map(|c| Pair {
-                    display: c.clone(),
-                    replacement: c,
-                })
-                .collect(),
-        ))
+        let offer = self.offer.lock().map(|g| g.clone()).unwrap_or_default();
+        Ok(complete_line(&offer, before))
     }
 }
 
@@ -199,7 +329,7 @@ struct LivePrompt<'a> {
     /// Set by the notice thread before each print.
     stale: &'a AtomicBool,
     /// Refreshed with the prompt: a notice may bring new ids.
-    ids: &'a Mutex<Vec<String>>,
+    ids: &'a Mutex<Offer>,
     width: usize,
     first: PromptVersion,
 }
@@ -214,7 +344,7 @@ impl<'a> LivePrompt<'a> {
         session: &'a Session,
         style: Style,
         stale: &'a AtomicBool,
-        ids: &'a Mutex<Vec<String>>,
+        ids: &'a Mutex<Offer>,
     ) -> Self {
         stale.store(false, Ordering::SeqCst);
         let text = prompt(session, style);
@@ -237,7 +367,7 @@ impl<'a> LivePrompt<'a> {
             v = next;
         }
         if self.stale.swap(false, Ordering::SeqCst) {
-            *self.ids.lock().unwrap_or_else(|p| p.into_inner()) = self.session.completion_ids();
+            *self.ids.lock().unwrap_or_else(|p| p.into_inner()) = self.session.completions();
             let fresh = fit(prompt(self.session, self.style), self.width);
             if fresh.raw != v.text.raw || fresh.styled != v.text.styled {
                 v = v.next.get_or_init(|| {
@@ -290,7 +420,10 @@ fn fit(p: StyledPrompt, width: usize) -> StyledPrompt {
 /// `PosixRawReader::unbuffer` returns `None`, src/tty/unix.rs:908, and
 /// `Editor::readline_edit` drops the rest, src/lib.rs:848), so this crate
 /// turns that feature on. A bracketed paste arrives as one multi-line entry;
-/// it is run line by line.
+/// it is run line by line, unless it starts with a command that takes a
+/// block (`note ...`): then it is that one command's text, up to a `.`
+/// line or the end of the paste. `note` alone opens a block ([`Lines`]),
+/// which Ctrl-C drops and Ctrl-D ends.
 pub fn interactive(
     session: &Session,
     history: &Path,
@@ -305,8 +438,8 @@ pub fn interactive(
         .build();
     let mut rl: rustyline::Editor<IdCompleter, rustyline::history::FileHistory> =
         rustyline::Editor::with_config(config).map_err(|e| e.to_string())?;
-    let ids = Arc::new(Mutex::new(session.completion_ids()));
-    rl.set_helper(Some(IdCompleter { ids: ids.clone() }));
+    let ids = Arc::new(Mutex::new(session.completions()));
+    rl.set_helper(Some(IdCompleter { offer: ids.clone() }));
     let _ = rl.load_history(history);
     let mut printer = rl.create_external_printer().map_err(|e| e.to_string())?;
     let stale = Arc::new(AtomicBool::new(false));
@@ -330,32 +463,85 @@ pub fn interactive(
     for n in session.fresh_nudges() {
         println!("{}", style.notice(&format!("! {n}")));
     }
+    let mut lines = Lines::default();
     loop {
-        let p = LivePrompt::new(session, style, &stale, &ids);
-        let entry = match rl.readline(&p) {
+        let entry = if lines.in_block() {
+            rl.readline("… ")
+        } else {
+            rl.readline(&LivePrompt::new(session, style, &stale, &ids))
+        };
+        let entry = match entry {
             Ok(entry) => entry,
+            Err(ReadlineError::Interrupted) if lines.in_block() => {
+                lines = Lines::default();
+                eprintln!("block dropped; nothing was recorded");
+                continue;
+            }
             Err(ReadlineError::Interrupted) => continue,
-            Err(ReadlineError::Eof) => break,
+            Err(ReadlineError::Eof) => match lines.finish() {
+                // Ctrl-D ends a block as `.` would, then the session.
+                Some(command) => {
+                    run_entry(session, &command, style, &ids, &mut print);
+                    break;
+                }
+                None => break,
+            },
             Err(e) => return Err(e.to_string()),
         };
-        for line in entry.lines() {
-            let _ = rl.add_history_entry(line);
-            let Some(reply) = session.run_line_live(line, Some(&mut print)) else {
-                continue;
-            };
-            if reply.ok {
-                println!("{}", reply.text);
-            } else {
-                eprintln!("{}", style.error(&reply.text));
+        let mut commands = Vec::new();
+        let was_in_block = lines.in_block();
+        let mut it = entry.lines();
+        let pasted = entry.trim_end().contains('\n');
+        // A paste of several lines after `note `: one entry, up to a `.`
+        // line or the end of the paste.
+        let paste_is_text = pasted && !lines.in_block() && {
+            let first = entry.lines().next().unwrap_or_default();
+            command::takes_lines(first)
+        };
+        if paste_is_text {
+            if let Some(first) = it.next() {
+                lines.continue_lines(first);
             }
+        }
+        for line in it {
+            commands.extend(lines.feed(line));
+        }
+        if paste_is_text {
+            commands.extend(lines.finish());
+        } else if lines.in_block() && !was_in_block {
+            println!("{BLOCK_HINT}");
+        }
+        for command in commands {
+            let _ = rl.add_history_entry(command.as_str());
             let _ = rl.append_history(history);
-            *ids.lock().unwrap_or_else(|p| p.into_inner()) = session.completion_ids();
-            if reply.quit {
+            if run_entry(session, &command, style, &ids, &mut print) {
                 return Ok(());
             }
         }
     }
     Ok(())
+}
+
+/// Runs one command of the interactive loop (a `run` shows its output
+/// through `live` as it comes) and prints its reply; true when it asked to
+/// leave.
+fn run_entry(
+    session: &Session,
+    command: &str,
+    style: Style,
+    ids: &Mutex<Offer>,
+    live: &mut session::Live<'_>,
+) -> bool {
+    let Some(reply) = session.run_line_live(command, Some(live)) else {
+        return false;
+    };
+    if reply.ok {
+        println!("{}", reply.text);
+    } else {
+        eprintln!("{}", style.error(&reply.text));
+    }
+    *ids.lock().unwrap_or_else(|p| p.into_inner()) = session.completions();
+    reply.quit
 }
 
 /// The script loop: one command per line from `input`. In JSON mode every
@@ -378,23 +564,46 @@ pub fn script(
         }
     });
     let mut failed = 0;
-    for (n, line) in input.split(b'\n').enumerate() {
-        let line = match line {
-            Ok(l) => l,
-            Err(e) => {
+    let mut lines = Lines::default();
+    // The line a block opened on, for its error message.
+    let mut opened = 0;
+    let mut input = input.split(b'\n').enumerate();
+    loop {
+        let (n, command) = match input.next() {
+            None => match lines.finish() {
+                // The input ended inside a block: it ends the block too.
+                Some(command) => (opened, Ok(command)),
+                None => break,
+            },
+            Some((n, Err(e))) => {
                 eprintln!("error: stdin line {}: {e}", n + 1);
                 failed += 1;
                 break;
             }
+            // A line that is not UTF-8 gets an error reply; the rest still run.
+            Some((n, Ok(line))) => match std::str::from_utf8(&line) {
+                Ok(text) => {
+                    if !lines.in_block() {
+                        opened = n;
+                    }
+                    match lines.feed(text.strip_suffix('\r').unwrap_or(text)) {
+                        Some(command) => (opened, Ok(command)),
+                        None => continue,
+                    }
+                }
+                Err(e) => (
+                    n,
+                    Err(format!(
+                        "line {} is not valid UTF-8 (byte {} of the line); it was not run",
+                        n + 1,
+                        e.valid_up_to() + 1
+                    )),
+                ),
+            },
         };
-        // A line that is not UTF-8 gets an error reply; the rest still run.
-        let reply = match std::str::from_utf8(&line) {
-            Ok(text) => session.run_line(text.strip_suffix('\r').unwrap_or(text)),
-            Err(e) => Some(Reply::error(format!(
-                "line {} is not valid UTF-8 (byte {} of the line); it was not run",
-                n + 1,
-                e.valid_up_to() + 1
-            ))),
+        let reply = match command {
+            Ok(text) => session.run_line(&text),
+            Err(message) => Some(Reply::error(message)),
         };
         let Some(reply) = reply else {
             continue;
@@ -418,4 +627,85 @@ pub fn script(
     }
     drop(printer);
     failed
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use dontpanic_incident::{Completion, Kind};
+
+    fn offer() -> Offer {
+        let item = |id: &str, kind, label: &str, open| Completion {
+            id: id.into(),
+            kind,
+            label: label.into(),
+            open,
+        };
+        Offer {
+            notebook: dontpanic_notebook::Completions {
+                incidents: vec!["i4bhad7e".into()],
+                items: vec![
+                    item("h7k2", Kind::Hypothesis, "DNS resolution failing", true),
+                    item("h9zz", Kind::Hypothesis, "ruled-out idea", false),
+                    item("tq3a", Kind::Test, "dig @10.0.0.2", true),
+                    item("tq4b", Kind::Test, "already has a result", false),
+                ],
+                conflicts: vec!["title".into()],
+            },
+            members: vec!["alice".into(), "Bob Smith".into()],
+        }
+    }
+
+    /// Each row: the line before the cursor, what is inserted for each
+    /// candidate, and one candidate's display.
+    #[test]
+    fn completion_offers_what_fits_the_argument() {
+        let cases: &[(&str, &[&str], &str)] = &[
+            ("hyp", &["hypo", "hypothesis"], "hypo"),
+            ("test ", &["h7k2"], "h7k2       DNS resolution failing"),
+            ("confirm h", &["h7k2"], "h7k2       DNS resolution failing"),
+            ("result ", &["tq3a"], "tq3a       dig @10.0.0.2"),
+            (
+                "status res",
+                &["resolved"],
+                "resolved   Over; only reopening changes it again.",
+            ),
+            (
+                "sev ",
+                &["sev1", "sev2", "sev3", "sev4"],
+                "sev1       Critical: total outage or data loss.",
+            ),
+            (
+                "role ",
+                &["commander", "scribe", "comms"],
+                "scribe     Keeps the record.",
+            ),
+            ("role ic ", &["alice", "Bob Smith"], "alice"),
+            ("remove B", &["Bob Smith"], "Bob Smith"),
+            ("open i", &["i4bhad7e"], "i4bhad7e"),
+            ("resolve ", &["title"], "title"),
+            ("result tq3a saw it --r", &["--ruled-out"], "--ruled-out"),
+            (
+                "note see t",
+                &["tq3a", "tq4b"],
+                "tq4b       already has a result",
+            ),
+            ("frobnicate ", &[], ""),
+        ];
+        let offer = offer();
+        for (line, inserts, display) in cases {
+            let (start, got) = complete_line(&offer, line);
+            let replacements: Vec<&str> = got.iter().map(|p| p.replacement.as_str()).collect();
+            assert_eq!(&replacements, inserts, "{line:?}");
+            assert_eq!(
+                start,
+                line.rfind(' ').map(|i| i + 1).unwrap_or(0),
+                "{line:?}"
+            );
+            if !display.is_empty() {
+                let shown: Vec<&str> = got.iter().map(|p| p.display.as_str()).collect();
+                assert!(shown.contains(display), "{line:?}: {shown:?}");
+            }
+        }
+    }
 }

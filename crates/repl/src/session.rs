@@ -226,9 +226,21 @@ impl Session {
         fresh
     }
 
-    /// Ids worth completing at the prompt: items (short forms) and incidents.
-    pub fn completion_ids(&self) -> Vec<String> {
-        self.ask(self.notebook.completion_ids()).unwrap_or_default()
+    /// What the prompt completes: the notebook's incidents, items and
+    /// conflicts, and the members of the incident at the prompt (from what
+    /// the notebook published).
+    pub fn completions(&self) -> crate::Offer {
+        let published = self.notebook.published();
+        let members = published
+            .current
+            .as_ref()
+            .and_then(|c| published.rosters.get(&c.id))
+            .map(|r| r.iter().map(|m| m.name.clone()).collect())
+            .unwrap_or_default();
+        crate::Offer {
+            notebook: self.ask(self.notebook.completions()).unwrap_or_default(),
+            members,
+        }
     }
 
     /// Parses and runs one line; `None` for blank lines and comments.
@@ -294,7 +306,8 @@ impl Session {
             j["id"] = json!(id.as_str());
             j["short"] = json!(short);
         }
-        Ok(Reply::done(applied.summary, j))
+        // A block's further lines are indented under it, as in `timeline`.
+        Ok(Reply::done(render::continued(&applied.summary, 2), j))
     }
 
     /// `run`: runs the test's action (or `command`) and records what it did
@@ -532,11 +545,81 @@ impl Session {
                 unconfirmed_because,
             }),
             Command::Note(text) => self.edit(Edit::AddNote { text }),
-            Command::Status { status, because } => self.edit(Edit::SetStatus { status, because }),
+            Command::Status {
+                status: Some(status),
+                because,
+            } => self.edit(Edit::SetStatus { status, because }),
+            Command::Status { status: None, .. } => {
+                let view = self.view()?;
+                let status = view
+                    .status
+                    .unwrap_or(dontpanic_incident::Status::Investigating);
+                let since = view
+                    .status_times
+                    .get(status.as_str())
+                    .map(|t| format!(" (since {})", render::utc(*t)))
+                    .unwrap_or_default();
+                Ok(Reply::done(
+                    format!(
+                        "status: {status}{since}
+  change it with `status <{}>`",
+                        words(dontpanic_incident::Status::ALL)
+                    ),
+                    json!({ "status": status.as_str(), "since": view.status_times.get(status.as_str()) }),
+                ))
+            }
             Command::Reopen(reason) => self.edit(Edit::Reopen { reason }),
-            Command::Role { role, name } => self.edit(Edit::SetRole { role, name }),
+            Command::Role {
+                role: Some(role),
+                name: Some(name),
+            } => self.edit(Edit::SetRole { role, name }),
+            Command::Role { role, name: _ } => {
+                let view = self.view()?;
+                let shown: Vec<dontpanic_incident::Role> = match role {
+                    Some(r) => vec![r],
+                    None => dontpanic_incident::Role::ALL.to_vec(),
+                };
+                let holder = |r: dontpanic_incident::Role| view.roles.get(r.as_str()).cloned();
+                let mut text: Vec<String> = shown
+                    .iter()
+                    .map(|r| {
+                        format!(
+                            "{:<10} {}",
+                            r.as_str(),
+                            holder(*r).unwrap_or_else(|| "(nobody)".into())
+                        )
+                    })
+                    .collect();
+                text.push(format!(
+                    "  give one with `role <{}> <member>`; members: {}",
+                    words(dontpanic_incident::Role::ALL),
+                    view.members
+                        .iter()
+                        .filter(|m| view.removal_of(&m.key).is_none())
+                        .map(|m| m.name.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ));
+                let roles: serde_json::Map<String, Value> = shown
+                    .iter()
+                    .map(|r| (r.as_str().to_string(), json!(holder(*r))))
+                    .collect();
+                Ok(Reply::done(text.join("\n"), json!({ "roles": roles })))
+            }
             Command::Title(t) => self.edit(Edit::SetTitle(t)),
-            Command::Severity(s) => self.edit(Edit::SetSeverity(s)),
+            Command::Severity(Some(s)) => self.edit(Edit::SetSeverity(s)),
+            Command::Severity(None) => {
+                let view = self.view()?;
+                let sev = view.severity.unwrap_or(dontpanic_incident::Severity::Sev3);
+                Ok(Reply::done(
+                    format!(
+                        "severity: {} — {}\n  change it with `sev <1-4>`; `help sev` defines them",
+                        sev.label(),
+                        sev.meaning()
+                    ),
+                    json!({ "severity": sev.as_str() }),
+                ))
+            }
             Command::FollowUp { text, owner, due } => {
                 self.edit(Edit::AddFollowUp { text, owner, due })
             }
@@ -766,36 +849,13 @@ impl Session {
                 let report = self.ask(self.notebook.doctor())?;
                 Ok(Reply::done(doctor_text(&report), doctor_json(&report)))
             }
-            Command::Peers => {
+            Command::Peers { verbose } => {
                 let rows = self.network()?.peers()?;
                 let waiting = self.waiting_for_damaged();
                 let text = if rows.is_empty() {
                     "no peers yet".to_string()
                 } else {
-                    rows.iter()
-                        .map(|p| {
-                            format!(
-                                "{:<10} {:<11} {:<7} {:<8} {:<52} {:>8} {:>9}  {}{}",
-                                if p.name.is_empty() { "?" } else { &p.name },
-                                p.state,
-                                p.found_by,
-                                p.route,
-                                p.peer_id,
-                                p.rtt_ms
-                                    .map(|r| format!("{r:.1}ms"))
-                                    .unwrap_or_else(|| "-".into()),
-                                p.last_sync_secs
-                                    .map(|s| format!("{s}s ago"))
-                                    .unwrap_or_else(|| "never".into()),
-                                p.address,
-                                p.problem
-                                    .as_ref()
-                                    .map(|x| format!("  REJECTED: {x}"))
-                                    .unwrap_or_default()
-                            )
-                        })
-                        .collect::<Vec<_>>()
-                        .join("\n")
+                    peers_table(&rows, verbose)
                 };
                 let text = match &waiting {
                     Some(line) => format!("{text}\n{line}"),
@@ -826,14 +886,17 @@ impl Session {
             }
             Command::Remove { member, reason } => self.edit(Edit::RemoveMember { member, reason }),
             Command::Join(invite) => {
+                let before = self
+                    .notebook
+                    .published()
+                    .current
+                    .as_ref()
+                    .map(|c| c.id.clone());
                 let id = self.network()?.join(&invite)?;
                 if let Some(net) = &self.network {
                     net.incident_opened();
                 }
-                Ok(Reply::done(
-                    format!("joined incident {id}"),
-                    json!({ "id": id }),
-                ))
+                self.joined(id, before)
             }
             Command::Help(topic) => {
                 let text = command::help(topic.as_deref()).map_err(|e| e.to_string())?;
@@ -848,6 +911,46 @@ impl Session {
                 Ok(r)
             }
         }
+    }
+
+    /// What `join` answers: what was joined (title, severity, status,
+    /// members), whether the open incident changed, then the brief.
+    fn joined(&self, id: String, before: Option<String>) -> Result<Reply, String> {
+        let (view, _) = self.ask(self.notebook.view())?;
+        let mut members: Vec<&str> = view
+            .members
+            .iter()
+            .filter(|m| view.removal_of(&m.key).is_none())
+            .map(|m| m.name.as_str())
+            .collect();
+        members.sort_by_key(|n| n.to_lowercase());
+        let severity = view.severity.map(|s| s.label()).unwrap_or_default();
+        let status = view.status.map(|s| s.to_string()).unwrap_or_default();
+        let mut text = format!(
+            "joined {id}: {}\n  {severity} · {status} · members: {}",
+            view.title,
+            members.join(", ")
+        );
+        let switched = before.as_ref().filter(|b| **b != view.id);
+        if let Some(b) = switched {
+            text.push_str(&format!(
+                "\n  the open incident is now this one (was {b}: `open {}` goes back)",
+                b.chars().take(5).collect::<String>()
+            ));
+        }
+        text.push_str("\n\n");
+        text.push_str(render::brief(&view, dontpanic_notebook::now_ms(), &[]).trim_end());
+        Ok(Reply::done(
+            text,
+            json!({
+                "id": id,
+                "title": view.title,
+                "severity": view.severity.map(|s| s.as_str()),
+                "status": status,
+                "members": members,
+                "switched_from": switched,
+            }),
+        ))
     }
 
     /// "waiting for N damaged changes from members", for the incident at
@@ -1085,6 +1188,76 @@ fn evidence_json(view: &IncidentView, e: &Evidence) -> Value {
     j
 }
 
+/// Columns of `peers` (the last, `note`, takes what is left of 100).
+const PEER_COLUMNS: [(&str, usize); 5] = [
+    ("name", 14),
+    ("state", 11),
+    ("route", 8),
+    ("rtt", 8),
+    ("last sync", 10),
+];
+
+/// `text` in at most `width` columns, cut with `…`.
+fn clip(text: &str, width: usize) -> String {
+    if text.chars().count() <= width {
+        return text.to_string();
+    }
+    let mut out: String = text.chars().take(width.saturating_sub(1)).collect();
+    out.push('…');
+    out
+}
+
+/// The `peers` table: a header and one row per peer in 100 columns; with
+/// `verbose`, the peer id, address, how it was found and any problem under
+/// each row.
+fn peers_table(rows: &[PeerRow], verbose: bool) -> String {
+    let used: usize = PEER_COLUMNS.iter().map(|(_, w)| w + 1).sum();
+    let note_width = 100 - used;
+    let line = |cells: [&str; 6]| {
+        let mut out = String::new();
+        for ((_, w), cell) in PEER_COLUMNS.iter().zip(cells) {
+            out.push_str(&format!("{:<w$} ", clip(cell, *w)));
+        }
+        out.push_str(&clip(cells[5], note_width));
+        out.trim_end().to_string()
+    };
+    let mut out = vec![line(["name", "state", "route", "rtt", "last sync", "note"])];
+    for p in rows {
+        let rtt = p
+            .rtt_ms
+            .map(|r| format!("{r:.1}ms"))
+            .unwrap_or_else(|| "-".into());
+        let sync = p
+            .last_sync_secs
+            .map(|s| format!("{s}s ago"))
+            .unwrap_or_else(|| "never".into());
+        let note = match (&p.problem, verbose) {
+            (Some(_), false) => "rejected: see `peers -v`".to_string(),
+            (Some(_), true) => "rejected".to_string(),
+            (None, _) => String::new(),
+        };
+        let name = if p.name.is_empty() { "?" } else { &p.name };
+        out.push(line([name, &p.state, &p.route, &rtt, &sync, &note]));
+        if verbose {
+            out.push(format!("    peer     {}", p.peer_id));
+            out.push(format!("    address  {}", p.address));
+            out.push(format!("    found by {}", p.found_by));
+            if let Some(problem) = &p.problem {
+                out.push(format!("    problem  {}", render::one_line(problem)));
+            }
+        }
+    }
+    out.join("\n")
+}
+
+/// `a|b|c` from a word enum's values.
+fn words<T: Copy + std::fmt::Display>(all: &[T]) -> String {
+    all.iter()
+        .map(|w| w.to_string())
+        .collect::<Vec<_>>()
+        .join("|")
+}
+
 fn write_file(path: &str, bytes: &[u8]) -> Result<(), String> {
     std::fs::write(path, bytes).map_err(|e| format!("cannot write {path}: {e}"))
 }
@@ -1202,7 +1375,7 @@ fn command_name(cmd: &Command) -> &'static str {
         Command::Log => "log",
         Command::Doctor => "doctor",
         Command::Whoami => "whoami",
-        Command::Peers => "peers",
+        Command::Peers { .. } => "peers",
         Command::Connect(_) => "connect",
         Command::Unblock(_) => "unblock",
         Command::Invite { .. } => "invite",
@@ -1210,5 +1383,72 @@ fn command_name(cmd: &Command) -> &'static str {
         Command::Join(_) => "join",
         Command::Help(_) => "help",
         Command::Quit => "quit",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(name: &str, state: &str, problem: Option<&str>) -> PeerRow {
+        PeerRow {
+            name: name.into(),
+            peer_id: "12D3KooWLongPeerIdThatWouldMakeTheRowWrapOnANarrowTerminal1234".into(),
+            address: "/ip4/192.168.100.200/udp/40123/quic-v1/p2p/12D3KooWRelay/p2p-circuit".into(),
+            found_by: "mdns".into(),
+            state: state.into(),
+            route: "relayed".into(),
+            last_sync_secs: Some(12_345),
+            rtt_ms: Some(1234.5),
+            problem: problem.map(str::to_string),
+        }
+    }
+
+    #[test]
+    fn the_peers_table_fits_100_columns_with_details_under_v() {
+        let rows = [
+            row("alice", "connected", None),
+            row("a-very-long-responder-name", "discovered", None),
+            row(
+                "",
+                "rejected",
+                Some("sent a change signed by a non-member\x1b[2J"),
+            ),
+        ];
+        // (verbose, line, what it must hold)
+        let cases: &[(bool, usize, &str)] = &[
+            (
+                false,
+                0,
+                "name           state       route    rtt      last sync  note",
+            ),
+            (
+                false,
+                1,
+                "alice          connected   relayed  1234.5ms 12345s ago",
+            ),
+            (false, 2, "a-very-long-r… discovered"),
+            (
+                false,
+                3,
+                "?              rejected    relayed  1234.5ms 12345s ago rejected: see `peers -v`",
+            ),
+            (true, 2, "    peer     12D3KooWLongPeerId"),
+            (true, 3, "    address  /ip4/192.168.100.200/"),
+            (true, 4, "    found by mdns"),
+            (
+                true,
+                13,
+                "    problem  sent a change signed by a non-member\\u{1b}[2J",
+            ),
+        ];
+        for (verbose, n, want) in cases {
+            let table = peers_table(&rows, *verbose);
+            let lines: Vec<&str> = table.lines().collect();
+            assert!(lines[*n].starts_with(want), "line {n} of\n{table}");
+            if !verbose {
+                assert!(lines.iter().all(|l| l.chars().count() <= 100), "{table}");
+            }
+        }
     }
 }

@@ -97,7 +97,7 @@ pub enum SyncError {
     #[error("{0}")]
     Unblock(String),
     /// A bad address.
-    #[error("`{0}` is not a multiaddr (e.g. /ip4/192.168.1.7/tcp/4001/p2p/12D3…): {1}")]
+    #[error("`{0}` is not an address this node can dial ({1}); for example /ip4/192.168.1.7/tcp/4001/p2p/12D3…")]
     Address(String, String),
 }
 
@@ -323,14 +323,14 @@ impl Replicator {
     pub fn connect(&self, addr: &str) -> Result<PeerId, SyncError> {
         let ma = addr
             .parse::<Multiaddr>()
-            .map_err(|e| SyncError::Address(addr.into(), e.to_string()))?;
+            .map_err(|e| SyncError::Address(addr.into(), address_hint(addr, &e.to_string())))?;
         let node = self.node.clone();
         let peer = self.runtime.block_on(async move {
             tokio::time::timeout(Duration::from_secs(15), node.dial(ma, FoundBy::Manual))
                 .await
                 .unwrap_or_else(|_| {
                     Err(dontpanic_net::NetError::Dial(format!(
-                        "{addr}: timed out after 15 s"
+                        "{addr}: no answer within 15 s: is the peer running, and reachable from here?"
                     )))
                 })
         })?;
@@ -612,4 +612,15 @@ impl Replicator {
         nb.blocking(nb.save_config(cfg))?;
         Ok(())
     }
+}
+
+/// Why `typed` is not a multiaddr, in words: `host:port` gets the multiaddr
+/// to type instead; otherwise the parser's own reason.
+fn address_hint(typed: &str, reason: &str) -> String {
+    if let Some((host, port)) = typed.rsplit_once(':') {
+        if port.parse::<u16>().is_ok() && host.parse::<std::net::Ipv4Addr>().is_ok() {
+            return format!("it looks like host:port; type /ip4/{host}/tcp/{port}");
+        }
+    }
+    format!("{reason}; an address starts with /ip4/, /ip6/ or /dns/ and names a transport")
 }
