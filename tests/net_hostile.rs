@@ -812,10 +812,12 @@ fn bombs_are_refused_rejections_survive_a_restart_and_escapes_stay_inert() {
 
     // What alice's terminal shows of the jester's note: the text, inert.
     assert!(t.node.quit().success());
-    let shown = plain_output(
+    let (shown, stderr, code) = support::script_text(
         &tmp.path().join("alice"),
-        "timeline --all\nbrief\nlog\nincidents\n",
+        "alice",
+        &["timeline --all", "brief", "log", "incidents"],
     );
+    assert_eq!(code, 0, "{stderr}");
     assert!(shown.contains("owned"), "the note is shown:\n{shown}");
     for bad in ['\x1b', '\x07', '\r', '\u{202e}'] {
         assert!(
@@ -830,31 +832,6 @@ fn bombs_are_refused_rejections_survive_a_restart_and_escapes_stay_inert() {
             "a forged line: {l:?}\n{shown}"
         );
     }
-}
-
-/// What a person sees: the binary's plain (not `--json`) output for `input`.
-fn plain_output(dir: &Path, input: &str) -> String {
-    use std::io::Write;
-    let mut child = std::process::Command::new(support::bin())
-        .args(["--data-dir", dir.to_str().unwrap(), "--offline"])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(input.as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).expect("UTF-8 on stdout")
 }
 
 /// A request-response codec that announces the largest sync frame, sends a

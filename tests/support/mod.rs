@@ -56,19 +56,32 @@ fn command(prefix: &[&str], dir: &Path, name: &str, extra: &[&str]) -> Command {
     c
 }
 
-/// Runs a whole script through a fresh `--offline` process; returns (stdout
-/// JSON lines, stderr, exit code).
-pub fn script(dir: &Path, name: &str, lines: &[&str]) -> (Vec<Value>, String, i32) {
-    let mut child = command(&[], dir, name, &["--offline"])
-        .spawn()
-        .expect("start dontpanic");
+/// Feeds `lines` to a fresh `--offline` process (with `--json` or not) and
+/// waits for it to end.
+fn run_script(dir: &Path, name: &str, json: bool, lines: &[&str]) -> std::process::Output {
+    let mut c = command(&[], dir, name, &["--offline"]);
+    if !json {
+        let d = dir.to_str().expect("utf-8 path");
+        c = Command::new(bin());
+        c.args(["--data-dir", d, "--name", name, "--offline"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+    }
+    let mut child = c.spawn().expect("start dontpanic");
     {
         let mut stdin = child.stdin.take().expect("piped stdin");
         for l in lines {
             writeln!(stdin, "{l}").expect("write to dontpanic");
         }
     }
-    let out = child.wait_with_output().expect("wait for dontpanic");
+    child.wait_with_output().expect("wait for dontpanic")
+}
+
+/// Runs a whole script through a fresh `--offline` process; returns (stdout
+/// JSON lines, stderr, exit code).
+pub fn script(dir: &Path, name: &str, lines: &[&str]) -> (Vec<Value>, String, i32) {
+    let out = run_script(dir, name, true, lines);
     let replies = String::from_utf8_lossy(&out.stdout)
         .lines()
         .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON: {l}: {e}")))
@@ -84,21 +97,7 @@ pub fn script(dir: &Path, name: &str, lines: &[&str]) -> (Vec<Value>, String, i3
 /// `--json`, as a person piping commands sees it; returns (stdout, stderr,
 /// exit code).
 pub fn script_text(dir: &Path, name: &str, lines: &[&str]) -> (String, String, i32) {
-    let dir = dir.to_str().expect("utf-8 path");
-    let mut child = Command::new(bin())
-        .args(["--data-dir", dir, "--name", name, "--offline"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start dontpanic");
-    {
-        let mut stdin = child.stdin.take().expect("piped stdin");
-        for l in lines {
-            writeln!(stdin, "{l}").expect("write to dontpanic");
-        }
-    }
-    let out = child.wait_with_output().expect("wait for dontpanic");
+    let out = run_script(dir, name, false, lines);
     (
         String::from_utf8_lossy(&out.stdout).into_owned(),
         String::from_utf8_lossy(&out.stderr).into_owned(),

@@ -743,11 +743,7 @@ impl Session {
                 let md = render::report(&view);
                 match out {
                     Some(path) => {
-                        if force {
-                            write_file(&path, md.as_bytes())?;
-                        } else {
-                            write_new_file(&path, md.as_bytes())?;
-                        }
+                        write_out(&path, md.as_bytes(), force)?;
                         Ok(Reply::done(
                             format!("report written to {path}"),
                             json!({ "path": path }),
@@ -996,7 +992,9 @@ impl Session {
             // Before posting: a refused file must not leave a posted update
             // behind an error.
             if std::path::Path::new(path).exists() {
-                return Err(format!("{path} exists; give --force to overwrite it"));
+                return Err(format!(
+                    "{path} already exists; give --force to overwrite it, or another --out"
+                ));
             }
         }
         let (mut reply, text) = match mode {
@@ -1125,7 +1123,7 @@ pub fn doctor_json(report: &dontpanic_notebook::Report) -> Value {
 }
 
 /// Writes a file the user asked for, refusing to replace one that exists
-/// unless `force`.
+/// (an earlier report, perhaps edited by hand) unless `force`.
 fn write_out(path: &str, bytes: &[u8], force: bool) -> Result<(), String> {
     if force {
         return write_file(path, bytes);
@@ -1136,7 +1134,7 @@ fn write_out(path: &str, bytes: &[u8], force: bool) -> Result<(), String> {
         .open(path)
         .map_err(|e| match e.kind() {
             std::io::ErrorKind::AlreadyExists => {
-                format!("{path} exists; give --force to overwrite it")
+                format!("{path} already exists; give --force to overwrite it, or another --out")
             }
             _ => format!("cannot write {path}: {e}"),
         })?;
@@ -1197,16 +1195,6 @@ const PEER_COLUMNS: [(&str, usize); 5] = [
     ("last sync", 10),
 ];
 
-/// `text` in at most `width` columns, cut with `…`.
-fn clip(text: &str, width: usize) -> String {
-    if text.chars().count() <= width {
-        return text.to_string();
-    }
-    let mut out: String = text.chars().take(width.saturating_sub(1)).collect();
-    out.push('…');
-    out
-}
-
 /// The `peers` table: a header and one row per peer in 100 columns; with
 /// `verbose`, the peer id, address, how it was found and any problem under
 /// each row.
@@ -1216,9 +1204,9 @@ fn peers_table(rows: &[PeerRow], verbose: bool) -> String {
     let line = |cells: [&str; 6]| {
         let mut out = String::new();
         for ((_, w), cell) in PEER_COLUMNS.iter().zip(cells) {
-            out.push_str(&format!("{:<w$} ", clip(cell, *w)));
+            out.push_str(&format!("{:<w$} ", render::trimmed(cell, *w)));
         }
-        out.push_str(&clip(cells[5], note_width));
+        out.push_str(&render::trimmed(cells[5], note_width));
         out.trim_end().to_string()
     };
     let mut out = vec![line(["name", "state", "route", "rtt", "last sync", "note"])];
@@ -1260,24 +1248,6 @@ fn words<T: Copy + std::fmt::Display>(all: &[T]) -> String {
 
 fn write_file(path: &str, bytes: &[u8]) -> Result<(), String> {
     std::fs::write(path, bytes).map_err(|e| format!("cannot write {path}: {e}"))
-}
-
-/// Writes a file that must not exist yet: an earlier report (perhaps
-/// edited by hand) is never overwritten by accident.
-fn write_new_file(path: &str, bytes: &[u8]) -> Result<(), String> {
-    use std::io::Write;
-    let mut file = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .open(path)
-        .map_err(|e| match e.kind() {
-            std::io::ErrorKind::AlreadyExists => {
-                format!("{path} already exists; give --force to overwrite it, or another --out")
-            }
-            _ => format!("cannot write {path}: {e}"),
-        })?;
-    file.write_all(bytes)
-        .map_err(|e| format!("cannot write {path}: {e}"))
 }
 
 /// Past incidents shown most alike first, at most this many.
