@@ -59,6 +59,10 @@ fn the_method_from_symptom_to_report() {
     let t_dep = id(&n.ok(&format!(
         "test {deploy} \"roll back canary\" --rules-out-if \"errors continue on canary\""
     )));
+    // What the test showed, as signed evidence (a real command, redacted).
+    n.ok(&format!(
+        "run {t_dns} -- echo 'checkout.internal. 30 IN A 10.0.4.17'; echo token=s3cr3t"
+    ));
     n.ok(&format!(
         "result {t_dns} \"resolvers answer correctly\" --ruled-out"
     ));
@@ -194,6 +198,21 @@ fn the_method_from_symptom_to_report() {
         hyps.contains("does-not-rule-out") && hyps.contains("inconclusive"),
         "{hyps}"
     );
+    // The evidence sits under its test, trimmed and redacted.
+    let test_at = hyps.find("  - test: dig @10.0.0.2").expect("the DNS test");
+    let under = hyps.get(test_at..).unwrap();
+    let evidence = under
+        .find("- evidence: ran `echo")
+        .expect("evidence under the test");
+    assert!(
+        under.find("\n  - test:").is_none_or(|next| evidence < next),
+        "the evidence is under the DNS test:\n{hyps}"
+    );
+    assert!(
+        under.contains("10.0.4.17") && under.contains("2 secret(s) redacted"),
+        "{hyps}"
+    );
+    assert!(!report.contains("s3cr3t"), "{report}");
     for id in [&dns, &t_dns, &t_dep] {
         assert!(!hyps.contains(&id[..4]), "internal id {id} in {hyps}");
     }

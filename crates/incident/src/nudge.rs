@@ -5,7 +5,7 @@
 
 use std::fmt;
 
-use crate::render::span;
+use crate::render::{one_line, span};
 use crate::{Severity, Standing, Status};
 
 /// One thing the responders should do now.
@@ -20,6 +20,14 @@ pub enum Nudge {
     FixBeforeCause {
         /// Short ids of those fixes.
         fixes: Vec<String>,
+    },
+    /// Follow-ups nobody owns (a follow-up without an owner tends not to
+    /// get done).
+    FollowUpWithoutOwner {
+        /// The text of the oldest.
+        first: String,
+        /// How many there are.
+        count: usize,
     },
     /// A stakeholder update is due: the last one (or the opening) is older
     /// than the interval.
@@ -40,6 +48,7 @@ impl Nudge {
         match self {
             Nudge::NoCommander { .. } => "no-commander",
             Nudge::FixBeforeCause { .. } => "fix-before-cause",
+            Nudge::FollowUpWithoutOwner { .. } => "follow-up-without-owner",
             Nudge::UpdateDue { .. } => "update-due",
         }
     }
@@ -57,6 +66,15 @@ impl fmt::Display for Nudge {
                 f,
                 "fix {} came before a confirmed cause: confirm it (`confirm`) or rule hypotheses out",
                 fixes.join(", ")
+            ),
+            Nudge::FollowUpWithoutOwner { first, count } => write!(
+                f,
+                "follow-up \"{}\"{} has no owner: agree who takes it (`followup <text> --owner <name> --due <date>`)",
+                one_line(first),
+                match count {
+                    0 | 1 => String::new(),
+                    n => format!(" and {} more", n - 1),
+                }
             ),
             Nudge::UpdateDue {
                 since_ms,
@@ -78,9 +96,16 @@ impl fmt::Display for Nudge {
 }
 
 /// What the responders should be reminded of at `now_ms`, in a fixed order.
-/// Nothing once the incident is resolved.
+/// Once the incident is resolved, only follow-ups without an owner (they
+/// are mostly written then).
 pub fn nudges(standing: &Standing, now_ms: i64) -> Vec<Nudge> {
     let mut out = Vec::new();
+    if let Some(first) = standing.followups_without_owner.first() {
+        out.push(Nudge::FollowUpWithoutOwner {
+            first: first.clone(),
+            count: standing.followups_without_owner.len(),
+        });
+    }
     if standing.status == Some(Status::Resolved) {
         return out;
     }

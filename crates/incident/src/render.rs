@@ -621,21 +621,6 @@ fn code(text: &str) -> String {
     format!("`{}`", one_line(text).replace('`', "'"))
 }
 
-/// The nudge for follow-ups nobody owns, or `None` when every follow-up
-/// has an owner: a follow-up without one tends not to get done.
-pub fn owner_nudge(v: &IncidentView) -> Option<String> {
-    let unowned = v.followups_without_owner();
-    let first = unowned.first()?;
-    let others = match unowned.len() {
-        1 => String::new(),
-        n => format!(" and {} more", n - 1),
-    };
-    Some(format!(
-        "! follow-up \"{}\"{others} has no owner: agree who takes it, and record follow-ups with `followup <text> --owner <name> --due <date>`",
-        one_line(first.get("text"))
-    ))
-}
-
 /// A follow-up's owner and due date, as the report says them.
 fn owner_and_due(a: &Item) -> String {
     let owner = match a.get("owner") {

@@ -209,14 +209,6 @@ impl IncidentView {
             .min()
     }
 
-    /// Follow-ups nobody owns, oldest first: the nudge's subject.
-    pub fn followups_without_owner(&self) -> Vec<&Item> {
-        self.items(Kind::FollowUp)
-            .iter()
-            .filter(|a| a.get("owner").trim().is_empty())
-            .collect()
-    }
-
     /// The short form of a full id, or the id itself when unknown.
     pub fn short(&self, id: &str) -> String {
         self.item(id)
@@ -355,6 +347,8 @@ pub struct Standing {
     pub fixes_before_cause: Vec<String>,
     /// When the last stakeholder update was posted (ms), if one was.
     pub last_update_at: Option<i64>,
+    /// Texts of the follow-ups nobody owns, oldest first.
+    pub followups_without_owner: Vec<String>,
     /// The interval between updates in seconds, `None` for no reminder:
     /// the incident's `update_every` if set (0 = off), else 30 minutes for
     /// SEV1 and SEV2.
@@ -417,7 +411,19 @@ pub(crate) fn standing(doc: &Automerge) -> Standing {
                 .collect::<Vec<_>>()
         })
         .max();
+    let mut unowned: Vec<(i64, String)> = items(Kind::FollowUp)
+        .iter()
+        .filter(|(_, a)| get_str(doc, a, "owner").is_none_or(|o| o.trim().is_empty()))
+        .map(|(_, a)| {
+            (
+                get_int(doc, a, "at"),
+                get_str(doc, a, "text").unwrap_or_default(),
+            )
+        })
+        .collect();
+    unowned.sort();
     Standing {
+        followups_without_owner: unowned.into_iter().map(|(_, t)| t).collect(),
         severity,
         status: get_str(doc, &ROOT, "status").and_then(|s| s.parse().ok()),
         opened_at: get_int(doc, &ROOT, "created_at"),
