@@ -5,21 +5,8 @@ use super::*;
 
 /// 2026-11-24 02:00:00 UTC.
 const T0: i64 = 1_795_485_600_000;
-const MIN: i64 = 60_000;
 
-fn alice() -> Editor {
-    Editor {
-        key: "aa".repeat(32),
-        name: "alice".into(),
-    }
-}
-
-fn bob() -> Editor {
-    Editor {
-        key: "bb".repeat(32),
-        name: "bob".into(),
-    }
-}
+use crate::fixtures::{alice, bob, MIN};
 
 fn at(i: &mut Incident, who: &Editor, minutes: i64, edit: Edit) -> Option<ItemId> {
     i.apply(edit, who, T0 + minutes * MIN).unwrap().id

@@ -1534,6 +1534,8 @@ fn append_timeline(
 }
 
 #[cfg(test)]
+mod fixtures;
+#[cfg(test)]
 mod tests;
 
 #[cfg(test)]

@@ -7,21 +7,8 @@ use crate::{Edit, Editor, Incident, IncidentView, Role, Severity, Status, Verdic
 
 /// 2026-12-01 03:00:00 UTC.
 const T0: i64 = 1_796_094_000_000;
-const MIN: i64 = 60_000;
 
-fn alice() -> Editor {
-    Editor {
-        key: "aa".repeat(32),
-        name: "alice".into(),
-    }
-}
-
-fn bob() -> Editor {
-    Editor {
-        key: "bb".repeat(32),
-        name: "bob".into(),
-    }
-}
+use crate::fixtures::{alice, bob, MIN};
 
 /// A record made edit by edit: (minutes after 03:00, who, what).
 struct Record {

@@ -1,11 +1,5 @@
 use super::*;
-
-fn alice() -> Editor {
-    Editor {
-        key: "aa".repeat(32),
-        name: "alice".into(),
-    }
-}
+use crate::fixtures::alice;
 
 fn fresh() -> Incident {
     Incident::create("checkout 500s", Severity::Sev2, &alice(), 1_000)

@@ -7,19 +7,7 @@ use automerge::{Automerge, Change, ObjType, ReadDoc, ScalarValue, Value, ROOT};
 use super::*;
 use crate::{Edit, Editor, Incident, ItemId, Severity, TimelineEntry, Verdict};
 
-fn alice() -> Editor {
-    Editor {
-        key: "aa".repeat(32),
-        name: "alice".into(),
-    }
-}
-
-fn bob() -> Editor {
-    Editor {
-        key: "bb".repeat(32),
-        name: "bob".into(),
-    }
-}
+use crate::fixtures::{alice, bob};
 
 const CAROL: &str = "cccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccc";
 
