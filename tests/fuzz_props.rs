@@ -2,7 +2,9 @@
 //! stable: for each target, random byte strings and mutations of valid
 //! inputs from a fixed seed. `DONTPANIC_FUZZ_CASES` raises the count per
 //! target (default 2,000) and `DONTPANIC_FUZZ_SEED` changes the seed, for a
-//! long run where no nightly compiler is at hand.
+//! long run where no nightly compiler is at hand. `DONTPANIC_FUZZ_CORPUS=DIR`
+//! also writes each target's valid inputs to `DIR/<target>/`, the seed
+//! corpus for a cargo-fuzz run (fuzz/README.md).
 
 #[path = "fuzz/targets.rs"]
 mod targets;
@@ -71,6 +73,13 @@ fn run(name: &str) {
         .expect("target")
         .1;
     let seeds = targets::seeds(name);
+    if let Ok(dir) = std::env::var("DONTPANIC_FUZZ_CORPUS") {
+        let dir = std::path::Path::new(&dir).join(name);
+        std::fs::create_dir_all(&dir).expect("corpus directory");
+        for (i, s) in seeds.iter().enumerate() {
+            std::fs::write(dir.join(format!("seed-{i}")), s).expect("seed file");
+        }
+    }
     for s in &seeds {
         target(s);
     }
