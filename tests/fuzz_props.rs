@@ -133,3 +133,34 @@ fn fuzz_store_files() {
 fn fuzz_validator() {
     run("validator");
 }
+
+/// Inputs cargo-fuzz found that once made Automerge panic where dontpanic
+/// did not catch it (`sync_message`: an op counter past `u32` panicked in
+/// `Change::try_from`) or where it did (`validator`, `automerge_message`: an
+/// op naming an unlisted actor panics in `Change::decode`). Each must be
+/// refused with an error, every time.
+#[test]
+fn past_findings_stay_fixed() {
+    let findings: &[(&str, &[u8])] = &[
+        (
+            "sync_message",
+            include_bytes!("fuzz/findings/sync_message-op-counter-overflow"),
+        ),
+        (
+            "validator",
+            include_bytes!("fuzz/findings/validator-unlisted-actor"),
+        ),
+        (
+            "automerge_message",
+            include_bytes!("fuzz/findings/automerge_message-unlisted-actor"),
+        ),
+    ];
+    for (name, input) in findings {
+        let target = targets::TARGETS
+            .iter()
+            .find(|(n, _)| n == name)
+            .expect("target")
+            .1;
+        target(input);
+    }
+}

@@ -3,4 +3,7 @@
 #[path = "../../tests/fuzz/targets.rs"]
 mod targets;
 
-libfuzzer_sys::fuzz_target!(|data: &[u8]| targets::store_files(data));
+libfuzzer_sys::fuzz_target!(|data: &[u8]| {
+    targets::report_only_uncaught_panics();
+    targets::store_files(data)
+});

@@ -3,4 +3,7 @@
 #[path = "../../tests/fuzz/targets.rs"]
 mod targets;
 
-libfuzzer_sys::fuzz_target!(|data: &[u8]| targets::sync_message(data));
+libfuzzer_sys::fuzz_target!(|data: &[u8]| {
+    targets::report_only_uncaught_panics();
+    targets::sync_message(data)
+});

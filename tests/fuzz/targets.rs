@@ -12,6 +12,18 @@ use dontpanic_net::frame::{read_frame, write_frame};
 use dontpanic_net::{Frame, Invite};
 use dontpanic_notebook::sync::{changes_in, decode_changes, SignedSyncMessage};
 
+/// For cargo-fuzz only: libfuzzer-sys aborts on every panic, also one that
+/// dontpanic catches on purpose (Automerge's parsers panic on some input;
+/// `notebook::sync` catches that and refuses the input). With the default
+/// hook back, a caught panic is only printed; an uncaught one still reaches
+/// libfuzzer-sys's own `catch_unwind` and aborts, so it is still a finding.
+pub fn report_only_uncaught_panics() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let _ = std::panic::take_hook();
+    });
+}
+
 /// Frames as they arrive on a stream.
 pub fn frame(data: &[u8]) {
     let rt = tokio::runtime::Builder::new_current_thread()

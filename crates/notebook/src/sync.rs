@@ -301,8 +301,8 @@ fn change_within(chunk: &Chunk<'_>, budget: &mut Budget) -> Result<Change, Noteb
         }
         other => return Err(malformed(format!("unexpected chunk type {other}"))),
     }
-    let change =
-        Change::try_from(chunk.bytes).map_err(|e| malformed(format!("change chunk: {e}")))?;
+    let change = parse_guarded("change chunk", || Change::try_from(chunk.bytes))?
+        .map_err(|e| malformed(format!("change chunk: {e}")))?;
     if change.len() > MAX_OPS_PER_CHANGE {
         return Err(malformed(format!(
             "a change of {} operations exceeds the limit of {MAX_OPS_PER_CHANGE}",
@@ -320,9 +320,20 @@ fn change_within(chunk: &Chunk<'_>, budget: &mut Budget) -> Result<Change, Noteb
 /// parses a change whose operations name an actor index missing from its
 /// actor table, then panics in `Change::decode` (found by the fuzz target
 /// `validator`); the validator decodes every change, so the check is made
-/// here, where changes enter, with the panic caught.
+/// here, where changes enter.
 fn expands_cleanly(change: &Change) -> bool {
-    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| change.decode())).is_ok()
+    parse_guarded("change", || change.decode()).is_ok()
+}
+
+/// Runs one of Automerge's parsers on bytes from a peer. Automerge 0.12
+/// panics on some malformed input instead of returning an error (a change
+/// chunk whose op counter overflows `u32` panics in `Change::try_from`,
+/// found by the fuzz target `sync_message`), so the panic is caught here and
+/// becomes a malformed-input error that names `what`: the sender is blamed,
+/// the thread that parsed it lives on.
+fn parse_guarded<T>(what: &str, parse: impl FnOnce() -> T) -> Result<T, NotebookError> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(parse))
+        .map_err(|_| malformed(format!("{what}: Automerge could not parse it")))
 }
 
 /// One change chunk from a peer, parsed within the [`limits`] and checked to
@@ -406,7 +417,7 @@ pub fn changes_in(message: &sync::Message) -> Result<Vec<Change>, NotebookError>
         for chunk in chunks(blob)? {
             if chunk.kind == CHUNK_DOCUMENT {
                 check_document(&chunk, &mut budget)?;
-                let doc = Automerge::load(chunk.bytes)
+                let doc = parse_guarded("document chunk", || Automerge::load(chunk.bytes))?
                     .map_err(|e| malformed(format!("document chunk: {e}")))?;
                 // Counted before the changes are materialised.
                 let stats = automerge::ReadDoc::stats(&doc);
@@ -601,8 +612,8 @@ impl Notebook {
         bytes: &[u8],
     ) -> Result<Vec<RemoteEdit>, NotebookError> {
         let signed = SignedSyncMessage::decode(bytes)?;
-        let mut msg =
-            sync::Message::decode(&signed.message).map_err(|e| malformed(e.to_string()))?;
+        let mut msg = parse_guarded("sync message", || sync::Message::decode(&signed.message))?
+            .map_err(|e| malformed(e.to_string()))?;
         let sigs: HashMap<ChangeHash, ChangeSignature> =
             signed.signatures.iter().map(|s| (s.hash, *s)).collect();
         let mut incoming = Vec::new();
