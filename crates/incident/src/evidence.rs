@@ -199,6 +199,29 @@ impl Record {
     }
 }
 
+impl Record {
+    /// The stored fields as JSON, for scripts: the same names and values
+    /// as in the document; a run's `exit`, `signal` and `stopped` are
+    /// `null` when absent.
+    pub fn to_json(&self) -> serde_json::Value {
+        let mut j = serde_json::Map::new();
+        if matches!(self.source, Source::Run { .. }) {
+            for k in ["exit", "signal", "stopped"] {
+                j.insert(k.into(), serde_json::Value::Null);
+            }
+        }
+        for (k, v) in self.fields() {
+            let v = match v {
+                ScalarValue::Str(s) => serde_json::Value::from(s.as_str()),
+                ScalarValue::Int(i) => serde_json::Value::from(i),
+                other => serde_json::Value::from(other.to_string()),
+            };
+            j.insert(k.into(), v);
+        }
+        serde_json::Value::Object(j)
+    }
+}
+
 /// The type of each field an evidence map may hold.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub(crate) enum FieldType {

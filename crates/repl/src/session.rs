@@ -1143,46 +1143,14 @@ fn write_out(path: &str, bytes: &[u8], force: bool) -> Result<(), String> {
 
 /// One evidence for a script: every field of the record.
 fn evidence_json(view: &IncidentView, e: &Evidence) -> Value {
-    let r = &e.record;
-    let mut j = json!({
-        "id": e.id.as_str(),
-        "short": e.short,
-        "of": e.of,
-        "by": e.by,
-        "name": view.name_of(&e.by),
-        "at": e.at,
-        "kind": r.kind(),
-        "output": r.output,
-        "cut_bytes": r.cut_bytes,
-        "redactions": r.redactions,
-        "outcome": r.outcome(),
-    });
-    match &r.source {
-        Source::Run {
-            command,
-            ended,
-            stopped,
-            timeout_ms,
-            duration_ms,
-        } => {
-            j["command"] = json!(command);
-            j["exit"] = match ended {
-                Ended::Exit(c) => json!(c),
-                Ended::Signal(_) => Value::Null,
-            };
-            j["signal"] = match ended {
-                Ended::Signal(s) => json!(s),
-                Ended::Exit(_) => Value::Null,
-            };
-            j["stopped"] = json!(stopped.map(|s| s.as_str()));
-            j["timeout_ms"] = json!(timeout_ms);
-            j["duration_ms"] = json!(duration_ms);
-        }
-        Source::File { name, bytes } => {
-            j["file"] = json!(name);
-            j["bytes"] = json!(bytes);
-        }
-    }
+    let mut j = e.record.to_json();
+    j["id"] = json!(e.id.as_str());
+    j["short"] = json!(e.short);
+    j["of"] = json!(e.of);
+    j["by"] = json!(e.by);
+    j["name"] = json!(view.name_of(&e.by));
+    j["at"] = json!(e.at);
+    j["outcome"] = json!(e.record.outcome());
     j
 }
 
