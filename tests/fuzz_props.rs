@@ -105,8 +105,8 @@ fn run(name: &str) {
 }
 
 #[test]
-fn fuzz_frame() {
-    run("frame");
+fn fuzz_envelope() {
+    run("envelope");
 }
 
 #[test]

@@ -3,14 +3,14 @@
 //! Mallory joins honestly with an invite, so her key is on the roster, then
 //! quits; the test process starts a raw libp2p node with her device key
 //! (`dontpanic_net::node::start`), dials alice and sends hand-made
-//! `/dontpanic/sync/1` requests.
+//! `/dontpanic/sync/2` requests.
 //!
 //! Behaviour documented here (and asserted): alice answers a message that
-//! fails verification with a frame of kind 2 (REJECTED, body = reason), prints
+//! fails verification with `Rejected { reason }`, prints
 //! a `rejected` event, lists the peer in `peers` with state `rejected` and a
 //! `problem`, and closes the connection about half a second later. From then
 //! on the peer is blocked for the rest of alice's session: its requests get
-//! kind 1 (DENIED, "not trusted") even when they are valid, or fail because
+//! `Denied { "not trusted" }` even when they are valid, or fail because
 //! the connection is closed. Each attack therefore uses a fresh member.
 
 mod support;
@@ -21,15 +21,13 @@ use std::time::{Duration, Instant};
 use automerge::sync::{ChunkList, Message, MessageVersion};
 use automerge::ChangeHash;
 use dontpanic_identity::{ChangeSignature, SecretKey};
-use dontpanic_net::{FoundBy, Frame, Multiaddr, NetError, NodeConfig, NodeHandle, PeerId, Proto};
+use dontpanic_net::wire::{SyncRequest, SyncResponse};
+use dontpanic_net::{Multiaddr, NetError, PeerId};
 use dontpanic_notebook::incident::{Edit, Editor, Incident};
 use dontpanic_notebook::sync::SignedSyncMessage;
 use dontpanic_notebook::Notebook;
+use support::raw::{answer_of, raw_node, send_raw, send_sync};
 use support::{device_seed, wait_until, Node, EVENT_TIMEOUT};
-
-const SYNC: u8 = 0;
-const DENIED: u8 = 1;
-const REJECTED: u8 = 2;
 
 /// What the hostile peer sends.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -184,59 +182,24 @@ fn crafted_as(
     if attack == Attack::Garbage {
         message = b"\x42 this is not an automerge sync message at all".to_vec();
     }
-    let mut body = SignedSyncMessage {
+    if attack == Attack::Truncated {
+        message.truncate(message.len() / 2);
+    }
+    SignedSyncMessage {
         message,
         signatures: vec![signature],
     }
-    .encode();
-    if attack == Attack::Truncated {
-        body.truncate(body.len() / 2);
-    }
-    body
+    .encode()
 }
 
-/// A raw node with the given key, connected to alice.
-async fn raw_node(seed: [u8; 32], alice: &Multiaddr) -> NodeHandle {
-    let (node, mut events) = dontpanic_net::node::start(NodeConfig {
-        seed,
-        listen: vec!["/ip4/127.0.0.1/tcp/0".parse().unwrap()],
-        mdns: false,
-        relays: vec![],
-        agent: "mallory/0".into(),
-    })
-    .await
-    .unwrap();
-    // Alice syncs with members that connect: tell her nothing.
-    let answer = node.clone();
-    tokio::spawn(async move {
-        while let Some(e) = events.recv().await {
-            if let dontpanic_net::NodeEvent::Request { frame, token, .. } = e {
-                answer.respond(token, Frame::new(DENIED, &frame.incident, Vec::new()));
-            }
-        }
-    });
-    node.dial(alice.clone(), FoundBy::Manual).await.unwrap();
-    node
-}
-
-/// Sends one sync request as the holder of `seed`.
+/// Sends one sync message (the notebook's encoding) as the holder of `seed`.
 fn send(
     rt: &tokio::runtime::Runtime,
     t: &Target,
     seed: [u8; 32],
     body: Vec<u8>,
-) -> Result<Frame, NetError> {
-    rt.block_on(async {
-        let node = raw_node(seed, &t.addr).await;
-        let answer = tokio::time::timeout(
-            Duration::from_secs(30),
-            node.request(Proto::Sync, t.peer, Frame::new(SYNC, &t.incident, body)),
-        )
-        .await
-        .unwrap_or_else(|_| Err(NetError::Request("no answer in 30 s".into())));
-        node.shutdown().await;
-        answer
-    })
+) -> Result<SyncResponse, NetError> {
+    rt.block_on(send_sync(seed, &t.addr, t.peer, &t.incident, &body))
 }
 
 fn peer_of(key: &SecretKey) -> String {
@@ -277,8 +240,9 @@ fn forged_foreign_and_garbled_changes_are_refused_and_the_peer_marked() {
         let before = state(&mut t.node);
         match send(&rt, &t, key.to_bytes(), body) {
             Ok(f) => {
-                assert_eq!(f.kind, REJECTED, "{attack:?}: answer {f:?}");
-                assert!(!f.body.is_empty(), "{attack:?}: REJECTED says why");
+                let (kind, why) = answer_of(&f);
+                assert_eq!(kind, "rejected", "{attack:?}: answer {f:?}");
+                assert!(!why.is_empty(), "{attack:?}: Rejected says why");
             }
             // Also acceptable: the request failed (connection closed).
             Err(e) => eprintln!("{attack:?}: request failed: {e}"),
@@ -313,7 +277,7 @@ fn forged_foreign_and_garbled_changes_are_refused_and_the_peer_marked() {
             // honest, correctly signed change from the same peer.
             let honest = crafted(&dir, &key, Attack::Honest, "honest after all");
             match send(&rt, &t, key.to_bytes(), honest) {
-                Ok(f) => assert_eq!(f.kind, DENIED, "blocked peer: {f:?}"),
+                Ok(f) => assert_eq!(answer_of(&f).0, "denied", "blocked peer: {f:?}"),
                 Err(e) => eprintln!("blocked peer: request failed: {e}"),
             }
             assert_eq!(state(&mut t.node), after, "nothing from a blocked peer");
@@ -341,7 +305,7 @@ fn a_correctly_signed_change_from_a_member_is_accepted() {
     let before = state(&mut t.node);
     let body = crafted(&dir, &key, Attack::Honest, "mallory was here, honestly");
     let f = send(&rt, &t, key.to_bytes(), body).expect("an answer");
-    assert_eq!(f.kind, SYNC, "{f:?}: {}", String::from_utf8_lossy(&f.body));
+    assert_eq!(answer_of(&f).0, "sync", "{f:?}");
     t.node.wait_event("remote_edit", EVENT_TIMEOUT, |e| {
         e["event"] == "remote_edit" && e["author"] == "mallory"
     });
@@ -364,7 +328,62 @@ fn a_stranger_learns_nothing_and_changes_nothing() {
     let (dir, key) = member(&mut t, tmp.path(), "insider");
     let before = state(&mut t.node);
     let stranger = SecretKey::generate();
-    let empty = SignedSyncMessage {
+    let f = send(&rt, &t, stranger.to_bytes(), empty_message()).expect("an answer");
+    assert_eq!(answer_of(&f), ("denied", String::new()), "{f:?}");
+    // Even carrying a change validly signed by a member.
+    let body = crafted(&dir, &key, Attack::Honest, "smuggled by a stranger");
+    let f = send(&rt, &t, stranger.to_bytes(), body).expect("an answer");
+    assert_eq!(answer_of(&f), ("denied", String::new()), "{f:?}");
+    // Nor does asking about another incident id reveal anything.
+    let f = rt
+        .block_on(async {
+            let node = raw_node(stranger.to_bytes(), &t.addr).await;
+            let empty = support::raw::wire_message(&empty_message());
+            let request = SyncRequest::Sync {
+                incident: "nosuchid".into(),
+                message: empty,
+            };
+            node.sync(t.peer, request).await
+        })
+        .expect("an answer");
+    assert_eq!(answer_of(&f), ("denied", String::new()), "{f:?}");
+    // Nor can it join without the invite's secret.
+    let f = rt
+        .block_on(async {
+            let node = raw_node(stranger.to_bytes(), &t.addr).await;
+            let request = dontpanic_net::wire::JoinRequest {
+                incident: t.incident.clone(),
+                proof: serde_bytes::ByteBuf::from(vec![0x5a; 32]),
+                terms: dontpanic_net::wire::WireTerms {
+                    expires_ms: u64::MAX,
+                    once: false,
+                    nonce: serde_bytes::ByteBuf::from(vec![1; 16]),
+                    inviter: serde_bytes::ByteBuf::from(t.peer.to_bytes()),
+                },
+                name: "eve".into(),
+            };
+            node.join(t.peer, request).await
+        })
+        .expect("an answer");
+    assert_eq!(
+        f,
+        dontpanic_net::wire::JoinResponse::Denied {
+            reason: "wrong invite".into()
+        }
+    );
+    assert_eq!(state(&mut t.node), before);
+    assert!(
+        t.node
+            .events()
+            .iter()
+            .all(|e| e["event"] != "member_joined" || e["name"] != "eve"),
+        "eve was admitted"
+    );
+}
+
+/// An empty sync message (nothing known, nothing sent).
+fn empty_message() -> Vec<u8> {
+    SignedSyncMessage {
         message: Message {
             heads: vec![],
             need: vec![],
@@ -376,82 +395,56 @@ fn a_stranger_learns_nothing_and_changes_nothing() {
         .encode(),
         signatures: vec![],
     }
-    .encode();
-    let f = send(&rt, &t, stranger.to_bytes(), empty).expect("an answer");
-    assert_eq!((f.kind, f.body.len()), (DENIED, 0), "{f:?}");
-    // Even carrying a change validly signed by a member.
-    let body = crafted(&dir, &key, Attack::Honest, "smuggled by a stranger");
-    let f = send(&rt, &t, stranger.to_bytes(), body).expect("an answer");
-    assert_eq!((f.kind, f.body.len()), (DENIED, 0), "{f:?}");
-    // Nor does asking about another incident id reveal anything.
-    let f = rt
-        .block_on(async {
-            let node = raw_node(stranger.to_bytes(), &t.addr).await;
-            node.request(Proto::Sync, t.peer, Frame::new(SYNC, "nosuchid", vec![]))
-                .await
-        })
-        .expect("an answer");
-    assert_eq!((f.kind, f.body.len()), (DENIED, 0), "{f:?}");
-    // Nor can it join without the invite's secret.
-    let f = rt
-        .block_on(async {
-            let node = raw_node(stranger.to_bytes(), &t.addr).await;
-            let mut proof = vec![0x5a; 32];
-            proof.extend_from_slice(b"eve");
-            node.request(Proto::Join, t.peer, Frame::new(0, &t.incident, proof))
-                .await
-        })
-        .expect("an answer");
-    assert_eq!(f.kind, DENIED, "{f:?}");
-    assert_eq!(f.body, b"wrong invite", "{f:?}");
-    assert_eq!(state(&mut t.node), before);
-    assert!(
-        t.node
-            .events()
-            .iter()
-            .all(|e| e["event"] != "member_joined" || e["name"] != "eve"),
-        "eve was admitted"
-    );
+    .encode()
 }
 
-/// A frame over the 64 MiB cap is refused before it is read: the request
-/// fails, nothing changes, and alice marks the peer as she does for any
-/// unreadable message.
+/// What is not a message of the protocol is refused before anything is
+/// applied, and alice names its sender: a stream over the 1 MiB envelope
+/// cap, and bytes that are not CBOR of the protocol's types.
 #[test]
-fn an_oversized_frame_is_refused_and_the_peer_marked() {
+fn oversized_or_unreadable_requests_are_refused_and_the_peer_marked() {
     let tmp = tempfile::tempdir().unwrap();
     let mut t = target(tmp.path());
     let rt = tokio::runtime::Runtime::new().unwrap();
-    let (_dir, key) = member(&mut t, tmp.path(), "mallory");
-    let me = peer_of(&key);
-    let before = state(&mut t.node);
-    let body = vec![0u8; dontpanic_net::node::MAX_SYNC_FRAME + 1];
-    let started = Instant::now();
-    let answer = send(&rt, &t, key.to_bytes(), body);
-    eprintln!(
-        "oversized frame: {:?} after {:?}",
-        answer.as_ref().map(|f| f.kind),
-        started.elapsed()
-    );
-    assert!(
-        answer.is_err(),
-        "an oversized frame gets no answer: {answer:?}"
-    );
-    assert_eq!(state(&mut t.node), before);
-    let ev = t
-        .node
-        .wait_event("rejected (oversized)", EVENT_TIMEOUT, |e| {
-            e["event"] == "rejected" && e["peer"] == me.as_str()
+    for (name, bytes, why) in [
+        (
+            "flooder",
+            vec![0u8; dontpanic_net::wire::MAX_ENVELOPE + 1],
+            "more than",
+        ),
+        (
+            "garbler",
+            b"\xa1\x65Whole\x63not a sync request".to_vec(),
+            "unreadable sync request",
+        ),
+    ] {
+        let (_dir, key) = member(&mut t, tmp.path(), name);
+        let me = peer_of(&key);
+        let before = state(&mut t.node);
+        let started = Instant::now();
+        let answer = rt.block_on(send_raw(key.to_bytes(), &t.addr, t.peer, bytes));
+        eprintln!("{name}: {answer:?} after {:?}", started.elapsed());
+        // The stream is closed unanswered: an error, or nothing read.
+        assert!(
+            answer.as_ref().map_or(true, |b| b.is_empty()),
+            "{name}: no answer: {answer:?}"
+        );
+        assert_eq!(state(&mut t.node), before);
+        let ev = t
+            .node
+            .wait_event(&format!("rejected ({name})"), EVENT_TIMEOUT, |e| {
+                e["event"] == "rejected" && e["peer"] == me.as_str()
+            });
+        assert!(
+            ev["reason"].as_str().unwrap_or("").contains(why),
+            "{name}: {ev}"
+        );
+        wait_until("peer marked rejected", EVENT_TIMEOUT, || {
+            t.node
+                .peer_row(&me)
+                .is_some_and(|r| r["state"] == "rejected" && r["problem"].is_string())
         });
-    assert!(
-        ev["reason"].as_str().unwrap_or("").contains("exceeds"),
-        "{ev}"
-    );
-    wait_until("peer marked rejected", EVENT_TIMEOUT, || {
-        t.node
-            .peer_row(&me)
-            .is_some_and(|r| r["state"] == "rejected" && r["problem"].is_string())
-    });
+    }
 }
 
 /// A member may write only as herself: a change correctly signed by mallory
@@ -471,7 +464,7 @@ fn a_member_cannot_write_in_another_members_name() {
     let answer = send(&rt, &t, key.to_bytes(), body);
     // Either refused outright, or accepted and shown as mallory's.
     if let Ok(f) = &answer {
-        if f.kind == SYNC {
+        if answer_of(f).0 == "sync" {
             t.node.wait_event("remote_edit", EVENT_TIMEOUT, |e| {
                 e["event"] == "remote_edit" && e["author"] == "mallory"
             });
@@ -648,8 +641,8 @@ fn a_member_cannot_erase_rewrite_the_roster_spoof_names_or_poison_the_store() {
         let before = state(&mut t.node);
         match send(&rt, &t, key.to_bytes(), body) {
             Ok(f) => {
-                assert_eq!(f.kind, REJECTED, "{attack:?}: {f:?}");
-                let why = String::from_utf8_lossy(&f.body);
+                let (kind, why) = answer_of(&f);
+                assert_eq!(kind, "rejected", "{attack:?}: {f:?}");
                 assert!(why.contains(rule), "{attack:?}: {why}");
             }
             Err(e) => eprintln!("{attack:?}: request failed: {e}"),
@@ -722,8 +715,8 @@ fn bombs_are_refused_rejections_survive_a_restart_and_escapes_stay_inert() {
         let before = state(&mut t.node);
         match send(&rt, &t, key.to_bytes(), body) {
             Ok(f) => {
-                assert_eq!(f.kind, REJECTED, "{name}: {f:?}");
-                let reason = String::from_utf8_lossy(&f.body);
+                let (kind, reason) = answer_of(&f);
+                assert_eq!(kind, "rejected", "{name}: {f:?}");
                 assert!(reason.contains(why), "{name}: {reason}");
             }
             Err(e) => eprintln!("{name}: request failed: {e}"),
@@ -745,7 +738,7 @@ fn bombs_are_refused_rejections_survive_a_restart_and_escapes_stay_inert() {
         crafted(&dir, &key, Attack::Honest, INJECTION),
     )
     .expect("an answer");
-    assert_eq!(f.kind, SYNC, "{f:?}");
+    assert_eq!(answer_of(&f).0, "sync", "{f:?}");
     t.node
         .wait_event("remote_edit (jester)", EVENT_TIMEOUT, |e| {
             e["event"] == "remote_edit" && e["author"] == "jester"
@@ -771,7 +764,11 @@ fn bombs_are_refused_rejections_survive_a_restart_and_escapes_stay_inert() {
     let (dir, key, me) = &rejected[0];
     let honest = crafted(dir, key, Attack::Honest, "honest after all");
     match send(&rt, &t, key.to_bytes(), honest) {
-        Ok(f) => assert_eq!(f.kind, DENIED, "still blocked after a restart: {f:?}"),
+        Ok(f) => assert_eq!(
+            answer_of(&f).0,
+            "denied",
+            "still blocked after a restart: {f:?}"
+        ),
         Err(e) => eprintln!("still blocked: request failed: {e}"),
     }
     assert_eq!(state(&mut t.node), before, "nothing from a blocked peer");
@@ -780,7 +777,7 @@ fn bombs_are_refused_rejections_survive_a_restart_and_escapes_stay_inert() {
     t.node.ok(&format!("unblock {me}"));
     let honest = crafted(dir, key, Attack::Honest, "honest after unblock");
     let f = send(&rt, &t, key.to_bytes(), honest).expect("an answer");
-    assert_eq!(f.kind, SYNC, "after unblock: {f:?}");
+    assert_eq!(answer_of(&f).0, "sync", "after unblock: {f:?}");
 
     // And an honest member still syncs with her.
     let invite = t.node.invite();
@@ -834,8 +831,8 @@ fn bombs_are_refused_rejections_survive_a_restart_and_escapes_stay_inert() {
     }
 }
 
-/// A request-response codec that announces the largest sync frame, sends a
-/// few bytes of it, and then stalls forever.
+/// A request-response codec that sends the first kilobyte of a request
+/// and then stalls forever.
 #[derive(Clone, Default)]
 struct Stall;
 
@@ -867,9 +864,6 @@ impl libp2p::request_response::Codec for Stall {
         _: (),
     ) -> std::io::Result<()> {
         use futures::AsyncWriteExt;
-        let len = dontpanic_net::node::MAX_SYNC_FRAME as u32;
-        io.write_all(&len.to_be_bytes()).await?;
-        io.write_all(&[SYNC, 0]).await?;
         io.write_all(&[0u8; 1000]).await?;
         io.flush().await?;
         futures::future::pending().await
@@ -885,8 +879,8 @@ impl libp2p::request_response::Codec for Stall {
     }
 }
 
-/// A stranger keeps sixteen streams open, each announcing a 64 MiB frame
-/// and stalling after 1 KB, and opens a new one whenever one is dropped:
+/// A stranger keeps sixteen streams open, each stalling after 1 KB of a
+/// request, and opens a new one whenever one is dropped:
 /// alice's inbound budget (256 MiB) holds only what arrived, so an honest
 /// member's edits still reach her while the stall goes on.
 #[test]
@@ -913,7 +907,7 @@ fn stalled_streams_from_a_stranger_starve_nobody() {
                 request_response::Behaviour::with_codec(
                     Stall,
                     [(
-                        dontpanic_net::frame::SYNC_PROTOCOL,
+                        dontpanic_net::wire::SYNC_PROTOCOL,
                         ProtocolSupport::Outbound,
                     )],
                     request_response::Config::default()

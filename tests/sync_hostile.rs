@@ -9,9 +9,9 @@ use std::time::Duration;
 use automerge::sync::{ChunkList, Message, MessageVersion};
 use automerge::{ActorId, ChangeHash};
 use dontpanic_identity::{ChangeSignature, SecretKey};
-use dontpanic_net::{Frame, NodeConfig, Proto};
 use dontpanic_notebook::sync::SignedSyncMessage;
 use dontpanic_notebook::Notebook;
+use support::raw::{answer_of, send_raw, send_sync};
 use support::Node;
 
 /// What the hostile peer sends.
@@ -64,30 +64,13 @@ fn crafted(member_dir: &std::path::Path, member: &SecretKey, attack: Attack) -> 
             s
         }
     };
-    let mut body = support::one_change_message(&change, signature);
+    let body = support::one_change_message(&change, signature);
     if let Attack::Truncated = attack {
-        body.truncate(body.len() / 2);
+        let mut m = SignedSyncMessage::decode(&body).unwrap();
+        m.message.truncate(m.message.len() / 2);
+        return m.encode();
     }
     body
-}
-
-/// A bare node with `seed` as identity, connected to `target`: it speaks the
-/// protocols directly, with no notebook to keep it honest.
-async fn raw_node(seed: [u8; 32], target: &dontpanic_net::Multiaddr) -> dontpanic_net::NodeHandle {
-    // The event stream is dropped: this node only sends.
-    let (node, _events) = dontpanic_net::node::start(NodeConfig {
-        seed,
-        listen: vec!["/ip4/127.0.0.1/tcp/0".parse().unwrap()],
-        mdns: false,
-        relays: vec![],
-        agent: "hostile".into(),
-    })
-    .await
-    .unwrap();
-    node.dial(target.clone(), dontpanic_net::FoundBy::Manual)
-        .await
-        .unwrap();
-    node
 }
 
 #[test]
@@ -119,16 +102,9 @@ fn hostile_messages_are_rejected_whole_and_the_peer_marked() {
         let before_log = alice.log_len();
         let seed = seed_of(&dir);
         let body = crafted(&dir, &SecretKey::from_bytes(&seed), attack);
-        let answer = rt.block_on(async {
-            let node = raw_node(seed, &alice_addr).await;
-            let answer = node
-                .request(Proto::Sync, alice_peer, Frame::new(0, &incident, body))
-                .await;
-            node.shutdown().await;
-            answer
-        });
+        let answer = rt.block_on(send_sync(seed, &alice_addr, alice_peer, &incident, &body));
         match &answer {
-            Ok(f) => assert_eq!(f.kind, 2, "{attack:?}: expected REJECTED, got {f:?}"),
+            Ok(f) => assert_eq!(answer_of(f).0, "rejected", "{attack:?}: got {f:?}"),
             Err(e) => panic!("{attack:?}: no answer: {e}"),
         }
         let event = alice.wait_event("rejected", Duration::from_secs(10), |e| {
@@ -162,14 +138,10 @@ fn hostile_messages_are_rejected_whole_and_the_peer_marked() {
     let before_log = alice.log_len();
     let seed = seed_of(&dir);
     let body = crafted(&dir, &SecretKey::from_bytes(&seed), Attack::Honest);
-    let answer = rt.block_on(async {
-        let node = raw_node(seed, &alice_addr).await;
-        node.request(Proto::Sync, alice_peer, Frame::new(0, &incident, body))
-            .await
-    });
+    let answer = rt.block_on(send_sync(seed, &alice_addr, alice_peer, &incident, &body));
     assert_eq!(
-        answer.expect("an answer").kind,
-        0,
+        answer_of(&answer.expect("an answer")).0,
+        "sync",
         "a correct change is accepted"
     );
     assert_eq!(alice.log_len(), before_log + 1);
@@ -178,27 +150,23 @@ fn hostile_messages_are_rejected_whole_and_the_peer_marked() {
         .unwrap()
         .contains("pwned"));
 
-    // A frame over the cap is refused before it is read, and its sender marked.
+    // A stream over the envelope cap is refused unread, and its sender marked.
     let dir = tmp.path().join("flooder");
     Node::loopback_join(&dir, "flooder", &invite).quit();
     alice.clear_events();
     let seed = seed_of(&dir);
     let before_log = alice.log_len();
-    let answer = rt.block_on(async {
-        let node = raw_node(seed, &alice_addr).await;
-        let huge = vec![0u8; dontpanic_net::node::MAX_SYNC_FRAME + 1];
-        node.request(Proto::Sync, alice_peer, Frame::new(0, &incident, huge))
-            .await
-    });
+    let huge = vec![0u8; dontpanic_net::wire::MAX_ENVELOPE + 1];
+    let answer = rt.block_on(send_raw(seed, &alice_addr, alice_peer, huge));
     assert!(
-        answer.is_err(),
-        "an oversized frame gets no answer: {answer:?}"
+        answer.as_ref().map_or(true, |b| b.is_empty()),
+        "an oversized request gets no answer: {answer:?}"
     );
     let event = alice.wait_event("rejected", Duration::from_secs(20), |e| {
         e["event"] == "rejected"
     });
     assert!(
-        event["reason"].as_str().unwrap().contains("exceeds"),
+        event["reason"].as_str().unwrap().contains("more than"),
         "{event}"
     );
     assert_eq!(alice.log_len(), before_log);
@@ -206,7 +174,6 @@ fn hostile_messages_are_rejected_whole_and_the_peer_marked() {
     // A stranger (never invited) asking for the document learns nothing.
     let stranger = SecretKey::generate();
     let answer = rt.block_on(async {
-        let node = raw_node(stranger.to_bytes(), &alice_addr).await;
         let empty = SignedSyncMessage {
             message: Message {
                 heads: vec![],
@@ -219,15 +186,21 @@ fn hostile_messages_are_rejected_whole_and_the_peer_marked() {
             .encode(),
             signatures: vec![],
         };
-        node.request(
-            Proto::Sync,
+        send_sync(
+            stranger.to_bytes(),
+            &alice_addr,
             alice_peer,
-            Frame::new(0, &incident, empty.encode()),
+            &incident,
+            &empty.encode(),
         )
         .await
     });
     let f = answer.expect("an answer");
-    assert_eq!((f.kind, f.body.len()), (1, 0), "DENIED with no content");
+    assert_eq!(
+        answer_of(&f),
+        ("denied", String::new()),
+        "Denied with no content"
+    );
 
     // Rejections outlive a restart, until `unblock`.
     let rejected = |alice: &mut Node| -> Vec<String> {

@@ -8,8 +8,10 @@
 
 use std::str::FromStr;
 
-use dontpanic_net::frame::{read_frame, write_frame};
-use dontpanic_net::{Frame, Invite};
+use dontpanic_net::wire::{
+    from_cbor, to_cbor, Envelope, JoinRequest, JoinResponse, SignedSync, SyncRequest, SyncResponse,
+};
+use dontpanic_net::Invite;
 use dontpanic_notebook::sync::{changes_in, decode_changes, SignedSyncMessage};
 
 /// For cargo-fuzz only: libfuzzer-sys aborts on every panic, also one that
@@ -24,16 +26,14 @@ pub fn report_only_uncaught_panics() {
     });
 }
 
-/// Frames as they arrive on a stream.
-pub fn frame(data: &[u8]) {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .build()
-        .expect("runtime");
-    rt.block_on(async {
-        let mut io = data;
-        // Several frames back to back, as a stream carries them.
-        while read_frame(&mut io, 1 << 20).await.is_ok() {}
-    });
+/// A stream's bytes read as each message type of both protocols, and as
+/// parts put back together.
+pub fn envelope(data: &[u8]) {
+    let _ = from_cbor::<Envelope<SyncRequest>>(data);
+    let _ = from_cbor::<Envelope<SyncResponse>>(data);
+    let _ = from_cbor::<Envelope<JoinRequest>>(data);
+    let _ = from_cbor::<Envelope<JoinResponse>>(data);
+    let _ = dontpanic_net::wire::assemble::<SyncRequest>(data, 64 << 20);
 }
 
 /// Invite strings as pasted.
@@ -124,20 +124,24 @@ pub fn base_doc() -> &'static automerge::Automerge {
 /// Valid inputs to mutate, per target.
 pub fn seeds(target: &str) -> Vec<Vec<u8>> {
     match target {
-        "frame" => {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .build()
-                .expect("runtime");
-            rt.block_on(async {
-                let mut out = Vec::new();
-                for f in [
-                    Frame::new(0, "ip57fstq", vec![1, 2, 3]),
-                    Frame::new(3, "é", vec![0; 300]),
-                ] {
-                    write_frame(&mut out, &f).await.expect("write");
-                }
-                vec![out]
-            })
+        "envelope" => {
+            let sync = SyncRequest::Sync {
+                incident: "ip57fstq".into(),
+                message: SignedSync {
+                    automerge: vec![0x42, 1, 2, 3].into(),
+                    signatures: vec![],
+                },
+            };
+            vec![
+                to_cbor(&Envelope::Whole(sync)),
+                to_cbor(&Envelope::<SyncResponse>::Next {
+                    transfer: 7,
+                    index: 1,
+                }),
+                to_cbor(&Envelope::<JoinResponse>::Whole(JoinResponse::Denied {
+                    reason: "wrong invite".into(),
+                })),
+            ]
         }
         "invite" => {
             let inv = Invite {
@@ -243,7 +247,7 @@ pub type Target = (&'static str, fn(&[u8]));
 
 /// Every target by name.
 pub const TARGETS: &[Target] = &[
-    ("frame", frame),
+    ("envelope", envelope),
     ("invite", invite),
     ("sync_message", sync_message),
     ("automerge_message", automerge_message),

@@ -26,6 +26,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
+pub mod raw;
+
 /// How long one command may take to answer (`join` may search for 15 s).
 pub const REPLY_TIMEOUT: Duration = Duration::from_secs(45);
 /// How long peers get to converge; polls end as soon as they have.

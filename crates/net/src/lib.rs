@@ -1,6 +1,7 @@
 //! The dontpanic network node: a libp2p swarm (TCP and QUIC, noise, yamux,
 //! identify, ping, mDNS, circuit relay client, DCUtR) with two
-//! request-response protocols, `/dontpanic/sync/1` and `/dontpanic/join/1`.
+//! request-response protocols of typed CBOR messages, `/dontpanic/sync/2`
+//! and `/dontpanic/join/2`.
 //!
 //! # Brief overview
 //!
@@ -8,21 +9,27 @@
 //!   and returns a [`NodeHandle`] (commands in) and a bounded stream of
 //!   [`NodeEvent`]s (events out): connections and why they ended, addresses
 //!   learned, failed redials, requests.
-//! * [`Frame`] is the one wire frame of both protocols, read with a size cap.
+//! * [`wire`] holds the messages of both protocols and their codec; a
+//!   message too large for one stream travels in parts ([`wire::Part`]),
+//!   put back together by the node within a memory budget.
 //! * [`Invite`] is the pasteable capability to join an incident.
 //!
-//! This crate moves opaque frames between authenticated peers; it knows
-//! nothing of incidents, Automerge or the REPL.
+//! This crate moves typed messages between authenticated peers; their
+//! payloads (Automerge messages, signatures, proofs) are bytes to it: it
+//! knows nothing of incidents' content, Automerge or the REPL.
 #![deny(missing_docs)]
 // Strings here come from peers, files and the prompt: no byte-index slicing.
 #![deny(clippy::string_slice)]
 
-pub mod frame;
+mod budget;
+mod exchange;
 mod invite;
 pub mod node;
+mod parts;
 pub mod relay;
+pub mod wire;
 
-pub use frame::Frame;
+pub use budget::InboundBudget;
 pub use invite::{Invite, InviteError};
 pub use libp2p::multiaddr::Protocol;
 pub use libp2p::{Multiaddr, PeerId};

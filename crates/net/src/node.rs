@@ -10,7 +10,7 @@ use futures::StreamExt;
 use libp2p::core::transport::ListenerId;
 use libp2p::core::ConnectedPoint;
 use libp2p::multiaddr::Protocol;
-use libp2p::request_response::{self, OutboundRequestId, ProtocolSupport, ResponseChannel};
+use libp2p::request_response::{self, ProtocolSupport};
 use libp2p::swarm::behaviour::toggle::Toggle;
 use libp2p::swarm::dial_opts::{DialOpts, PeerCondition};
 use libp2p::swarm::{ConnectionId, NetworkBehaviour, SwarmEvent};
@@ -20,76 +20,14 @@ use libp2p::{
 use tokio::sync::mpsc::error::TrySendError;
 use tokio::sync::{mpsc, oneshot};
 
-use crate::frame::{Frame, FrameCodec, JOIN_PROTOCOL, SYNC_PROTOCOL};
+use crate::budget::InboundBudget;
+use crate::exchange::{Exchanges, Up};
+use crate::wire::{
+    CborCodec, Envelope, Inbound, JoinRequest, JoinResponse, SyncRequest, SyncResponse,
+    JOIN_PROTOCOL, MAX_JOIN_ANSWER, MAX_JOIN_REQUEST, MAX_SYNC_MESSAGE, SYNC_PROTOCOL,
+};
 use crate::NetError;
 
-/// Frame kind [`GuardedCodec`] gives a request it could not read. No
-/// protocol uses it, so a frame that arrives with this kind is unreadable too.
-const UNREADABLE: u8 = 0xff;
-
-/// [`FrameCodec`] for inbound requests, turning an unreadable request
-/// (oversize, malformed) into an [`UNREADABLE`] frame with the reason:
-/// request-response reports a failed read without the peer's id (only a
-/// debug log), so the node could not otherwise tell who sent it.
-#[derive(Clone)]
-struct GuardedCodec(FrameCodec);
-
-fn unreadable(reason: String) -> Frame {
-    Frame::new(UNREADABLE, "", reason.into_bytes())
-}
-
-impl request_response::Codec for GuardedCodec {
-    type Protocol = libp2p::StreamProtocol;
-    type Request = Frame;
-    type Response = Frame;
-
-    async fn read_request<T: futures::AsyncRead + Unpin + Send>(
-        &mut self,
-        p: &libp2p::StreamProtocol,
-        io: &mut T,
-    ) -> std::io::Result<Frame> {
-        match self.0.read_request(p, io).await {
-            Ok(f) if f.kind == UNREADABLE => {
-                Ok(unreadable(format!("frame kind {UNREADABLE} is not used")))
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::InvalidData => Ok(unreadable(e.to_string())),
-            other => other,
-        }
-    }
-
-    async fn read_response<T: futures::AsyncRead + Unpin + Send>(
-        &mut self,
-        p: &libp2p::StreamProtocol,
-        io: &mut T,
-    ) -> std::io::Result<Frame> {
-        self.0.read_response(p, io).await
-    }
-
-    async fn write_request<T: futures::AsyncWrite + Unpin + Send>(
-        &mut self,
-        p: &libp2p::StreamProtocol,
-        io: &mut T,
-        req: Frame,
-    ) -> std::io::Result<()> {
-        self.0.write_request(p, io, req).await
-    }
-
-    async fn write_response<T: futures::AsyncWrite + Unpin + Send>(
-        &mut self,
-        p: &libp2p::StreamProtocol,
-        io: &mut T,
-        res: Frame,
-    ) -> std::io::Result<()> {
-        self.0.write_response(p, io, res).await
-    }
-}
-
-/// Largest sync frame: a whole incident of 100,000 entries fits.
-pub const MAX_SYNC_FRAME: usize = 64 << 20;
-/// Largest join answer (it carries the whole signed history).
-pub const MAX_JOIN_FRAME: usize = 128 << 20;
-/// Largest join request: a proof, an incident id and a name.
-pub const MAX_JOIN_REQUEST: usize = 4 << 10;
 /// What all inbound requests being read may hold together.
 pub const INBOUND_BUDGET: usize = 256 << 20;
 /// Connections a node keeps open, in and out, and per peer; more are refused.
@@ -167,9 +105,9 @@ impl NodeConfig {
 /// Which protocol a request belongs to.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Proto {
-    /// `/dontpanic/sync/1`
+    /// `/dontpanic/sync/2`
     Sync,
-    /// `/dontpanic/join/1`
+    /// `/dontpanic/join/2`
     Join,
 }
 
@@ -263,14 +201,22 @@ pub enum NodeEvent {
         /// What went wrong, per address where the transport said.
         error: String,
     },
-    /// A peer sent a request; answer it with [`NodeHandle::respond`].
-    Request {
-        /// Which protocol.
-        proto: Proto,
+    /// A member or stranger sent a sync request; answer it with
+    /// [`NodeHandle::answer_sync`].
+    Sync {
         /// Who sent it (authenticated by noise).
         peer: PeerId,
         /// The request.
-        frame: Frame,
+        request: SyncRequest,
+        /// Token for the answer.
+        token: u64,
+    },
+    /// Someone asks to join; answer with [`NodeHandle::answer_join`].
+    Join {
+        /// Who sent it (authenticated by noise).
+        peer: PeerId,
+        /// The request.
+        request: JoinRequest,
         /// Token for the answer.
         token: u64,
     },
@@ -295,13 +241,18 @@ enum Command {
         FoundBy,
         oneshot::Sender<Result<PeerId, NetError>>,
     ),
-    Request(
-        Proto,
+    Sync(
         PeerId,
-        Frame,
-        oneshot::Sender<Result<Frame, NetError>>,
+        SyncRequest,
+        oneshot::Sender<Result<SyncResponse, NetError>>,
     ),
-    Respond(u64, Frame),
+    Join(
+        PeerId,
+        JoinRequest,
+        oneshot::Sender<Result<JoinResponse, NetError>>,
+    ),
+    AnswerSync(u64, SyncResponse),
+    AnswerJoin(u64, JoinResponse),
     Peers(oneshot::Sender<Vec<PeerInfo>>),
     Addresses(oneshot::Sender<Vec<Multiaddr>>),
     AddAddresses(PeerId, Vec<Multiaddr>, FoundBy),
@@ -345,23 +296,33 @@ impl NodeHandle {
         rx.await.map_err(|_| NetError::Stopped)?
     }
 
-    /// Sends a request and waits for the answer.
-    pub async fn request(
-        &self,
-        proto: Proto,
-        peer: PeerId,
-        frame: Frame,
-    ) -> Result<Frame, NetError> {
+    /// Sends a sync request and waits for the answer.
+    pub async fn sync(&self, peer: PeerId, request: SyncRequest) -> Result<SyncResponse, NetError> {
         let (tx, rx) = oneshot::channel();
-        self.send(Command::Request(proto, peer, frame, tx)).await?;
+        self.send(Command::Sync(peer, request, tx)).await?;
         rx.await.map_err(|_| NetError::Stopped)?
     }
 
-    /// Answers a request received as [`NodeEvent::Request`].
-    pub fn respond(&self, token: u64, frame: Frame) {
+    /// Asks `peer` to join, and waits for the answer.
+    pub async fn join(&self, peer: PeerId, request: JoinRequest) -> Result<JoinResponse, NetError> {
+        let (tx, rx) = oneshot::channel();
+        self.send(Command::Join(peer, request, tx)).await?;
+        rx.await.map_err(|_| NetError::Stopped)?
+    }
+
+    /// Answers a request received as [`NodeEvent::Sync`].
+    pub fn answer_sync(&self, token: u64, answer: SyncResponse) {
         self.post(
-            Command::Respond(token, frame),
-            format_args!("the answer to request {token}"),
+            Command::AnswerSync(token, answer),
+            format_args!("the answer to sync request {token}"),
+        );
+    }
+
+    /// Answers a request received as [`NodeEvent::Join`].
+    pub fn answer_join(&self, token: u64, answer: JoinResponse) {
+        self.post(
+            Command::AnswerJoin(token, answer),
+            format_args!("the answer to join request {token}"),
         );
     }
 
@@ -436,8 +397,8 @@ struct Behaviour {
     identify: identify::Behaviour,
     ping: ping::Behaviour,
     mdns: Toggle<mdns::tokio::Behaviour>,
-    sync: request_response::Behaviour<GuardedCodec>,
-    join: request_response::Behaviour<GuardedCodec>,
+    sync: request_response::Behaviour<CborCodec<SyncRequest, SyncResponse>>,
+    join: request_response::Behaviour<CborCodec<JoinRequest, JoinResponse>>,
     limits: libp2p::connection_limits::Behaviour,
 }
 
@@ -450,6 +411,7 @@ pub async fn start(
         .map_err(|e| NetError::Setup(e.to_string()))?;
     let peer_id = keypair.public().to_peer_id();
     let mdns_on = config.mdns;
+    let budget = InboundBudget::new(INBOUND_BUDGET);
     let agent = config.agent.clone();
     let mut swarm = libp2p::SwarmBuilder::with_existing_identity(keypair)
         .with_tokio()
@@ -463,19 +425,10 @@ pub async fn start(
         .with_relay_client(noise::Config::new, yamux::Config::default)
         .map_err(|e| NetError::Setup(e.to_string()))?
         .with_behaviour(|key, relay_client| {
-            let budget = crate::frame::InboundBudget::new(INBOUND_BUDGET);
-            let rr = |proto, max_request, max_response| {
-                request_response::Behaviour::with_codec(
-                    GuardedCodec(FrameCodec {
-                        max_request,
-                        max_response,
-                        budget: budget.clone(),
-                    }),
-                    [(proto, ProtocolSupport::Full)],
-                    request_response::Config::default()
-                        .with_request_timeout(REQUEST_TIMEOUT)
-                        .with_max_concurrent_streams(MAX_STREAMS),
-                )
+            let config = || {
+                request_response::Config::default()
+                    .with_request_timeout(REQUEST_TIMEOUT)
+                    .with_max_concurrent_streams(MAX_STREAMS)
             };
             let mdns = if mdns_on {
                 let cfg = mdns::Config {
@@ -502,8 +455,16 @@ pub async fn start(
                         .with_timeout(PING_SILENCE),
                 ),
                 mdns: mdns.into(),
-                sync: rr(SYNC_PROTOCOL, MAX_SYNC_FRAME, MAX_SYNC_FRAME),
-                join: rr(JOIN_PROTOCOL, MAX_JOIN_REQUEST, MAX_JOIN_FRAME),
+                sync: request_response::Behaviour::with_codec(
+                    CborCodec::new(budget.clone()),
+                    [(SYNC_PROTOCOL, ProtocolSupport::Full)],
+                    config(),
+                ),
+                join: request_response::Behaviour::with_codec(
+                    CborCodec::new(budget.clone()),
+                    [(JOIN_PROTOCOL, ProtocolSupport::Full)],
+                    config(),
+                ),
                 limits: libp2p::connection_limits::Behaviour::new(
                     libp2p::connection_limits::ConnectionLimits::default()
                         .with_max_established(Some(MAX_CONNECTIONS))
@@ -529,10 +490,10 @@ pub async fn start(
         swarm,
         events: events_tx,
         outbox: VecDeque::new(),
-        pending: HashMap::new(),
+        syncs: Exchanges::new("sync", MAX_SYNC_MESSAGE, MAX_SYNC_MESSAGE, budget.clone()),
+        joins: Exchanges::new("join", MAX_JOIN_REQUEST, MAX_JOIN_ANSWER, budget),
         dials: HashMap::new(),
         dial_how: HashMap::new(),
-        inbound: HashMap::new(),
         next_token: 0,
         peers: HashMap::new(),
         rate: HashMap::new(),
@@ -572,10 +533,10 @@ struct SwarmTask {
     events: mpsc::Sender<NodeEvent>,
     /// Events waiting for room in `events`.
     outbox: VecDeque<NodeEvent>,
-    pending: HashMap<OutboundRequestId, oneshot::Sender<Result<Frame, NetError>>>,
+    syncs: Exchanges<SyncRequest, SyncResponse>,
+    joins: Exchanges<JoinRequest, JoinResponse>,
     dials: HashMap<ConnectionId, oneshot::Sender<Result<PeerId, NetError>>>,
     dial_how: HashMap<ConnectionId, FoundBy>,
-    inbound: HashMap<u64, (Proto, ResponseChannel<Frame>)>,
     next_token: u64,
     /// Connected or mDNS-discovered peers.
     peers: HashMap<PeerId, PeerInfo>,
@@ -595,6 +556,59 @@ struct SwarmTask {
 const RELAY_RETRY: Duration = Duration::from_secs(3);
 /// How often connections are checked for silence.
 const WATCHDOG_TICK: Duration = Duration::from_millis(500);
+
+/// An event of one request-response behaviour.
+type RrEvent<Req, Resp> = request_response::Event<Inbound<Envelope<Req>>, Inbound<Envelope<Resp>>>;
+
+/// Feeds one request-response event to its protocol's exchanges; `token`
+/// is the inbound request's, or why it is refused.
+fn drive<Req, Resp>(
+    x: &mut Exchanges<Req, Resp>,
+    b: &mut crate::exchange::Behaviour<Req, Resp>,
+    event: RrEvent<Req, Resp>,
+    token: Result<u64, Option<String>>,
+) -> Option<Up<Req>>
+where
+    Req: serde::Serialize + serde::de::DeserializeOwned + Send + 'static,
+    Resp: serde::Serialize + serde::de::DeserializeOwned + Send + 'static,
+{
+    use request_response::{Event, Message};
+    match event {
+        Event::Message {
+            peer,
+            message: Message::Request {
+                request, channel, ..
+            },
+            ..
+        } => match token {
+            Ok(token) => x.request_in(b, peer, request, channel, token),
+            Err(Some(reason)) => Some(Up::BadInput { peer, reason }),
+            Err(None) => None,
+        },
+        Event::Message {
+            message:
+                Message::Response {
+                    request_id,
+                    response,
+                },
+            ..
+        } => {
+            x.response(b, request_id, response);
+            None
+        }
+        Event::OutboundFailure {
+            request_id, error, ..
+        } => {
+            x.failed(request_id, error.to_string());
+            None
+        }
+        Event::InboundFailure { peer, error, .. } => {
+            tracing::debug!("an inbound request from {peer} failed: {error}");
+            None
+        }
+        Event::ResponseSent { .. } => None,
+    }
+}
 
 fn is_relayed(addr: &Multiaddr) -> bool {
     addr.iter().any(|p| matches!(p, Protocol::P2pCircuit))
@@ -639,7 +653,9 @@ impl SwarmTask {
             return;
         }
         let cap = match e {
-            NodeEvent::Request { .. } | NodeEvent::BadInput { .. } => OUTBOX_SOFT_CAP,
+            NodeEvent::Sync { .. } | NodeEvent::Join { .. } | NodeEvent::BadInput { .. } => {
+                OUTBOX_SOFT_CAP
+            }
             _ => OUTBOX_HARD_CAP,
         };
         if self.outbox.len() >= cap {
@@ -659,6 +675,9 @@ impl SwarmTask {
     /// Declares dead every connection whose pings went unanswered for
     /// [`PING_SILENCE`].
     fn check_liveness(&mut self) {
+        let now = Instant::now();
+        self.syncs.expire(now);
+        self.joins.expire(now);
         let now = Instant::now();
         let dead: Vec<(PeerId, ConnectionId)> = self
             .conns
@@ -789,30 +808,23 @@ impl SwarmTask {
                     }
                 }
             }
-            Command::Request(proto, peer, frame, reply) => {
-                // request-response forgets an address as soon as one dial to
-                // it fails, so a join retried once our relay is connected
-                // would find nothing left to dial: offer what we remember.
-                let addrs = if self.live(&peer) {
-                    Vec::new()
-                } else {
-                    self.dialable(peer)
-                };
-                let b = self.swarm.behaviour_mut();
-                let id = match proto {
-                    Proto::Sync => b.sync.send_request_with_addresses(&peer, frame, addrs),
-                    Proto::Join => b.join.send_request_with_addresses(&peer, frame, addrs),
-                };
-                self.pending.insert(id, reply);
+            Command::Sync(peer, request, reply) => {
+                let addrs = self.offered(peer);
+                let b = &mut self.swarm.behaviour_mut().sync;
+                self.syncs.request(b, peer, request, addrs, reply);
             }
-            Command::Respond(token, frame) => {
-                if let Some((proto, channel)) = self.inbound.remove(&token) {
-                    let b = self.swarm.behaviour_mut();
-                    let _ = match proto {
-                        Proto::Sync => b.sync.send_response(channel, frame),
-                        Proto::Join => b.join.send_response(channel, frame),
-                    };
-                }
+            Command::Join(peer, request, reply) => {
+                let addrs = self.offered(peer);
+                let b = &mut self.swarm.behaviour_mut().join;
+                self.joins.request(b, peer, request, addrs, reply);
+            }
+            Command::AnswerSync(token, answer) => {
+                let b = &mut self.swarm.behaviour_mut().sync;
+                self.syncs.answer(b, token, answer);
+            }
+            Command::AnswerJoin(token, answer) => {
+                let b = &mut self.swarm.behaviour_mut().join;
+                self.joins.answer(b, token, answer);
             }
             Command::Peers(reply) => {
                 let mut list: Vec<PeerInfo> = self.peers.values().cloned().collect();
@@ -945,6 +957,17 @@ impl SwarmTask {
     /// Addresses worth dialing for a peer: direct ones, and one circuit per
     /// relay we are connected to. Several circuits through one relay at once
     /// cancel each other in the relay client.
+    /// Addresses to hand request-response with a request: it forgets an
+    /// address as soon as one dial to it fails, so a join retried once our
+    /// relay is connected would find nothing left to dial.
+    fn offered(&self, peer: PeerId) -> Vec<Multiaddr> {
+        if self.live(&peer) {
+            Vec::new()
+        } else {
+            self.dialable(peer)
+        }
+    }
+
     fn dialable(&self, peer: PeerId) -> Vec<Multiaddr> {
         let mut out = Vec::new();
         let mut via = Vec::new();
@@ -1000,83 +1023,72 @@ impl SwarmTask {
         entry.1 <= MAX_REQUESTS_PER_SEC
     }
 
-    fn request_event(&mut self, proto: Proto, event: request_response::Event<Frame, Frame>) {
-        use request_response::{Event, Message};
+    /// Whether an inbound request may be read now, and its token. Dropping
+    /// a refused request's channel closes its stream unanswered.
+    fn admit_request(&mut self, peer: PeerId, proto: Proto) -> Result<u64, Option<String>> {
+        if self.outbox.len() >= OUTBOX_SOFT_CAP {
+            tracing::warn!(
+                "refused a {proto:?} request from {peer}: {} events wait to be read",
+                self.outbox.len()
+            );
+            return Err(None);
+        }
+        if !self.rate_ok(peer) {
+            return Err(Some("too many requests per second".into()));
+        }
+        self.next_token += 1;
+        Ok(self.next_token)
+    }
+
+    fn sync_event(&mut self, event: RrEvent<SyncRequest, SyncResponse>) {
+        let token = self.token_for(&event, Proto::Sync);
+        let b = &mut self.swarm.behaviour_mut().sync;
+        match drive(&mut self.syncs, b, event, token) {
+            Some(Up::Request {
+                peer,
+                request,
+                token,
+            }) => self.emit(NodeEvent::Sync {
+                peer,
+                request,
+                token,
+            }),
+            Some(Up::BadInput { peer, reason }) => self.emit(NodeEvent::BadInput { peer, reason }),
+            None => {}
+        }
+    }
+
+    fn join_event(&mut self, event: RrEvent<JoinRequest, JoinResponse>) {
+        let token = self.token_for(&event, Proto::Join);
+        let b = &mut self.swarm.behaviour_mut().join;
+        match drive(&mut self.joins, b, event, token) {
+            Some(Up::Request {
+                peer,
+                request,
+                token,
+            }) => self.emit(NodeEvent::Join {
+                peer,
+                request,
+                token,
+            }),
+            Some(Up::BadInput { peer, reason }) => self.emit(NodeEvent::BadInput { peer, reason }),
+            None => {}
+        }
+    }
+
+    /// For an inbound request: its token, or why it is refused.
+    fn token_for<Req, Resp>(
+        &mut self,
+        event: &RrEvent<Req, Resp>,
+        proto: Proto,
+    ) -> Result<u64, Option<String>> {
         match event {
-            Event::Message {
+            request_response::Event::Message {
                 peer,
-                message:
-                    Message::Request {
-                        request, channel, ..
-                    },
+                message: request_response::Message::Request { .. },
                 ..
-            } => {
-                // Dropping the channel refuses the request.
-                if self.outbox.len() >= OUTBOX_SOFT_CAP {
-                    tracing::warn!(
-                        "refused a {proto:?} request from {peer}: {} events wait to be read",
-                        self.outbox.len()
-                    );
-                    return;
-                }
-                if request.kind == UNREADABLE {
-                    self.emit(NodeEvent::BadInput {
-                        peer,
-                        reason: String::from_utf8_lossy(&request.body).into_owned(),
-                    });
-                    return;
-                }
-                if !self.rate_ok(peer) {
-                    self.emit(NodeEvent::BadInput {
-                        peer,
-                        reason: "too many requests per second".into(),
-                    });
-                    return;
-                }
-                let token = self.next_token;
-                self.next_token += 1;
-                self.inbound.insert(token, (proto, channel));
-                self.emit(NodeEvent::Request {
-                    proto,
-                    peer,
-                    frame: request,
-                    token,
-                });
-            }
-            Event::Message {
-                message:
-                    Message::Response {
-                        request_id,
-                        response,
-                    },
-                ..
-            } => {
-                if let Some(reply) = self.pending.remove(&request_id) {
-                    let _ = reply.send(Ok(response));
-                }
-            }
-            Event::OutboundFailure {
-                request_id,
-                error,
-                peer,
-                ..
-            } => {
-                if let Some(reply) = self.pending.remove(&request_id) {
-                    let _ = reply.send(Err(NetError::Request(format!("to {peer}: {error}"))));
-                }
-            }
-            Event::InboundFailure { peer, error, .. } => {
-                if let request_response::InboundFailure::Io(e) = &error {
-                    if e.kind() == std::io::ErrorKind::InvalidData {
-                        self.emit(NodeEvent::BadInput {
-                            peer,
-                            reason: e.to_string(),
-                        });
-                    }
-                }
-                tracing::debug!("inbound {proto:?} request from {peer} failed: {error}");
-            }
-            Event::ResponseSent { .. } => {}
+            } => self.admit_request(*peer, proto),
+            _ => Err(None),
         }
     }
 
@@ -1211,8 +1223,8 @@ impl SwarmTask {
                     self.swarm.add_external_address(info.observed_addr);
                 }
             }
-            SwarmEvent::Behaviour(BehaviourEvent::Sync(e)) => self.request_event(Proto::Sync, e),
-            SwarmEvent::Behaviour(BehaviourEvent::Join(e)) => self.request_event(Proto::Join, e),
+            SwarmEvent::Behaviour(BehaviourEvent::Sync(e)) => self.sync_event(e),
+            SwarmEvent::Behaviour(BehaviourEvent::Join(e)) => self.join_event(e),
             _ => {}
         }
     }

@@ -490,6 +490,25 @@ pub fn decode_changes(bytes: &[u8]) -> Result<Vec<SignedChange>, NotebookError> 
     Ok(out)
 }
 
+/// Parses the changes of a joining history, each one chunk, held together
+/// to [`MAX_JOIN_HISTORY_BYTES`] (not to the smaller per-message budget).
+pub fn decode_history<'a>(
+    changes: impl IntoIterator<Item = &'a [u8]>,
+) -> Result<Vec<Change>, NotebookError> {
+    let mut budget = Budget::for_join();
+    changes
+        .into_iter()
+        .enumerate()
+        .map(|(i, bytes)| {
+            let chunk = match chunks(bytes)?.as_slice() {
+                [one] => *one,
+                _ => return Err(malformed(format!("change {i}: not exactly one chunk"))),
+            };
+            change_within(&chunk, &mut budget)
+        })
+        .collect()
+}
+
 /// Per-peer Automerge sync states of one incident.
 #[derive(Default)]
 pub struct SyncStates {

@@ -6,17 +6,22 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::time::{Duration, Instant};
 
-use dontpanic_net::{FoundBy, Frame, Multiaddr, NodeEvent, PeerId, Proto};
+use dontpanic_net::wire::{
+    JoinRequest, JoinResponse, MemberAddresses, SignedSync, SyncRequest, SyncResponse,
+};
+use dontpanic_net::{FoundBy, Multiaddr, NodeEvent, PeerId};
 use dontpanic_notebook::actor::Received;
 use dontpanic_notebook::incident::render::one_line;
-use dontpanic_notebook::sync::encode_changes;
+use dontpanic_notebook::sync::SignedSyncMessage;
 use dontpanic_notebook::{NotebookError, Published};
+use serde_bytes::ByteBuf;
 use serde_json::json;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::join::{self, invite_key, joiner_name, proof, verify_proof, Terms};
 use crate::redial::Backoff;
-use crate::{hex_key, key_peer, kind, Kick, Notifier, Problem, Replicator};
+use crate::wire::{from_wire, history_to_wire, to_wire};
+use crate::{hex_key, key_peer, Kick, Notifier, Problem, Replicator};
 
 /// Longest sync dialogue; one that reaches it ends and says so (a peer that
 /// never converges must not keep the link busy).
@@ -31,8 +36,8 @@ const LOCAL_FAULT_QUIET: Duration = Duration::from_secs(30);
 const ADDRESSES_PER_MEMBER: usize = 16;
 /// Peers not (yet) on a roster whose addresses are kept in memory.
 const UNFILED_KEPT: usize = 256;
-/// Largest body of an address exchange we read.
-const MAX_ADDRESSES_BODY: usize = 256 << 10;
+/// Members an address exchange may name; a longer one is ignored.
+const MAX_ADDRESSES_TOLD: usize = 1024;
 
 /// How one outbound dialogue ended.
 #[derive(Debug)]
@@ -468,18 +473,16 @@ impl Driver {
                     entry.1 = Some(error);
                 }
             }
-            NodeEvent::Request {
-                proto: Proto::Sync,
+            NodeEvent::Sync {
                 peer,
-                frame,
+                request,
                 token,
-            } => self.inbound_sync(peer, frame, token),
-            NodeEvent::Request {
-                proto: Proto::Join,
+            } => self.inbound_sync(peer, request, token),
+            NodeEvent::Join {
                 peer,
-                frame,
+                request,
                 token,
-            } => self.inbound_join(peer, frame, token),
+            } => self.inbound_join(peer, request, token),
             NodeEvent::BadInput { peer, reason } => reject(
                 &self.r,
                 &self.notices,
@@ -490,56 +493,74 @@ impl Driver {
         }
     }
 
-    fn inbound_sync(&mut self, peer: PeerId, frame: Frame, token: u64) {
+    fn inbound_sync(&mut self, peer: PeerId, request: SyncRequest, token: u64) {
         let node = self.r.node.clone();
         if self.blocked(&peer) {
-            node.respond(
-                token,
-                Frame::new(kind::DENIED, &frame.incident, b"not trusted".to_vec()),
-            );
+            let reason = "not trusted".into();
+            node.answer_sync(token, SyncResponse::Denied { reason });
             return;
         }
+        let incident = match &request {
+            SyncRequest::Sync { incident, .. } | SyncRequest::Addresses { incident, .. } => {
+                incident.clone()
+            }
+        };
         // Nothing of any document, not even whether we hold it, is told to
         // a non-member.
         let key = hex_key(&peer).unwrap_or_default();
-        let member = self
+        let Some(roster) = self
             .rosters
-            .get(&frame.incident)
-            .is_some_and(|r| r.iter().any(|m| m.key == key));
-        if !member {
-            node.respond(token, Frame::new(kind::DENIED, &frame.incident, Vec::new()));
+            .get(&incident)
+            .filter(|r| r.iter().any(|m| m.key == key))
+        else {
+            let reason = String::new();
+            node.answer_sync(token, SyncResponse::Denied { reason });
             return;
-        }
+        };
+        let roster: Vec<String> = roster.iter().map(|m| m.key.clone()).collect();
         let r = self.r.clone();
         let notices = self.notices.clone();
         let name = self.name_of(&peer).unwrap_or_else(|| peer.to_string());
-        match frame.kind {
-            kind::ADDRESSES => {
-                let roster: Vec<String> = self.rosters[&frame.incident]
-                    .iter()
-                    .map(|m| m.key.clone())
-                    .collect();
+        match request {
+            SyncRequest::Addresses { members, .. } => {
                 tokio::spawn(async move {
-                    learn_addresses(&r, &roster, &frame.body);
-                    let body = our_addresses(&r, &roster).await;
+                    learn_addresses(&r, &roster, members);
+                    let members = our_addresses(&r, &roster).await;
                     r.node
-                        .respond(token, Frame::new(kind::ADDRESSES, &frame.incident, body));
+                        .answer_sync(token, SyncResponse::Addresses { members });
                 });
             }
-            kind::SYNC => {
+            SyncRequest::Sync { message, .. } => {
                 tokio::spawn(async move {
-                    let incident = frame.incident.clone();
-                    let received = frame.body.len();
-                    let result = r
-                        .notebook
-                        .receive_sync(incident.clone(), key.clone(), frame.body, true)
-                        .await;
+                    let received = wire_len(&message);
+                    let result = match from_wire(message) {
+                        Ok(m) => {
+                            r.notebook
+                                .receive_sync(incident.clone(), key.clone(), m.encode(), true)
+                                .await
+                        }
+                        Err(e) => Err(e),
+                    };
                     match result {
                         Ok(rcv) => {
-                            let answer = rcv.answer.clone().unwrap_or_default();
-                            count(&r, answer.len(), received);
+                            let answer = rcv.answer.as_deref().map(signed_sync).transpose();
+                            let answer = match answer {
+                                Ok(a) => a,
+                                Err(e) => {
+                                    let reason = e.to_string();
+                                    r.node.answer_sync(token, SyncResponse::Retry { reason });
+                                    return local_fault(
+                                        &r,
+                                        &notices,
+                                        &incident,
+                                        &name,
+                                        &e.to_string(),
+                                    );
+                                }
+                            };
+                            count(&r, answer.as_ref().map_or(0, wire_len), received);
                             r.node
-                                .respond(token, Frame::new(kind::SYNC, &incident, answer));
+                                .answer_sync(token, SyncResponse::Sync { message: answer });
                             synced(&r, peer);
                             if !rcv.edits.is_empty() {
                                 announce(&r, &notices, &incident, &rcv);
@@ -547,74 +568,62 @@ impl Driver {
                             }
                         }
                         Err(e) if e.blames_sender() => {
-                            r.node.respond(
-                                token,
-                                Frame::new(kind::REJECTED, &incident, e.to_string().into_bytes()),
-                            );
+                            let reason = e.to_string();
+                            r.node.answer_sync(token, SyncResponse::Rejected { reason });
                             reject(&r, &notices, peer, e.to_string());
                         }
                         Err(e) => {
-                            r.node.respond(
-                                token,
-                                Frame::new(kind::RETRY, &incident, e.to_string().into_bytes()),
-                            );
+                            let reason = e.to_string();
+                            r.node.answer_sync(token, SyncResponse::Retry { reason });
                             r.notebook.peer_gone(key);
                             local_fault(&r, &notices, &incident, &name, &e.to_string());
                         }
                     }
                 });
             }
-            other => {
-                reject(
-                    &self.r,
-                    &self.notices,
-                    peer,
-                    format!("sync frame of unknown kind {other}"),
-                );
-            }
         }
     }
 
-    fn inbound_join(&mut self, peer: PeerId, frame: Frame, token: u64) {
+    fn inbound_join(&mut self, peer: PeerId, request: JoinRequest, token: u64) {
         let r = self.r.clone();
         let notices = self.notices.clone();
         let me = self.me;
         // One answer for every refusal, so a stranger cannot tell whether
         // this node holds the incident.
-        let incident = frame.incident.clone();
-        let asked = incident.clone();
         let deny = move |r: &Replicator, why: &str| {
             tracing::warn!("join from {peer} refused: {why}");
-            r.node.respond(
-                token,
-                Frame::new(kind::DENIED, &asked, b"wrong invite".to_vec()),
-            );
+            let reason = "wrong invite".into();
+            r.node.answer_join(token, JoinResponse::Denied { reason });
         };
-        if self.blocked(&peer) || frame.body.len() < 32 {
-            return deny(&r, "blocked or short proof");
+        if self.blocked(&peer) {
+            return deny(&r, "blocked");
         }
         let Some(key) = hex_key(&peer) else {
             return deny(&r, "peer id carries no ed25519 key");
         };
-        let body = frame.body;
+        let JoinRequest {
+            incident,
+            proof: joiner_proof,
+            terms,
+            name,
+        } = request;
         tokio::spawn(async move {
             let secret = match r.notebook.join_secret(incident.clone()).await {
                 Ok(s) => s,
                 Err(e) => return deny(&r, &e.to_string()),
             };
-            let Some((terms, name)) = Terms::decode(&body[32..]) else {
+            let Some(terms) = Terms::from_wire(&terms) else {
                 return deny(&r, "malformed invite terms");
             };
             let invite = invite_key(&secret, &terms);
-            if !verify_proof(&invite, b"join", &peer, &me, &body[..32]) {
+            if !verify_proof(&invite, b"join", &peer, &me, &joiner_proof) {
                 return deny(&r, "wrong proof");
             }
             // The joiner holds a genuine invite of this incident: it may
             // learn why it is not admitted.
-            let refuse = |r: &Replicator, why: String| {
-                tracing::warn!("join from {peer} refused: {why}");
-                r.node
-                    .respond(token, Frame::new(kind::DENIED, &incident, why.into_bytes()));
+            let refuse = |r: &Replicator, reason: String| {
+                tracing::warn!("join from {peer} refused: {reason}");
+                r.node.answer_join(token, JoinResponse::Denied { reason });
             };
             if join::now_ms() >= terms.expires_ms {
                 let at = dontpanic_notebook::incident::render::utc(terms.expires_ms as i64);
@@ -636,18 +645,19 @@ impl Driver {
                     expires_ms: terms.expires_ms,
                 }),
             };
-            let name = joiner_name(name);
+            let name = joiner_name(&name);
             match r
                 .notebook
                 .admit(incident.clone(), key, name.clone(), once)
                 .await
             {
                 Ok(history) => {
-                    let mut answer = proof(&invite, b"admit", &me, &peer).to_vec();
-                    answer.extend_from_slice(&encode_changes(&history));
-                    count(&r, answer.len(), body.len());
+                    let history = history_to_wire(&history);
+                    let sent: usize = history.changes.iter().map(|c| c.len()).sum();
+                    count(&r, sent, 0);
+                    let proof = ByteBuf::from(proof(&invite, b"admit", &me, &peer).to_vec());
                     r.node
-                        .respond(token, Frame::new(kind::ADMITTED, &incident, answer));
+                        .answer_join(token, JoinResponse::Admitted { proof, history });
                     notices.send(
                         format!("* {} joined with an invite", one_line(&name)),
                         json!({"event": "member_joined", "peer": peer.to_string(), "name": name, "incident": incident}),
@@ -662,6 +672,16 @@ impl Driver {
             }
         });
     }
+}
+
+/// Bytes a message takes on the wire (its CBOR encoding).
+fn wire_len(m: &SignedSync) -> usize {
+    dontpanic_net::wire::to_cbor(m).len()
+}
+
+/// The notebook's encoded message, as sent.
+fn signed_sync(bytes: &[u8]) -> Result<SignedSync, NotebookError> {
+    SignedSyncMessage::decode(bytes).map(to_wire)
 }
 
 fn count(r: &Replicator, sent: usize, received: usize) {
@@ -788,17 +808,13 @@ fn exchange_addresses(r: &Replicator, peer: PeerId, incident: String) {
         .map(|m| m.iter().map(|m| m.key.clone()).collect())
         .unwrap_or_default();
     tokio::spawn(async move {
-        let body = our_addresses(&r, &roster).await;
+        let members = our_addresses(&r, &roster).await;
         match r
             .node
-            .request(
-                Proto::Sync,
-                peer,
-                Frame::new(kind::ADDRESSES, &incident, body),
-            )
+            .sync(peer, SyncRequest::Addresses { incident, members })
             .await
         {
-            Ok(f) if f.kind == kind::ADDRESSES => learn_addresses(&r, &roster, &f.body),
+            Ok(SyncResponse::Addresses { members }) => learn_addresses(&r, &roster, members),
             Ok(_) => {}
             Err(e) => tracing::debug!("address exchange with {peer}: {e}"),
         }
@@ -806,8 +822,8 @@ fn exchange_addresses(r: &Replicator, peer: PeerId, incident: String) {
 }
 
 /// Our address book's entries for `roster`, and our own addresses.
-async fn our_addresses(r: &Replicator, roster: &[String]) -> Vec<u8> {
-    let mut out: BTreeMap<String, Vec<String>> = BTreeMap::new();
+async fn our_addresses(r: &Replicator, roster: &[String]) -> MemberAddresses {
+    let mut out = MemberAddresses::new();
     if let Ok(book) = r.notebook.address_book().await {
         for key in roster {
             let addrs = book.addresses(key);
@@ -824,19 +840,16 @@ async fn our_addresses(r: &Replicator, roster: &[String]) -> Vec<u8> {
         .map(|a| a.to_string())
         .collect();
     out.insert(r.notebook.device().key.to_string(), mine);
-    serde_json::to_vec(&out).unwrap_or_default()
+    out
 }
 
 /// Files addresses a member told us, for members of `roster` only, each
 /// address ending in the member's own peer id.
-fn learn_addresses(r: &Replicator, roster: &[String], body: &[u8]) {
-    if body.len() > MAX_ADDRESSES_BODY {
+fn learn_addresses(r: &Replicator, roster: &[String], told: MemberAddresses) {
+    if told.len() > MAX_ADDRESSES_TOLD {
+        tracing::debug!("an address exchange named {} members: ignored", told.len());
         return;
     }
-    let Ok(told) = serde_json::from_slice::<BTreeMap<String, Vec<String>>>(body) else {
-        tracing::debug!("an address exchange did not parse");
-        return;
-    };
     let me = r.notebook.device().key.to_string();
     for (key, addrs) in told {
         if key == me || !roster.contains(&key) {
@@ -877,30 +890,40 @@ async fn dialogue(
             Ok(None) => return Outcome::Converged,
             Err(e) => return Outcome::LocalFault(e.to_string()),
         };
-        let sent = msg.len();
-        let frame = match r
-            .node
-            .request(Proto::Sync, peer, Frame::new(kind::SYNC, incident, msg))
-            .await
-        {
-            Ok(f) => f,
+        let message = match signed_sync(&msg) {
+            Ok(m) => m,
+            Err(e) => return Outcome::LocalFault(e.to_string()),
+        };
+        let sent = wire_len(&message);
+        let request = SyncRequest::Sync {
+            incident: incident.to_string(),
+            message,
+        };
+        let answer = match r.node.sync(peer, request).await {
+            Ok(SyncResponse::Sync { message }) => message,
+            Ok(SyncResponse::Denied { .. }) => return Outcome::Denied,
+            Ok(SyncResponse::Retry { reason }) => return Outcome::TheyCannot(reason),
+            Ok(SyncResponse::Rejected { reason }) => return Outcome::TheyRefused(reason),
+            Ok(SyncResponse::Addresses { .. }) => {
+                return Outcome::Failed("addresses given for a sync message".into())
+            }
             Err(e) => return Outcome::Failed(e.to_string()),
         };
-        count(r, sent, frame.body.len());
-        let body = String::from_utf8_lossy(&frame.body).into_owned();
-        match frame.kind {
-            kind::SYNC => synced(r, peer),
-            kind::DENIED => return Outcome::Denied,
-            kind::RETRY => return Outcome::TheyCannot(body),
-            kind::REJECTED => return Outcome::TheyRefused(body),
-            other => return Outcome::Failed(format!("answer of unknown kind {other}")),
-        }
-        if frame.body.is_empty() {
+        synced(r, peer);
+        count(r, sent, answer.as_ref().map_or(0, wire_len));
+        let Some(answer) = answer else {
             continue;
-        }
+        };
+        let answer = match from_wire(answer) {
+            Ok(m) => m.encode(),
+            Err(e) => {
+                reject(r, notices, peer, e.to_string());
+                return Outcome::Rejected;
+            }
+        };
         match r
             .notebook
-            .receive_sync(incident.to_string(), key.to_string(), frame.body, false)
+            .receive_sync(incident.to_string(), key.to_string(), answer, false)
             .await
         {
             Ok(rcv) => {

@@ -3,11 +3,11 @@
 
 use std::time::Duration;
 
-use dontpanic_net::{Frame, Invite, Multiaddr, NodeHandle, PeerId, Proto};
+use dontpanic_net::wire::{JoinRequest, JoinResponse, SignedHistory, WireTerms};
+use dontpanic_net::{Invite, Multiaddr, NodeHandle, PeerId};
 use hmac::{Hmac, Mac};
+use serde_bytes::ByteBuf;
 use sha2::Sha256;
-
-use crate::kind;
 
 /// The terms an invite was made on, as the joiner states them in its join
 /// request: the admitting member derives the invite key from them, so a
@@ -41,26 +41,24 @@ impl Terms {
         out
     }
 
-    /// Reads the terms at the start of `b`; returns them and the rest.
-    pub(crate) fn decode(b: &[u8]) -> Option<(Terms, &[u8])> {
-        let expires_ms = u64::from_be_bytes(b.get(..8)?.try_into().ok()?);
-        let once = match *b.get(8)? {
-            0 => false,
-            1 => true,
-            _ => return None,
-        };
-        let nonce: [u8; 16] = b.get(9..25)?.try_into().ok()?;
-        let n = *b.get(25)? as usize;
-        let inviter = PeerId::from_bytes(b.get(26..26 + n)?).ok()?;
-        Some((
-            Terms {
-                expires_ms,
-                once,
-                nonce,
-                inviter,
-            },
-            &b[26 + n..],
-        ))
+    /// The terms as a joiner sends them.
+    pub(crate) fn to_wire(&self) -> WireTerms {
+        WireTerms {
+            expires_ms: self.expires_ms,
+            once: self.once,
+            nonce: ByteBuf::from(self.nonce.to_vec()),
+            inviter: ByteBuf::from(self.inviter.to_bytes()),
+        }
+    }
+
+    /// The terms a joiner sent, if well-formed.
+    pub(crate) fn from_wire(w: &WireTerms) -> Option<Terms> {
+        Some(Terms {
+            expires_ms: w.expires_ms,
+            once: w.once,
+            nonce: w.nonce.as_slice().try_into().ok()?,
+            inviter: PeerId::from_bytes(&w.inviter).ok()?,
+        })
     }
 }
 
@@ -139,36 +137,30 @@ pub(crate) async fn ask_to_join(
     me: &PeerId,
     name: &str,
     peer: PeerId,
-) -> Result<Vec<u8>, String> {
-    let mut body = proof(&inv.secret, b"join", me, &peer).to_vec();
-    body.extend_from_slice(&Terms::of(inv).encode());
-    body.extend_from_slice(name.as_bytes());
-    let frame = Frame::new(0, &inv.incident, body);
-    match tokio::time::timeout(
-        Duration::from_secs(30),
-        node.request(Proto::Join, peer, frame),
-    )
-    .await
-    {
-        Ok(Ok(f)) if f.kind == kind::ADMITTED && f.body.len() >= 32 => {
-            if verify_proof(&inv.secret, b"admit", &peer, me, &f.body[..32]) {
-                Ok(f.body[32..].to_vec())
+) -> Result<SignedHistory, String> {
+    let request = JoinRequest {
+        incident: inv.incident.clone(),
+        proof: ByteBuf::from(proof(&inv.secret, b"join", me, &peer).to_vec()),
+        terms: Terms::of(inv).to_wire(),
+        name: name.to_string(),
+    };
+    match tokio::time::timeout(Duration::from_secs(30), node.join(peer, request)).await {
+        Ok(Ok(JoinResponse::Admitted { proof, history })) => {
+            if verify_proof(&inv.secret, b"admit", &peer, me, &proof) {
+                Ok(history)
             } else {
                 Err(format!("{peer}: its proof of membership is wrong"))
             }
         }
-        Ok(Ok(f)) => Err(format!(
-            "{peer}: refused ({})",
-            String::from_utf8_lossy(&f.body)
-        )),
+        Ok(Ok(JoinResponse::Denied { reason })) => Err(format!("{peer}: refused ({reason})")),
         Ok(Err(e)) => Err(e.to_string()),
         Err(_) => Err(format!("{peer}: no answer within 30 s")),
     }
 }
 
 /// The name a joiner asked for: printable, trimmed, at most 64 characters.
-pub(crate) fn joiner_name(bytes: &[u8]) -> String {
-    let name: String = String::from_utf8_lossy(bytes)
+pub(crate) fn joiner_name(asked: &str) -> String {
+    let name: String = asked
         .chars()
         .filter(|c| !c.is_control())
         .collect::<String>()
@@ -182,7 +174,6 @@ pub(crate) fn joiner_name(bytes: &[u8]) -> String {
         name
     }
 }
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -206,9 +197,10 @@ mod tests {
             nonce: [1; 16],
             inviter: PeerId::random(),
         };
-        let bytes = [t.encode(), b"carol".to_vec()].concat();
-        let (back, rest) = Terms::decode(&bytes).unwrap();
-        assert_eq!((back, rest), (t.clone(), &b"carol"[..]));
+        assert_eq!(Terms::from_wire(&t.to_wire()), Some(t.clone()));
+        let mut short = t.to_wire();
+        short.nonce.truncate(15);
+        assert_eq!(Terms::from_wire(&short), None);
         let k = invite_key(b"secret", &t);
         let changed = [
             Terms {
@@ -236,9 +228,9 @@ mod tests {
 
     #[test]
     fn joiner_names_are_printable_and_bounded() {
-        assert_eq!(joiner_name(b"  carol \n"), "carol");
-        assert_eq!(joiner_name(b"\x1b[31mred"), "[31mred");
-        assert_eq!(joiner_name(b""), "anonymous");
-        assert_eq!(joiner_name("é".repeat(100).as_bytes()).chars().count(), 64);
+        assert_eq!(joiner_name("  carol \n"), "carol");
+        assert_eq!(joiner_name("\x1b[31mred"), "[31mred");
+        assert_eq!(joiner_name(""), "anonymous");
+        assert_eq!(joiner_name(&"é".repeat(100)).chars().count(), 64);
     }
 }

@@ -33,36 +33,17 @@
 mod driver;
 mod join;
 pub mod redial;
+mod wire;
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use dontpanic_net::{FoundBy, Invite, Multiaddr, NodeEvent, NodeHandle, PeerId};
-use dontpanic_notebook::sync::decode_changes;
 use dontpanic_notebook::{NotebookError, NotebookHandle};
 use tokio::sync::{mpsc, oneshot};
 
 use join::{ask_to_join, relays_in};
-
-/// Frame kinds of `/dontpanic/sync/1` and `/dontpanic/join/1`.
-pub(crate) mod kind {
-    /// A sync message (request or answer); empty body = nothing to say.
-    pub const SYNC: u8 = 0;
-    /// Not a member of this incident, or not an incident we hold.
-    pub const DENIED: u8 = 1;
-    /// The message failed verification; body = reason.
-    pub const REJECTED: u8 = 2;
-    /// Join accepted: body = proof | signed history.
-    pub const ADMITTED: u8 = 3;
-    /// The receiver could not take the message for a reason of its own (a
-    /// full disk); body = reason. The sender starts the dialogue afresh
-    /// later; nobody is blamed.
-    pub const RETRY: u8 = 4;
-    /// Members' addresses (request and answer): JSON
-    /// `{"<hex key>": ["<multiaddr>", ...], ...}`.
-    pub const ADDRESSES: u8 = 5;
-}
 
 /// How long `join` keeps looking for a member to admit it.
 const JOIN_PATIENCE: Duration = Duration::from_secs(15);
@@ -566,7 +547,7 @@ impl Replicator {
                 tokio::time::sleep(Duration::from_millis(500)).await;
             }
         })?;
-        let history = decode_changes(&history)?;
+        let history = wire::history_from_wire(history)?;
         let id = self.notebook.blocking(self.notebook.adopt(history))?;
         if id != invite.incident {
             return Err(SyncError::Join(format!(

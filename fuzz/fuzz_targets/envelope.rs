@@ -5,5 +5,5 @@ mod targets;
 
 libfuzzer_sys::fuzz_target!(|data: &[u8]| {
     targets::report_only_uncaught_panics();
-    targets::frame(data)
+    targets::envelope(data)
 });
