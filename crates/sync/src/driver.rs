@@ -28,6 +28,15 @@ use crate::{hex_key, key_peer, Kick, Notifier, Problem, Replicator};
 const MAX_ROUNDS: usize = 64;
 /// How often connected members are re-synced even without edits.
 const RESYNC_EVERY: Duration = Duration::from_secs(3);
+/// How long changes received from a member wait before they are offered
+/// to the other members. In a room where everyone is connected to everyone
+/// the author has reached them all by then, and forwarding at once would
+/// cost every edit a dialogue between every pair of members, on the path
+/// of the next edit; members reached only through others get the edit
+/// this much later, coalesced with whatever else arrived meanwhile.
+const FORWARD_AFTER: Duration = Duration::from_millis(250);
+/// How often due forwards are checked.
+const FORWARD_TICK: Duration = Duration::from_millis(50);
 /// How often missing members are checked for a redial.
 const REDIAL_TICK: Duration = Duration::from_millis(200);
 /// Least time between two notices of the same local fault.
@@ -83,6 +92,9 @@ struct Driver {
     unfiled: HashMap<PeerId, Vec<Multiaddr>>,
     flushes: Vec<oneshot::Sender<()>>,
     done: mpsc::Sender<Done>,
+    /// Incidents with received changes to offer the other members, and
+    /// when.
+    forwards: BTreeMap<String, Instant>,
 }
 
 /// Runs the driver until the node stops.
@@ -106,6 +118,7 @@ pub(crate) async fn run(
         unfiled: HashMap::new(),
         flushes: Vec::new(),
         done,
+        forwards: BTreeMap::new(),
     };
     d.rosters.clone_from(&published.borrow_and_update().rosters);
     // After a restart: the members' remembered addresses before the first
@@ -113,6 +126,7 @@ pub(crate) async fn run(
     give_remembered(&d.r, d.member_peers()).await;
     let mut redial = tokio::time::interval(REDIAL_TICK);
     let mut resync = tokio::time::interval(RESYNC_EVERY);
+    let mut forward = tokio::time::interval(FORWARD_TICK);
     loop {
         tokio::select! {
             e = events.recv() => match e {
@@ -133,6 +147,7 @@ pub(crate) async fn run(
             },
             _ = redial.tick() => d.redial(),
             _ = resync.tick() => d.sync_all(),
+            _ = forward.tick() => d.forward_due(),
         }
     }
 }
@@ -184,13 +199,11 @@ impl Driver {
 
     fn kick(&mut self, k: Kick) {
         match k {
-            Kick::Edit(incident) => {
-                let peers: Vec<PeerId> = self.r.shared().connected.iter().copied().collect();
-                for p in peers {
-                    if self.incidents_of(&p).contains(&incident) {
-                        self.sync_pair(p, incident.clone());
-                    }
-                }
+            Kick::Edit(incident) => self.sync_incident(&incident),
+            Kick::Forward(incident) => {
+                self.forwards
+                    .entry(incident)
+                    .or_insert_with(|| Instant::now() + FORWARD_AFTER);
             }
             Kick::Opened => self.sync_all(),
             Kick::Flush(done) => {
@@ -198,6 +211,31 @@ impl Driver {
                 self.flushes.push(done);
                 self.maybe_flushed();
             }
+        }
+    }
+
+    /// Syncs `incident` with every connected member of it.
+    fn sync_incident(&mut self, incident: &str) {
+        let peers: Vec<PeerId> = self.r.shared().connected.iter().copied().collect();
+        for p in peers {
+            if self.incidents_of(&p).iter().any(|i| i == incident) {
+                self.sync_pair(p, incident.to_string());
+            }
+        }
+    }
+
+    /// Offers received changes whose wait is over to the other members.
+    fn forward_due(&mut self) {
+        let now = Instant::now();
+        let due: Vec<String> = self
+            .forwards
+            .iter()
+            .filter(|(_, at)| **at <= now)
+            .map(|(id, _)| id.clone())
+            .collect();
+        for id in due {
+            self.forwards.remove(&id);
+            self.sync_incident(&id);
         }
     }
 
@@ -564,7 +602,7 @@ impl Driver {
                             synced(&r, peer);
                             if !rcv.edits.is_empty() {
                                 announce(&r, &notices, &incident, &rcv);
-                                r.kick(Kick::Edit(incident));
+                                r.kick(Kick::Forward(incident));
                             }
                         }
                         Err(e) if e.blames_sender() => {
@@ -930,7 +968,7 @@ async fn dialogue(
                 if !rcv.edits.is_empty() {
                     announce(r, notices, incident, &rcv);
                     // Other members may not have these yet.
-                    r.kick(Kick::Edit(incident.to_string()));
+                    r.kick(Kick::Forward(incident.to_string()));
                 }
             }
             Err(e) if e.blames_sender() => {

@@ -127,7 +127,11 @@ pub struct Traffic {
 }
 
 pub(crate) enum Kick {
+    /// A local edit: every connected member now.
     Edit(String),
+    /// Changes arrived from a member: the others, a little later and
+    /// coalesced (most have them from their author already).
+    Forward(String),
     Opened,
     Flush(oneshot::Sender<()>),
 }
