@@ -26,7 +26,7 @@ use dontpanic_net::{Multiaddr, NetError, PeerId};
 use dontpanic_notebook::incident::{Edit, Editor, Incident};
 use dontpanic_notebook::sync::SignedSyncMessage;
 use dontpanic_notebook::Notebook;
-use support::raw::{answer_of, raw_node, send_raw, send_sync};
+use support::raw::{answer_of, empty_message, raw_node, raw_swarm, send_raw, send_sync};
 use support::{device_seed, wait_until, Node, EVENT_TIMEOUT};
 
 /// What the hostile peer sends.
@@ -379,23 +379,6 @@ fn a_stranger_learns_nothing_and_changes_nothing() {
             .all(|e| e["event"] != "member_joined" || e["name"] != "eve"),
         "eve was admitted"
     );
-}
-
-/// An empty sync message (nothing known, nothing sent).
-fn empty_message() -> Vec<u8> {
-    SignedSyncMessage {
-        message: Message {
-            heads: vec![],
-            need: vec![],
-            have: vec![],
-            changes: ChunkList::empty(),
-            flags: None,
-            version: MessageVersion::V1,
-        }
-        .encode(),
-        signatures: vec![],
-    }
-    .encode()
 }
 
 /// What is not a message of the protocol is refused before anything is
@@ -886,7 +869,7 @@ impl libp2p::request_response::Codec for Stall {
 #[test]
 fn stalled_streams_from_a_stranger_starve_nobody() {
     use futures::StreamExt;
-    use libp2p::request_response::{self, ProtocolSupport};
+    use libp2p::request_response;
     use libp2p::swarm::SwarmEvent;
     let tmp = tempfile::tempdir().unwrap();
     let mut t = target(tmp.path());
@@ -895,29 +878,7 @@ fn stalled_streams_from_a_stranger_starve_nobody() {
     let (addr, peer) = (t.addr.clone(), t.peer);
     let (opened_tx, opened) = std::sync::mpsc::channel::<usize>();
     let _stall = rt.spawn(async move {
-        let mut swarm = libp2p::SwarmBuilder::with_new_identity()
-            .with_tokio()
-            .with_tcp(
-                libp2p::tcp::Config::default(),
-                libp2p::noise::Config::new,
-                libp2p::yamux::Config::default,
-            )
-            .unwrap()
-            .with_behaviour(|_| {
-                request_response::Behaviour::with_codec(
-                    Stall,
-                    [(
-                        dontpanic_net::wire::SYNC_PROTOCOL,
-                        ProtocolSupport::Outbound,
-                    )],
-                    request_response::Config::default()
-                        .with_request_timeout(Duration::from_secs(3600))
-                        .with_max_concurrent_streams(64),
-                )
-            })
-            .unwrap()
-            .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(3600)))
-            .build();
+        let mut swarm = raw_swarm(Stall, None, Duration::from_secs(3600), 64);
         swarm.dial(addr).unwrap();
         let mut open = 0usize;
         loop {

@@ -6,7 +6,6 @@ mod support;
 
 use std::time::Duration;
 
-use automerge::sync::{ChunkList, Message, MessageVersion};
 use automerge::{ActorId, ChangeHash};
 use dontpanic_identity::{ChangeSignature, SecretKey};
 use dontpanic_notebook::sync::SignedSyncMessage;
@@ -173,28 +172,13 @@ fn hostile_messages_are_rejected_whole_and_the_peer_marked() {
 
     // A stranger (never invited) asking for the document learns nothing.
     let stranger = SecretKey::generate();
-    let answer = rt.block_on(async {
-        let empty = SignedSyncMessage {
-            message: Message {
-                heads: vec![],
-                need: vec![],
-                have: vec![],
-                changes: ChunkList::empty(),
-                flags: None,
-                version: MessageVersion::V1,
-            }
-            .encode(),
-            signatures: vec![],
-        };
-        send_sync(
-            stranger.to_bytes(),
-            &alice_addr,
-            alice_peer,
-            &incident,
-            &empty.encode(),
-        )
-        .await
-    });
+    let answer = rt.block_on(send_sync(
+        stranger.to_bytes(),
+        &alice_addr,
+        alice_peer,
+        &incident,
+        &support::raw::empty_message(),
+    ));
     let f = answer.expect("an answer");
     assert_eq!(
         answer_of(&f),

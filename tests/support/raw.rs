@@ -35,6 +35,66 @@ pub async fn raw_node(seed: [u8; 32], addr: &Multiaddr) -> NodeHandle {
     node
 }
 
+/// An empty sync message (nothing known, nothing sent), in the notebook's
+/// encoding.
+pub fn empty_message() -> Vec<u8> {
+    use automerge::sync::{ChunkList, Message, MessageVersion};
+    SignedSyncMessage {
+        message: Message {
+            heads: vec![],
+            need: vec![],
+            have: vec![],
+            changes: ChunkList::empty(),
+            flags: None,
+            version: MessageVersion::V1,
+        }
+        .encode(),
+        signatures: vec![],
+    }
+    .encode()
+}
+
+/// A bare swarm over TCP with one request-response behaviour of `codec`
+/// on `/dontpanic/sync/2` (outbound only), holding `seed`'s key or a new one.
+pub fn raw_swarm<C>(
+    codec: C,
+    seed: Option<[u8; 32]>,
+    timeout: Duration,
+    streams: usize,
+) -> libp2p::Swarm<libp2p::request_response::Behaviour<C>>
+where
+    C: libp2p::request_response::Codec<Protocol = libp2p::StreamProtocol> + Clone + Send + 'static,
+{
+    use libp2p::request_response::{self, ProtocolSupport};
+    let key = match seed {
+        Some(mut s) => libp2p::identity::Keypair::ed25519_from_bytes(&mut s).unwrap(),
+        None => libp2p::identity::Keypair::generate_ed25519(),
+    };
+    libp2p::SwarmBuilder::with_existing_identity(key)
+        .with_tokio()
+        .with_tcp(
+            libp2p::tcp::Config::default(),
+            libp2p::noise::Config::new,
+            libp2p::yamux::Config::default,
+        )
+        .unwrap()
+        .with_behaviour(|_| {
+            request_response::Behaviour::with_codec(
+                codec,
+                [(
+                    dontpanic_net::wire::SYNC_PROTOCOL,
+                    ProtocolSupport::Outbound,
+                )],
+                request_response::Config::default()
+                    .with_request_timeout(timeout)
+                    .with_max_concurrent_streams(streams),
+            )
+        })
+        .unwrap()
+        .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(3600)))
+        .build()
+}
+
 /// The notebook's message (its in-process encoding) as it goes on the wire.
 pub fn wire_message(encoded: &[u8]) -> SignedSync {
     let m = SignedSyncMessage::decode(encoded).expect("a message the test made");
@@ -148,30 +208,9 @@ pub async fn send_raw(
     bytes: Vec<u8>,
 ) -> Result<Vec<u8>, String> {
     use futures::StreamExt;
-    use libp2p::request_response::{self, ProtocolSupport};
+    use libp2p::request_response;
     use libp2p::swarm::SwarmEvent;
-    let mut seed = seed;
-    let key = libp2p::identity::Keypair::ed25519_from_bytes(&mut seed).unwrap();
-    let mut swarm = libp2p::SwarmBuilder::with_existing_identity(key)
-        .with_tokio()
-        .with_tcp(
-            libp2p::tcp::Config::default(),
-            libp2p::noise::Config::new,
-            libp2p::yamux::Config::default,
-        )
-        .unwrap()
-        .with_behaviour(|_| {
-            request_response::Behaviour::with_codec(
-                RawBytes,
-                [(
-                    dontpanic_net::wire::SYNC_PROTOCOL,
-                    ProtocolSupport::Outbound,
-                )],
-                request_response::Config::default().with_request_timeout(Duration::from_secs(30)),
-            )
-        })
-        .unwrap()
-        .build();
+    let mut swarm = raw_swarm(RawBytes, Some(seed), Duration::from_secs(30), 16);
     swarm.dial(addr.clone()).unwrap();
     let mut bytes = Some(bytes);
     loop {

@@ -1043,34 +1043,37 @@ impl SwarmTask {
     fn sync_event(&mut self, event: RrEvent<SyncRequest, SyncResponse>) {
         let token = self.token_for(&event, Proto::Sync);
         let b = &mut self.swarm.behaviour_mut().sync;
-        match drive(&mut self.syncs, b, event, token) {
-            Some(Up::Request {
-                peer,
-                request,
-                token,
-            }) => self.emit(NodeEvent::Sync {
-                peer,
-                request,
-                token,
-            }),
-            Some(Up::BadInput { peer, reason }) => self.emit(NodeEvent::BadInput { peer, reason }),
-            None => {}
-        }
+        let up = drive(&mut self.syncs, b, event, token);
+        self.deliver(up, |peer, request, token| NodeEvent::Sync {
+            peer,
+            request,
+            token,
+        });
     }
 
     fn join_event(&mut self, event: RrEvent<JoinRequest, JoinResponse>) {
         let token = self.token_for(&event, Proto::Join);
         let b = &mut self.swarm.behaviour_mut().join;
-        match drive(&mut self.joins, b, event, token) {
+        let up = drive(&mut self.joins, b, event, token);
+        self.deliver(up, |peer, request, token| NodeEvent::Join {
+            peer,
+            request,
+            token,
+        });
+    }
+
+    /// Hands what an exchange gave up to the layer above.
+    fn deliver<Req>(
+        &mut self,
+        up: Option<Up<Req>>,
+        event: impl FnOnce(PeerId, Req, u64) -> NodeEvent,
+    ) {
+        match up {
             Some(Up::Request {
                 peer,
                 request,
                 token,
-            }) => self.emit(NodeEvent::Join {
-                peer,
-                request,
-                token,
-            }),
+            }) => self.emit(event(peer, request, token)),
             Some(Up::BadInput { peer, reason }) => self.emit(NodeEvent::BadInput { peer, reason }),
             None => {}
         }
