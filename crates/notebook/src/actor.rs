@@ -10,6 +10,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Instant;
 
 use automerge::ChangeHash;
 use dontpanic_identity::{PublicKey, SignedChange};
@@ -19,6 +20,17 @@ use dontpanic_store::{AddressBook, Blocked, Config};
 use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::{now_ms, IncidentSummary, LogEntry, Notebook, NotebookError, RemoteEdit, SingleUse};
+
+/// Target of the trace events that time each request (queued, served,
+/// returned to its caller) and the stages of a received sync message; off
+/// unless a subscriber asks for it (`examples/bench_sync.rs` does, to break
+/// the live path down; so does `RUST_LOG=dontpanic_notebook::timing=trace`).
+pub const TIMING: &str = "dontpanic_notebook::timing";
+
+/// A short name of a hex key in timing events (its first 8 characters).
+fn label(key: &str) -> &str {
+    key.get(..8).unwrap_or(key)
+}
 
 /// Rejected peers remembered; the oldest is forgotten beyond this.
 const BLOCKED_KEPT: usize = 1024;
@@ -206,11 +218,34 @@ enum Request {
     Shutdown(Reply<()>),
 }
 
+impl Request {
+    /// What the request is, in timing events.
+    fn name(&self) -> &'static str {
+        match self {
+            Request::Edit(..) => "edit",
+            Request::SyncMessage(..) => "sync_message",
+            Request::ReceiveSync { .. } => "receive_sync",
+            Request::Heads(..) => "heads",
+            Request::Admit(..) => "admit",
+            _ => "other",
+        }
+    }
+
+    /// The peer it is about, if any (hex key).
+    fn peer(&self) -> &str {
+        match self {
+            Request::SyncMessage(_, peer, _) | Request::ReceiveSync { peer, .. } => peer,
+            _ => "",
+        }
+    }
+}
+
 /// The notebook's handle; cheap to clone, usable from async tasks (`.await`)
 /// and, through [`NotebookHandle::blocking`], from plain threads.
 #[derive(Clone)]
 pub struct NotebookHandle {
-    tx: mpsc::Sender<Request>,
+    /// Requests, each with the moment it was sent (for timing).
+    tx: mpsc::Sender<(Instant, Request)>,
     published: watch::Receiver<Published>,
     device: Arc<DeviceInfo>,
 }
@@ -226,6 +261,7 @@ impl NotebookHandle {
         let (tx, rx) = mpsc::channel(QUEUE);
         let (publish, published) = watch::channel(Published::default());
         let mut actor = Actor {
+            label: label(&device.key.to_string()).to_string(),
             nb: notebook,
             publish,
             book: None,
@@ -266,15 +302,23 @@ impl NotebookHandle {
 
     async fn ask<T>(&self, make: impl FnOnce(Reply<T>) -> Request) -> Result<T, NotebookError> {
         let (tx, rx) = oneshot::channel();
+        let request = make(tx);
+        let timed = tracing::enabled!(target: TIMING, tracing::Level::TRACE)
+            .then(|| (request.name(), label(request.peer()).to_string()));
         self.tx
-            .send(make(tx))
+            .send((Instant::now(), request))
             .await
             .map_err(|_| NotebookError::Stopped)?;
-        rx.await.map_err(|_| NotebookError::Stopped)?
+        let result = rx.await.map_err(|_| NotebookError::Stopped)?;
+        if let Some((req, peer)) = timed {
+            let node = self.device.key.to_string();
+            tracing::trace!(target: TIMING, node = label(&node), req, peer, "returned");
+        }
+        result
     }
 
     fn tell(&self, request: Request) {
-        if let Err(e) = self.tx.try_send(request) {
+        if let Err(e) = self.tx.try_send((Instant::now(), request)) {
             tracing::warn!("notebook queue: {e}; a request without reply was dropped");
         }
     }
@@ -449,13 +493,15 @@ impl NotebookHandle {
 
 /// Asks the notebook thread for a scrub every `every`, when its queue has
 /// room (a busy notebook skips a round); ends when the notebook is gone.
-fn spawn_scrub_ticker(tx: mpsc::WeakSender<Request>, every: std::time::Duration) {
+fn spawn_scrub_ticker(tx: mpsc::WeakSender<(Instant, Request)>, every: std::time::Duration) {
     let spawned = std::thread::Builder::new()
         .name("notebook-scrub".into())
         .spawn(move || loop {
             std::thread::sleep(every);
             let Some(tx) = tx.upgrade() else { return };
-            if let Err(mpsc::error::TrySendError::Closed(_)) = tx.try_send(Request::Scrub) {
+            if let Err(mpsc::error::TrySendError::Closed(_)) =
+                tx.try_send((Instant::now(), Request::Scrub))
+            {
                 return;
             }
         });
@@ -465,6 +511,8 @@ fn spawn_scrub_ticker(tx: mpsc::WeakSender<Request>, every: std::time::Duration)
 }
 
 struct Actor {
+    /// This device in timing events.
+    label: String,
     nb: Notebook,
     publish: watch::Sender<Published>,
     /// Loaded on first use.
@@ -472,7 +520,7 @@ struct Actor {
 }
 
 impl Actor {
-    fn run(mut self, mut rx: mpsc::Receiver<Request>) {
+    fn run(mut self, mut rx: mpsc::Receiver<(Instant, Request)>) {
         // Incidents not at the prompt are loaded while no request waits, so
         // the prompt comes first and every incident is synced soon after.
         let mut to_load: Vec<String> = self
@@ -484,7 +532,7 @@ impl Actor {
             .filter(|id| self.nb.held(id).is_none())
             .collect();
         loop {
-            let request = match rx.try_recv() {
+            let (queued_at, request) = match rx.try_recv() {
                 Ok(r) => r,
                 Err(mpsc::error::TryRecvError::Empty) => {
                     if let Some(id) = to_load.pop() {
@@ -510,7 +558,21 @@ impl Actor {
                 let _ = reply.send(self.shutdown());
                 return;
             }
+            let start = Instant::now();
+            let timed = tracing::enabled!(target: TIMING, tracing::Level::TRACE)
+                .then(|| (request.name(), label(request.peer()).to_string()));
             self.serve(request);
+            if let Some((req, peer)) = timed {
+                tracing::trace!(
+                    target: TIMING,
+                    node = self.label.as_str(),
+                    req,
+                    peer,
+                    queued_us = (start - queued_at).as_micros() as u64,
+                    served_us = start.elapsed().as_micros() as u64,
+                    "served"
+                );
+            }
         }
         if let Err(e) = self.shutdown() {
             tracing::error!("notebook shutdown: {e}");
@@ -783,6 +845,7 @@ fn receive(
     } else {
         nb.receive_sync(incident, peer, bytes)?
     };
+    tracing::trace!(target: TIMING, edits = edits.len(), "stored");
     let new_conflicts = if edits.is_empty() {
         Vec::new()
     } else {
