@@ -34,6 +34,7 @@ use automerge::{Automerge, ObjType, ReadDoc, ROOT};
 use dontpanic_identity::{verify_all, SignedChange};
 use dontpanic_incident::{Edit, Severity};
 use dontpanic_net::{NodeConfig, NodeHandle};
+use dontpanic_notebook::actor::RemoteEvent;
 use dontpanic_notebook::sync::{changes_in, SignedSyncMessage};
 use dontpanic_notebook::{Notebook, NotebookHandle};
 use dontpanic_sync::{Notice, Replicator};
@@ -194,23 +195,29 @@ mod timing {
         }
     }
 
-    /// The stages of the live path, in order, as printed.
-    pub const STAGES: [&str; 17] = [
+    /// The stages of the live path, in order, as printed; "… of which"
+    /// rows split the row above them (from timing points inside the
+    /// notebook that are not kept in the tree: without them they are
+    /// left out of the table).
+    pub const STAGES: [&str; 20] = [
         "writer: edit request queued (behind other requests)",
-        "writer: rules (apply the edit to the document)",
-        "writer: sign",
-        "writer: journal append + fdatasync",
+        "writer: the edit (rules, sign, journal append + fdatasync)",
+        "… of which rules (apply the edit to the document)",
+        "… of which sign",
+        "… of which journal append + fdatasync",
         "writer: edit answered → sync message for this reader asked (kick, driver, dialogue task)",
         "writer: that request queued on the writer's notebook thread (behind the other peers' and other requests)",
         "writer: generate the sync message",
         "network hop: message generated → reader's receive_sync queued (driver, request-response, yamux, noise, TCP, the reader's driver)",
         "reader: receive_sync queued on the reader's notebook thread",
-        "reader: decode + extract changes",
-        "reader: verify signatures",
-        "reader: fork the document for validation",
-        "reader: validate (check_batch on the fork)",
-        "reader: journal append + fdatasync",
-        "reader: apply + sync state (Automerge receive_sync_message)",
+        "reader: decode to verified (extract, signatures, fork, validate)",
+        "… of which decode + extract changes",
+        "… of which verify signatures",
+        "… of which fork the document for validation",
+        "… of which validate (check_batch on the fork)",
+        "reader: verified to stored (journal append + fdatasync, apply, sync state)",
+        "… of which journal append + fdatasync",
+        "… of which apply + sync state (Automerge receive_sync_message)",
         "reader: answer (its next sync message)",
         "reader: answered → remote_edit notice (driver, notice channel)",
     ];
@@ -222,10 +229,14 @@ mod timing {
         pub total: Vec<f64>,
         /// Pairs whose change came from another reader, not the writer.
         pub relayed: usize,
+        /// Pairs whose change came in the writer's answer to a message of
+        /// the reader's (its "generate" stage is then the whole answer).
+        pub in_answer: usize,
         /// Pairs whose events were not found.
         pub unexplained: usize,
-        /// Per edit: notebook requests served on all nodes, by kind.
-        pub per_edit: Vec<(String, f64)>,
+        /// Per edit: notebook requests served on all nodes, by kind, and
+        /// the time they took (ms).
+        pub per_edit: Vec<(String, f64, f64)>,
         /// Per edit: busy time of all notebook threads, and of the writer's (ms).
         pub busy_all: f64,
         pub busy_writer: f64,
@@ -262,12 +273,13 @@ mod timing {
             stages: vec![Vec::new(); STAGES.len()],
             total: Vec::new(),
             relayed: 0,
+            in_answer: 0,
             unexplained: 0,
             per_edit: Vec::new(),
             busy_all: 0.0,
             busy_writer: 0.0,
         };
-        let mut kinds: HashMap<String, usize> = HashMap::new();
+        let mut kinds: HashMap<String, (usize, Duration)> = HashMap::new();
         let (mut busy_all, mut busy_writer) = (Duration::ZERO, Duration::ZERO);
         for (k, p) in probes.iter().enumerate() {
             let end = probes.get(k + 1).map(|q| q.t0);
@@ -276,7 +288,9 @@ mod timing {
                 .filter(|e| e.at >= p.t0 && end.is_none_or(|t| e.at < t))
                 .collect();
             for e in win.iter().filter(|e| e.what == "served") {
-                *kinds.entry(e.req.clone()).or_default() += 1;
+                let k = kinds.entry(e.req.clone()).or_default();
+                k.0 += 1;
+                k.1 += us(e.served_us);
                 busy_all += us(e.served_us);
                 if e.node == p.writer {
                     busy_writer += us(e.served_us);
@@ -324,9 +338,12 @@ mod timing {
                 let r_start = srv.at - us(srv.served_us);
                 let r_enq = r_start - us(srv.queued_us);
                 let src = srv.peer.clone();
+                // The message that carried the change: the source's last
+                // sync message for this reader, or its answer to one of the
+                // reader's own (a dialogue the reader had started).
                 let Some(gen) = win.iter().rev().find(|e| {
                     e.what == "served"
-                        && e.req == "sync_message"
+                        && (e.req == "sync_message" || e.req == "receive_sync")
                         && e.node == src
                         && e.peer == *reader
                         && e.at <= r_enq
@@ -338,6 +355,9 @@ mod timing {
                     out.relayed += 1;
                     continue;
                 }
+                if gen.req == "receive_sync" {
+                    out.in_answer += 1;
+                }
                 let g_start = gen.at - us(gen.served_us);
                 let g_enq = g_start - us(gen.queued_us);
                 let ext = last_on(reader, "extracted", r_start, ver.at).map(|e| e.at);
@@ -346,8 +366,9 @@ mod timing {
                 let r_app = on(reader, "appended", ver.at, srv.at).map(|e| e.at);
                 let stored = on(reader, "stored", ver.at, srv.at).map(|e| e.at);
                 let span = |a: Option<Instant>, b: Option<Instant>| Some(ms_between(a?, b?));
-                let vals: [Option<f64>; 17] = [
+                let vals: [Option<f64>; 20] = [
                     Some(us(edit.queued_us).as_secs_f64() * 1e3),
+                    Some(us(edit.served_us).as_secs_f64() * 1e3),
                     span(Some(edit_start), ruled),
                     span(ruled, signed),
                     span(signed, appended),
@@ -356,12 +377,14 @@ mod timing {
                     Some(us(gen.served_us).as_secs_f64() * 1e3),
                     Some(ms_between(gen.at, r_enq)),
                     Some(us(srv.queued_us).as_secs_f64() * 1e3),
+                    Some(ms_between(r_start, ver.at)),
                     span(Some(r_start), ext),
                     span(ext, sigs),
                     span(sigs, fork),
-                    span(fork.or(Some(r_start)), Some(ver.at)),
+                    span(fork, Some(ver.at)),
+                    span(Some(ver.at), stored),
                     span(Some(ver.at), r_app),
-                    span(r_app.or(Some(ver.at)), stored),
+                    span(r_app, stored),
                     span(stored, Some(srv.at)),
                     Some(ms_between(srv.at, *vis)),
                 ];
@@ -374,9 +397,11 @@ mod timing {
             }
         }
         let n = probes.len().max(1) as f64;
-        let mut kinds: Vec<(String, f64)> =
-            kinds.into_iter().map(|(k, v)| (k, v as f64 / n)).collect();
-        kinds.sort_by(|a, b| b.1.partial_cmp(&a.1).unwrap());
+        let mut kinds: Vec<(String, f64, f64)> = kinds
+            .into_iter()
+            .map(|(k, (c, t))| (k, c as f64 / n, t.as_secs_f64() * 1e3 / n))
+            .collect();
+        kinds.sort_by(|a, b| b.2.partial_cmp(&a.2).unwrap());
         out.per_edit = kinds;
         out.busy_all = busy_all.as_secs_f64() * 1e3 / n;
         out.busy_writer = busy_writer.as_secs_f64() * 1e3 / n;
@@ -396,6 +421,31 @@ struct Peer {
     seed: [u8; 32],
     /// This node in the notebook's timing events.
     label: String,
+    /// Summaries of the remote edits its notebook showed
+    /// (`RemoteEvent::Shown`, before its own append), each stamped.
+    shown: Receiver<(Instant, String)>,
+}
+
+/// Stamps each remote edit the notebook shows, on a thread of its own.
+fn stamped_shown(nb: &NotebookHandle) -> Receiver<(Instant, String)> {
+    use tokio::sync::broadcast::error::RecvError;
+    let mut events = nb.remote_events();
+    let (tx, out) = std::sync::mpsc::channel();
+    std::thread::spawn(move || loop {
+        match events.blocking_recv() {
+            Ok(RemoteEvent::Shown { edits, .. }) => {
+                let at = Instant::now();
+                for e in edits {
+                    if tx.send((at, e.summary)).is_err() {
+                        return;
+                    }
+                }
+            }
+            Ok(RemoteEvent::NotStored { .. }) | Err(RecvError::Lagged(_)) => {}
+            Err(RecvError::Closed) => return,
+        }
+    });
+    out
 }
 
 /// Stamps each notice as it arrives, on a thread of its own: a reader
@@ -470,6 +520,7 @@ fn attach(
     let (node, events) = start_node(rt, seed, relays, listen);
     let (r, notices) = Replicator::start(nb.clone(), node.clone(), events, rt.handle().clone());
     let label = nb.device().key.to_string()[..8].to_string();
+    let shown = stamped_shown(&nb);
     Peer {
         nb,
         node,
@@ -478,6 +529,7 @@ fn attach(
         dir,
         seed,
         label,
+        shown,
     }
 }
 
@@ -509,6 +561,22 @@ fn restart(rt: &tokio::runtime::Runtime, dir: tempfile::TempDir) -> (Peer, Insta
 
 fn drain(p: &Peer) {
     while p.notices.try_recv().is_ok() {}
+    while p.shown.try_recv().is_ok() {}
+}
+
+/// When `p`'s notebook showed the edit containing `marker` (it was shown
+/// by the time its notice came, so this never waits long).
+fn shown_at(p: &Peer, marker: &str) -> Option<Instant> {
+    let deadline = Instant::now() + Duration::from_secs(1);
+    while let Ok((t, summary)) = p
+        .shown
+        .recv_timeout(deadline.saturating_duration_since(Instant::now()))
+    {
+        if summary.contains(marker) {
+            return Some(t);
+        }
+    }
+    None
 }
 
 /// The moment a notice with this `event` and containing `marker` is read
@@ -564,29 +632,62 @@ struct MeshUp {
     settled: bool,
 }
 
-/// `n` members of one incident: node 0 creates it, the others join with
-/// its invite, then every pair is dialed (a full mesh). Settling (the same
-/// heads everywhere) may take up to `limit`; what came up is reported.
+/// `n` members of one incident: node 0 creates it, the others join, each
+/// with an invite of a member already in, then every pair is dialed (a
+/// full mesh). Settling (the same heads everywhere) may take up to `limit`;
+/// what came up is reported.
 fn mesh(rt: &tokio::runtime::Runtime, n: usize, root: Option<&Path>, limit: Duration) -> MeshUp {
-    let t = Instant::now();
+    let began = Instant::now();
     let mut peers: Vec<Peer> = (0..n)
         .map(|i| peer(rt, root, &format!("p{i}"), vec![]))
         .collect();
     create(&peers[0], "bench");
-    let invite = peers[0].r.invite(HOUR, false).unwrap().to_string();
     let (mut join_retries, mut not_joined) = (0, 0);
-    let mut joined = vec![true; n];
-    for (i, p) in peers.iter().enumerate().skip(1) {
-        let mut tries = 0;
-        while let Err(e) = p.r.join(&invite) {
-            tries += 1;
-            if tries == 3 {
-                eprintln!("mesh of {n}: p{i} did not join: {e}");
-                joined[i] = false;
-                not_joined += 1;
-                break;
+    let mut joined = vec![false; n];
+    joined[0] = true;
+    // Member i is invited by member (i − 1) / 2, one already in: no one
+    // member admits everybody (a real invite each time).
+    for i in 1..n {
+        let by = (1..=i)
+            .map(|k| (i - k) / 2)
+            .find(|j| joined[*j])
+            .unwrap_or(0);
+        let invite = peers[by].r.invite(HOUR, false).unwrap().to_string();
+        let t = Instant::now();
+        match peers[i].r.join(&invite) {
+            Ok(_) => joined[i] = true,
+            Err(e) => {
+                join_retries += 1;
+                eprintln!("mesh of {n}: p{i} (invited by p{by}) join failed, retried: {e}");
+                match peers[i].r.join(&invite) {
+                    Ok(_) => joined[i] = true,
+                    Err(e) => {
+                        eprintln!("mesh of {n}: p{i} did not join: {e}");
+                        not_joined += 1;
+                    }
+                }
             }
-            join_retries += 1;
+        }
+        if n > 10 {
+            // The new roster reaches every member before the next joins:
+            // joins made during that storm wait behind it, and fail past
+            // the join's 15 s patience.
+            let id = peers[0].nb.published().current.unwrap().id;
+            let h0 = heads_of(&peers[0].nb, &id);
+            let quiet = Instant::now();
+            while (0..=i)
+                .filter(|k| joined[*k])
+                .any(|k| heads_of(&peers[k].nb, &id) != h0)
+                && quiet.elapsed() < Duration::from_secs(30)
+            {
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            eprintln!(
+                "mesh of {n}: p{i} {} in {:.0} ms, members in sync {:.0} ms later",
+                if joined[i] { "joined" } else { "failed" },
+                ms(quiet - t),
+                ms(quiet.elapsed())
+            );
         }
     }
     // Members that never joined are left out (and said).
@@ -599,17 +700,39 @@ fn mesh(rt: &tokio::runtime::Runtime, n: usize, root: Option<&Path>, limit: Dura
         }
     }
     let peers = kept;
-    let addrs: Vec<String> = peers
+    let addrs: Vec<dontpanic_net::Multiaddr> = peers
         .iter()
-        .map(|p| rt.block_on(p.node.addresses())[0].to_string())
+        .map(|p| rt.block_on(p.node.addresses())[0].clone())
         .collect();
-    let mut dial_failures = 0;
-    for (i, p) in peers.iter().enumerate() {
-        for a in &addrs[i + 1..] {
-            if p.r.connect(a).is_err() {
-                dial_failures += 1;
-            }
-        }
+    // Every pair dialed, all at once (most are connected already: a joiner
+    // meshes with the members it hears of).
+    let dials: Vec<_> = peers
+        .iter()
+        .enumerate()
+        .flat_map(|(i, p)| {
+            addrs[i + 1..].iter().map(move |a| {
+                let node = p.node.clone();
+                let a = a.clone();
+                async move {
+                    tokio::time::timeout(
+                        Duration::from_secs(15),
+                        node.dial(a, dontpanic_net::FoundBy::Manual),
+                    )
+                    .await
+                    .is_ok_and(|r| r.is_ok())
+                }
+            })
+        })
+        .collect();
+    let t = Instant::now();
+    let dialed = rt.block_on(futures::future::join_all(dials));
+    let dial_failures = dialed.iter().filter(|ok| !**ok).count();
+    if n > 10 {
+        eprintln!(
+            "mesh of {n}: {} dials in {:.0} ms, {dial_failures} failed",
+            dialed.len(),
+            ms(t.elapsed())
+        );
     }
     // Membership spreads and every pair syncs at least once.
     let id = peers[0].nb.published().current.unwrap().id;
@@ -639,7 +762,7 @@ fn mesh(rt: &tokio::runtime::Runtime, n: usize, root: Option<&Path>, limit: Dura
         })
         .sum();
     MeshUp {
-        took: t.elapsed(),
+        took: began.elapsed(),
         join_retries,
         not_joined,
         dial_failures,
@@ -664,6 +787,8 @@ struct Lat {
     each: Vec<f64>,
     /// Edit to visible on every other peer, per edit.
     all: Vec<f64>,
+    /// Edit to shown by the peer's notebook (before its append), per (edit, peer).
+    shown: Vec<f64>,
     /// The writer's own `Notebook::edit` (rules, signature, fdatasync).
     writer: Vec<f64>,
     /// Sync bytes sent by all nodes together, per edit.
@@ -682,6 +807,7 @@ fn latency(peers: &[Peer], edits: usize, limit: Duration) -> Lat {
     let mut lat = Lat {
         each: Vec::new(),
         all: Vec::new(),
+        shown: Vec::new(),
         writer: Vec::new(),
         bytes_per_edit: 0.0,
         missing: 0,
@@ -703,6 +829,7 @@ fn latency(peers: &[Peer], edits: usize, limit: Duration) -> Lat {
         let mut worst: f64 = 0.0;
         let mut each = Vec::new();
         let mut seen = Vec::new();
+        let mut shown = Vec::new();
         let mut missing = 0;
         for p in peers.iter().filter(|p| !std::ptr::eq(*p, w)) {
             match wait_visible(p, &marker, limit) {
@@ -711,6 +838,9 @@ fn latency(peers: &[Peer], edits: usize, limit: Duration) -> Lat {
                     worst = worst.max(v);
                     each.push(v);
                     seen.push((p.label.clone(), t));
+                    if let Some(s) = shown_at(p, &marker) {
+                        shown.push(ms(s - t0));
+                    }
                 }
                 None => missing += 1,
             }
@@ -718,6 +848,7 @@ fn latency(peers: &[Peer], edits: usize, limit: Duration) -> Lat {
         if k >= WARMUP {
             lat.writer.push(ms(wrote));
             lat.each.extend(each);
+            lat.shown.extend(shown);
             if missing == 0 {
                 lat.all.push(worst);
             }
@@ -1667,6 +1798,13 @@ fn main() {
                     }
                 ));
             }
+            if !l.shown.is_empty() {
+                rows.push(format!(
+                    "| … {n} nodes, edit to shown by the reader's notebook (`RemoteEvent::Shown`, before its own append; not yet what the driver announces), each peer, p50 / p99 / max | {} | | {:.1}× baseline p99 | |",
+                    dist(&l.shown),
+                    pct(&l.shown, 0.99) / b99,
+                ));
+            }
             live.push((n, l, bd));
         }
     }
@@ -1827,6 +1965,9 @@ fn print_breakdown(live: &[(usize, Lat, timing::Breakdown)]) {
     println!("| stage | {} |", head.join(" | "));
     println!("|---|{}", "---|".repeat(live.len()));
     for (i, stage) in timing::STAGES.iter().enumerate() {
+        if live.iter().all(|(_, _, b)| b.stages[i].is_empty()) {
+            continue;
+        }
         let cells: Vec<String> = live.iter().map(|(_, _, b)| p50_99(&b.stages[i])).collect();
         println!("| {stage} | {} |", cells.join(" | "));
     }
@@ -1842,8 +1983,9 @@ fn print_breakdown(live: &[(usize, Lat, timing::Breakdown)]) {
                 "{:.3}",
                 b.stages
                     .iter()
-                    .filter(|v| !v.is_empty())
-                    .map(|v| pct(v, 0.5))
+                    .zip(timing::STAGES)
+                    .filter(|(v, name)| !v.is_empty() && !name.starts_with('…'))
+                    .map(|(v, _)| pct(v, 0.5))
                     .sum::<f64>()
             )
         })
@@ -1853,8 +1995,9 @@ fn print_breakdown(live: &[(usize, Lat, timing::Breakdown)]) {
         .iter()
         .map(|(_, l, b)| {
             format!(
-                "{} explained, {} came through another reader, {} not found (of {})",
+                "{} explained ({} of them in the writer's answer to the reader), {} came through another reader, {} not found (of {})",
                 b.total.len(),
+                b.in_answer,
                 b.relayed,
                 b.unexplained,
                 l.each.len()
@@ -1867,7 +2010,7 @@ fn print_breakdown(live: &[(usize, Lat, timing::Breakdown)]) {
         .map(|(_, _, b)| {
             b.per_edit
                 .iter()
-                .map(|(k, v)| format!("{k} {v:.1}"))
+                .map(|(k, c, t)| format!("{k} {c:.1} ({t:.1} ms)"))
                 .collect::<Vec<_>>()
                 .join(", ")
         })

@@ -6,6 +6,12 @@
 //! every roster) is published on a `watch` channel after each request that
 //! may change it. So the swarm task and the sync driver never wait on an
 //! fsync or a signature check, and the REPL never waits on the network.
+//!
+//! Remote edits are also told as they are taken in, on a broadcast channel
+//! ([`NotebookHandle::remote_events`]): [`RemoteEvent::Shown`] as soon as a
+//! received change has passed verification and the schema, before this
+//! node's own journal append (the sender already holds it durably), and
+//! [`RemoteEvent::NotStored`] if that append then fails.
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
@@ -17,7 +23,7 @@ use dontpanic_identity::{PublicKey, SignedChange};
 use dontpanic_incident::similar::Resemblance;
 use dontpanic_incident::{Applied, Edit, IncidentView, Severity};
 use dontpanic_store::{AddressBook, Blocked, Config};
-use tokio::sync::{mpsc, oneshot, watch};
+use tokio::sync::{broadcast, mpsc, oneshot, watch};
 
 use crate::{now_ms, IncidentSummary, LogEntry, Notebook, NotebookError, RemoteEdit, SingleUse};
 
@@ -36,6 +42,9 @@ fn label(key: &str) -> &str {
 const BLOCKED_KEPT: usize = 1024;
 /// Requests waiting for the notebook thread; senders wait when it is full.
 const QUEUE: usize = 256;
+/// Remote events kept for a subscriber that has not read them yet; one that
+/// falls further behind is told how many it missed (`Lagged`).
+const REMOTE_EVENTS: usize = 1024;
 /// Incidents with at least this many journal records are folded into a
 /// snapshot at shutdown, so the next start opens fast. Tests may lower it
 /// with `DONTPANIC_COMPACT_AT_EXIT` (see docs/architecture.md) to get
@@ -162,10 +171,37 @@ pub struct EditDone {
     pub incident: String,
 }
 
+/// Remote edits as the notebook takes them in.
+#[derive(Clone, Debug)]
+pub enum RemoteEvent {
+    /// Received changes that passed every check (signatures, membership,
+    /// schema), told before this node journals them: show them now, their
+    /// sender already holds them durably. Told once per change stored, and
+    /// again if a change not stored the first time comes back.
+    Shown {
+        /// The incident they belong to.
+        incident: String,
+        /// What they are.
+        edits: Vec<RemoteEdit>,
+    },
+    /// Edits told as [`RemoteEvent::Shown`] that could not be stored here
+    /// (a full disk): they are not in this notebook. The sender was
+    /// answered with a local fault (not blamed) and sends them again.
+    NotStored {
+        /// The incident they belong to.
+        incident: String,
+        /// What they were.
+        edits: Vec<RemoteEdit>,
+        /// Why the append failed.
+        error: String,
+    },
+}
+
 /// What a sync message from a peer brought.
 #[derive(Clone, Debug, Default)]
 pub struct Received {
-    /// The accepted remote edits.
+    /// The accepted remote edits (already told, before they were stored,
+    /// as [`RemoteEvent::Shown`]).
     pub edits: Vec<RemoteEdit>,
     /// Conflicting fields that appeared with them.
     pub new_conflicts: Vec<String>,
@@ -247,6 +283,7 @@ pub struct NotebookHandle {
     /// Requests, each with the moment it was sent (for timing).
     tx: mpsc::Sender<(Instant, Request)>,
     published: watch::Receiver<Published>,
+    remote: broadcast::Sender<RemoteEvent>,
     device: Arc<DeviceInfo>,
 }
 
@@ -260,10 +297,12 @@ impl NotebookHandle {
         });
         let (tx, rx) = mpsc::channel(QUEUE);
         let (publish, published) = watch::channel(Published::default());
+        let (remote, _) = broadcast::channel(REMOTE_EVENTS);
         let mut actor = Actor {
             label: label(&device.key.to_string()).to_string(),
             nb: notebook,
             publish,
+            remote: remote.clone(),
             book: None,
         };
         actor.publish();
@@ -275,6 +314,7 @@ impl NotebookHandle {
         NotebookHandle {
             tx,
             published,
+            remote,
             device,
         }
     }
@@ -292,6 +332,12 @@ impl NotebookHandle {
     /// A receiver that wakes when the published state changes.
     pub fn watch(&self) -> watch::Receiver<Published> {
         self.published.clone()
+    }
+
+    /// Remote edits as they are taken in, from now on: shown as soon as they
+    /// are verified, and said when one shown could not be stored.
+    pub fn remote_events(&self) -> broadcast::Receiver<RemoteEvent> {
+        self.remote.subscribe()
     }
 
     /// Runs a request future to completion on a plain (non-async) thread.
@@ -515,6 +561,8 @@ struct Actor {
     label: String,
     nb: Notebook,
     publish: watch::Sender<Published>,
+    /// Remote edits, told as they are taken in.
+    remote: broadcast::Sender<RemoteEvent>,
     /// Loaded on first use.
     book: Option<AddressBook>,
 }
@@ -742,7 +790,15 @@ impl Actor {
                 answer,
                 reply,
             } => {
-                let r = receive(nb, &incident, &peer, &bytes, answer);
+                let r = receive(
+                    nb,
+                    &self.remote,
+                    &self.label,
+                    &incident,
+                    &peer,
+                    &bytes,
+                    answer,
+                );
                 self.answer(reply, r);
             }
             Request::PeerGone(peer) => {
@@ -831,8 +887,12 @@ impl Actor {
     }
 }
 
+/// Takes in a sync message: its edits are told as soon as they are
+/// verified, then stored; an edit told that could not be stored is said.
 fn receive(
     nb: &mut Notebook,
+    remote: &broadcast::Sender<RemoteEvent>,
+    node: &str,
     incident: &str,
     peer: &str,
     bytes: &[u8],
@@ -840,10 +900,38 @@ fn receive(
 ) -> Result<Received, NotebookError> {
     nb.ensure_loaded(incident)?;
     let before = conflict_fields(nb, incident);
-    let edits = if bytes.is_empty() {
-        Vec::new()
+    let heads = |nb: &Notebook| nb.held(incident).map(|o| o.incident().doc().get_heads());
+    let heads_before = heads(nb);
+    let mut shown: Option<Vec<RemoteEdit>> = None;
+    let received = if bytes.is_empty() {
+        Ok(Vec::new())
     } else {
-        nb.receive_sync(incident, peer, bytes)?
+        nb.receive_sync_shown(incident, peer, bytes, |edits| {
+            tracing::trace!(target: TIMING, node, edits = edits.len(), "verified");
+            // No subscriber is no error: nobody is watching.
+            let _ = remote.send(RemoteEvent::Shown {
+                incident: incident.to_string(),
+                edits: edits.to_vec(),
+            });
+            shown = Some(edits.to_vec());
+        })
+    };
+    let edits = match received {
+        Ok(edits) => edits,
+        Err(e) => {
+            // The document moves only once the append has succeeded: if it
+            // has not moved, what was shown is not stored here.
+            if let Some(edits) = shown {
+                if heads(nb) == heads_before {
+                    let _ = remote.send(RemoteEvent::NotStored {
+                        incident: incident.to_string(),
+                        edits,
+                        error: e.to_string(),
+                    });
+                }
+            }
+            return Err(e);
+        }
     };
     tracing::trace!(target: TIMING, edits = edits.len(), "stored");
     let new_conflicts = if edits.is_empty() {
