@@ -6,24 +6,45 @@
 //! every roster) is published on a `watch` channel after each request that
 //! may change it. So the swarm task and the sync driver never wait on an
 //! fsync or a signature check, and the REPL never waits on the network.
+//!
+//! Remote edits are also told as they are taken in, on a broadcast channel
+//! ([`NotebookHandle::remote_events`]): [`RemoteEvent::Shown`] as soon as a
+//! received change has passed verification and the schema, before this
+//! node's own journal append (the sender already holds it durably), and
+//! [`RemoteEvent::NotStored`] if that append then fails.
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Instant;
 
 use automerge::ChangeHash;
 use dontpanic_identity::{PublicKey, SignedChange};
 use dontpanic_incident::similar::Resemblance;
 use dontpanic_incident::{Applied, Edit, IncidentView, Severity};
 use dontpanic_store::{AddressBook, Blocked, Config};
-use tokio::sync::{mpsc, oneshot, watch};
+use tokio::sync::{broadcast, mpsc, oneshot, watch};
 
 use crate::{now_ms, IncidentSummary, LogEntry, Notebook, NotebookError, RemoteEdit, SingleUse};
+
+/// Target of the trace events that time each request (queued, served,
+/// returned to its caller) and the stages of a received sync message; off
+/// unless a subscriber asks for it (`examples/bench_sync.rs` does, to break
+/// the live path down; so does `RUST_LOG=dontpanic_notebook::timing=trace`).
+pub const TIMING: &str = "dontpanic_notebook::timing";
+
+/// A short name of a hex key in timing events (its first 8 characters).
+fn label(key: &str) -> &str {
+    key.get(..8).unwrap_or(key)
+}
 
 /// Rejected peers remembered; the oldest is forgotten beyond this.
 const BLOCKED_KEPT: usize = 1024;
 /// Requests waiting for the notebook thread; senders wait when it is full.
 const QUEUE: usize = 256;
+/// Remote events kept for a subscriber that has not read them yet; one that
+/// falls further behind is told how many it missed (`Lagged`).
+const REMOTE_EVENTS: usize = 1024;
 /// Incidents with at least this many journal records are folded into a
 /// snapshot at shutdown, so the next start opens fast. Tests may lower it
 /// with `DONTPANIC_COMPACT_AT_EXIT` (see docs/architecture.md) to get
@@ -150,10 +171,37 @@ pub struct EditDone {
     pub incident: String,
 }
 
+/// Remote edits as the notebook takes them in.
+#[derive(Clone, Debug)]
+pub enum RemoteEvent {
+    /// Received changes that passed every check (signatures, membership,
+    /// schema), told before this node journals them: show them now, their
+    /// sender already holds them durably. Told once per change stored, and
+    /// again if a change not stored the first time comes back.
+    Shown {
+        /// The incident they belong to.
+        incident: String,
+        /// What they are.
+        edits: Vec<RemoteEdit>,
+    },
+    /// Edits told as [`RemoteEvent::Shown`] that could not be stored here
+    /// (a full disk): they are not in this notebook. The sender was
+    /// answered with a local fault (not blamed) and sends them again.
+    NotStored {
+        /// The incident they belong to.
+        incident: String,
+        /// What they were.
+        edits: Vec<RemoteEdit>,
+        /// Why the append failed.
+        error: String,
+    },
+}
+
 /// What a sync message from a peer brought.
 #[derive(Clone, Debug, Default)]
 pub struct Received {
-    /// The accepted remote edits.
+    /// The accepted remote edits (already told, before they were stored,
+    /// as [`RemoteEvent::Shown`]).
     pub edits: Vec<RemoteEdit>,
     /// Conflicting fields that appeared with them.
     pub new_conflicts: Vec<String>,
@@ -206,12 +254,36 @@ enum Request {
     Shutdown(Reply<()>),
 }
 
+impl Request {
+    /// What the request is, in timing events.
+    fn name(&self) -> &'static str {
+        match self {
+            Request::Edit(..) => "edit",
+            Request::SyncMessage(..) => "sync_message",
+            Request::ReceiveSync { .. } => "receive_sync",
+            Request::Heads(..) => "heads",
+            Request::Admit(..) => "admit",
+            _ => "other",
+        }
+    }
+
+    /// The peer it is about, if any (hex key).
+    fn peer(&self) -> &str {
+        match self {
+            Request::SyncMessage(_, peer, _) | Request::ReceiveSync { peer, .. } => peer,
+            _ => "",
+        }
+    }
+}
+
 /// The notebook's handle; cheap to clone, usable from async tasks (`.await`)
 /// and, through [`NotebookHandle::blocking`], from plain threads.
 #[derive(Clone)]
 pub struct NotebookHandle {
-    tx: mpsc::Sender<Request>,
+    /// Requests, each with the moment it was sent (for timing).
+    tx: mpsc::Sender<(Instant, Request)>,
     published: watch::Receiver<Published>,
+    remote: broadcast::Sender<RemoteEvent>,
     device: Arc<DeviceInfo>,
 }
 
@@ -225,9 +297,12 @@ impl NotebookHandle {
         });
         let (tx, rx) = mpsc::channel(QUEUE);
         let (publish, published) = watch::channel(Published::default());
+        let (remote, _) = broadcast::channel(REMOTE_EVENTS);
         let mut actor = Actor {
+            label: label(&device.key.to_string()).to_string(),
             nb: notebook,
             publish,
+            remote: remote.clone(),
             book: None,
         };
         actor.publish();
@@ -239,6 +314,7 @@ impl NotebookHandle {
         NotebookHandle {
             tx,
             published,
+            remote,
             device,
         }
     }
@@ -258,6 +334,12 @@ impl NotebookHandle {
         self.published.clone()
     }
 
+    /// Remote edits as they are taken in, from now on: shown as soon as they
+    /// are verified, and said when one shown could not be stored.
+    pub fn remote_events(&self) -> broadcast::Receiver<RemoteEvent> {
+        self.remote.subscribe()
+    }
+
     /// Runs a request future to completion on a plain (non-async) thread.
     pub fn blocking<T>(&self, f: impl std::future::Future<Output = T>) -> T {
         // The requests only wait on tokio channels, which need no runtime.
@@ -266,15 +348,23 @@ impl NotebookHandle {
 
     async fn ask<T>(&self, make: impl FnOnce(Reply<T>) -> Request) -> Result<T, NotebookError> {
         let (tx, rx) = oneshot::channel();
+        let request = make(tx);
+        let timed = tracing::enabled!(target: TIMING, tracing::Level::TRACE)
+            .then(|| (request.name(), label(request.peer()).to_string()));
         self.tx
-            .send(make(tx))
+            .send((Instant::now(), request))
             .await
             .map_err(|_| NotebookError::Stopped)?;
-        rx.await.map_err(|_| NotebookError::Stopped)?
+        let result = rx.await.map_err(|_| NotebookError::Stopped)?;
+        if let Some((req, peer)) = timed {
+            let node = self.device.key.to_string();
+            tracing::trace!(target: TIMING, node = label(&node), req, peer, "returned");
+        }
+        result
     }
 
     fn tell(&self, request: Request) {
-        if let Err(e) = self.tx.try_send(request) {
+        if let Err(e) = self.tx.try_send((Instant::now(), request)) {
             tracing::warn!("notebook queue: {e}; a request without reply was dropped");
         }
     }
@@ -449,13 +539,15 @@ impl NotebookHandle {
 
 /// Asks the notebook thread for a scrub every `every`, when its queue has
 /// room (a busy notebook skips a round); ends when the notebook is gone.
-fn spawn_scrub_ticker(tx: mpsc::WeakSender<Request>, every: std::time::Duration) {
+fn spawn_scrub_ticker(tx: mpsc::WeakSender<(Instant, Request)>, every: std::time::Duration) {
     let spawned = std::thread::Builder::new()
         .name("notebook-scrub".into())
         .spawn(move || loop {
             std::thread::sleep(every);
             let Some(tx) = tx.upgrade() else { return };
-            if let Err(mpsc::error::TrySendError::Closed(_)) = tx.try_send(Request::Scrub) {
+            if let Err(mpsc::error::TrySendError::Closed(_)) =
+                tx.try_send((Instant::now(), Request::Scrub))
+            {
                 return;
             }
         });
@@ -465,14 +557,18 @@ fn spawn_scrub_ticker(tx: mpsc::WeakSender<Request>, every: std::time::Duration)
 }
 
 struct Actor {
+    /// This device in timing events.
+    label: String,
     nb: Notebook,
     publish: watch::Sender<Published>,
+    /// Remote edits, told as they are taken in.
+    remote: broadcast::Sender<RemoteEvent>,
     /// Loaded on first use.
     book: Option<AddressBook>,
 }
 
 impl Actor {
-    fn run(mut self, mut rx: mpsc::Receiver<Request>) {
+    fn run(mut self, mut rx: mpsc::Receiver<(Instant, Request)>) {
         // Incidents not at the prompt are loaded while no request waits, so
         // the prompt comes first and every incident is synced soon after.
         let mut to_load: Vec<String> = self
@@ -484,7 +580,7 @@ impl Actor {
             .filter(|id| self.nb.held(id).is_none())
             .collect();
         loop {
-            let request = match rx.try_recv() {
+            let (queued_at, request) = match rx.try_recv() {
                 Ok(r) => r,
                 Err(mpsc::error::TryRecvError::Empty) => {
                     if let Some(id) = to_load.pop() {
@@ -510,7 +606,21 @@ impl Actor {
                 let _ = reply.send(self.shutdown());
                 return;
             }
+            let start = Instant::now();
+            let timed = tracing::enabled!(target: TIMING, tracing::Level::TRACE)
+                .then(|| (request.name(), label(request.peer()).to_string()));
             self.serve(request);
+            if let Some((req, peer)) = timed {
+                tracing::trace!(
+                    target: TIMING,
+                    node = self.label.as_str(),
+                    req,
+                    peer,
+                    queued_us = (start - queued_at).as_micros() as u64,
+                    served_us = start.elapsed().as_micros() as u64,
+                    "served"
+                );
+            }
         }
         if let Err(e) = self.shutdown() {
             tracing::error!("notebook shutdown: {e}");
@@ -680,7 +790,15 @@ impl Actor {
                 answer,
                 reply,
             } => {
-                let r = receive(nb, &incident, &peer, &bytes, answer);
+                let r = receive(
+                    nb,
+                    &self.remote,
+                    &self.label,
+                    &incident,
+                    &peer,
+                    &bytes,
+                    answer,
+                );
                 self.answer(reply, r);
             }
             Request::PeerGone(peer) => {
@@ -769,8 +887,12 @@ impl Actor {
     }
 }
 
+/// Takes in a sync message: its edits are told as soon as they are
+/// verified, then stored; an edit told that could not be stored is said.
 fn receive(
     nb: &mut Notebook,
+    remote: &broadcast::Sender<RemoteEvent>,
+    node: &str,
     incident: &str,
     peer: &str,
     bytes: &[u8],
@@ -778,11 +900,40 @@ fn receive(
 ) -> Result<Received, NotebookError> {
     nb.ensure_loaded(incident)?;
     let before = conflict_fields(nb, incident);
-    let edits = if bytes.is_empty() {
-        Vec::new()
+    let heads = |nb: &Notebook| nb.held(incident).map(|o| o.incident().doc().get_heads());
+    let heads_before = heads(nb);
+    let mut shown: Option<Vec<RemoteEdit>> = None;
+    let received = if bytes.is_empty() {
+        Ok(Vec::new())
     } else {
-        nb.receive_sync(incident, peer, bytes)?
+        nb.receive_sync_shown(incident, peer, bytes, |edits| {
+            tracing::trace!(target: TIMING, node, edits = edits.len(), "verified");
+            // No subscriber is no error: nobody is watching.
+            let _ = remote.send(RemoteEvent::Shown {
+                incident: incident.to_string(),
+                edits: edits.to_vec(),
+            });
+            shown = Some(edits.to_vec());
+        })
     };
+    let edits = match received {
+        Ok(edits) => edits,
+        Err(e) => {
+            // The document moves only once the append has succeeded: if it
+            // has not moved, what was shown is not stored here.
+            if let Some(edits) = shown {
+                if heads(nb) == heads_before {
+                    let _ = remote.send(RemoteEvent::NotStored {
+                        incident: incident.to_string(),
+                        edits,
+                        error: e.to_string(),
+                    });
+                }
+            }
+            return Err(e);
+        }
+    };
+    tracing::trace!(target: TIMING, edits = edits.len(), "stored");
     let new_conflicts = if edits.is_empty() {
         Vec::new()
     } else {

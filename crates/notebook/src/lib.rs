@@ -703,7 +703,20 @@ impl Notebook {
         id: &str,
         changes: Vec<SignedChange>,
     ) -> Result<Vec<RemoteEdit>, NotebookError> {
-        let edits = self.accept_verified(id, changes)?;
+        self.accept_shown(id, changes, |_| {})
+    }
+
+    /// [`Notebook::accept`], calling `shown` with the edits once every
+    /// check has passed and before they are journaled: a verified remote
+    /// edit can be shown at once (its origin already holds it durably)
+    /// while the append follows. Not called when nothing new passed.
+    pub fn accept_shown(
+        &mut self,
+        id: &str,
+        changes: Vec<SignedChange>,
+        shown: impl FnOnce(&[RemoteEdit]),
+    ) -> Result<Vec<RemoteEdit>, NotebookError> {
+        let edits = self.accept_verified(id, changes, shown)?;
         self.compact_incident_if(id, COMPACT_EVERY)?;
         Ok(edits)
     }
@@ -712,6 +725,7 @@ impl Notebook {
         &mut self,
         id: &str,
         changes: Vec<SignedChange>,
+        shown: impl FnOnce(&[RemoteEdit]),
     ) -> Result<Vec<RemoteEdit>, NotebookError> {
         let open = self.held_mut(id)?;
         let fresh: Vec<SignedChange> = {
@@ -745,31 +759,35 @@ impl Notebook {
             return Ok(Vec::new());
         }
         let names = roster_entries(&trial);
-        Self::apply_accepted(open, accepted, &names)
+        Self::apply_accepted(open, accepted, &names, shown)
     }
 
-    /// Journals changes that passed every check on a fork, then applies
-    /// them: nothing rejected is ever written.
+    /// Shows, journals, then applies changes that passed every check on a
+    /// fork: nothing rejected is ever written.
     fn apply_accepted(
         open: &mut OpenIncident,
         fresh: Vec<SignedChange>,
         signer_names: &HashMap<String, String>,
+        shown: impl FnOnce(&[RemoteEdit]),
     ) -> Result<Vec<RemoteEdit>, NotebookError> {
-        open.journal.append(&fresh)?;
-        open.incident
-            .doc_mut()
-            .apply_changes(fresh.iter().map(|c| c.change.clone()))
-            .map_err(|e| NotebookError::Document(e.to_string()))?;
-        let mut edits = Vec::with_capacity(fresh.len());
-        for c in &fresh {
-            open.signatures.insert(c.hash(), c.detached());
-            edits.push(RemoteEdit {
+        let edits: Vec<RemoteEdit> = fresh
+            .iter()
+            .map(|c| RemoteEdit {
                 author: signer_names
                     .get(&c.signer.to_string())
                     .cloned()
                     .unwrap_or_else(|| c.signer.fingerprint()),
                 summary: c.change.message().unwrap_or_default().to_string(),
-            });
+            })
+            .collect();
+        shown(&edits);
+        open.journal.append(&fresh)?;
+        open.incident
+            .doc_mut()
+            .apply_changes(fresh.iter().map(|c| c.change.clone()))
+            .map_err(|e| NotebookError::Document(e.to_string()))?;
+        for c in &fresh {
+            open.signatures.insert(c.hash(), c.detached());
         }
         Ok(edits)
     }

@@ -630,6 +630,19 @@ impl Notebook {
         peer: &str,
         bytes: &[u8],
     ) -> Result<Vec<RemoteEdit>, NotebookError> {
+        self.receive_sync_shown(id, peer, bytes, |_| {})
+    }
+
+    /// [`Notebook::receive_sync`], calling `shown` with the edits once they
+    /// are verified, before they are journaled (see
+    /// [`Notebook::accept_shown`]).
+    pub fn receive_sync_shown(
+        &mut self,
+        id: &str,
+        peer: &str,
+        bytes: &[u8],
+        shown: impl FnOnce(&[RemoteEdit]),
+    ) -> Result<Vec<RemoteEdit>, NotebookError> {
         let signed = SignedSyncMessage::decode(bytes)?;
         let mut msg = parse_guarded("sync message", || sync::Message::decode(&signed.message))?
             .map_err(|e| malformed(e.to_string()))?;
@@ -650,7 +663,7 @@ impl Notebook {
             })?;
             incoming.push(SignedChange::from_parts(change, s.signer, s.signature));
         }
-        let edits = self.accept(id, incoming)?;
+        let edits = self.accept_shown(id, incoming, shown)?;
         // The changes are applied; Automerge only updates what it knows of the peer.
         msg.changes = sync::ChunkList::empty();
         let mut state = self.take_sync_state(id, peer)?;
