@@ -205,16 +205,36 @@ pub fn verify_runs(
         }
     }
     verify_signatures(&heads)?;
-    // Coverage: per actor, walk down from its signed changes through deps
-    // inside the batch, marking that actor's changes.
+    let signed: Vec<usize> = heads.iter().map(|(i, _)| *i).collect();
+    let covered = covered(batch, &signed);
+    if let Some(i) = covered.iter().position(|c| !c) {
+        let c = &batch[i];
+        return Err(CoverageError::Uncovered {
+            hash: c.hash(),
+            actor: c.actor_id().to_hex_string(),
+            seq: c.seq(),
+        });
+    }
+    Ok(authors)
+}
+
+/// Which changes of `batch` are covered by its changes at `signed` (whose
+/// signatures the caller has checked): per actor, its signed changes and
+/// every change of that actor they reach through deps inside the batch.
+/// O(actors × batch).
+pub fn covered(batch: &[Change], signed: &[usize]) -> Vec<bool> {
+    let index: HashMap<ChangeHash, usize> = batch
+        .iter()
+        .enumerate()
+        .map(|(i, c)| (c.hash(), i))
+        .collect();
     let mut by_actor: HashMap<&ActorId, Vec<usize>> = HashMap::new();
-    for (i, _) in &heads {
+    for i in signed {
         by_actor.entry(batch[*i].actor_id()).or_default().push(*i);
     }
     let mut covered = vec![false; batch.len()];
-    let mut seen = vec![u32::MAX; batch.len()];
+    let mut seen = vec![usize::MAX; batch.len()];
     for (round, (actor, starts)) in by_actor.into_iter().enumerate() {
-        let round = round as u32;
         let mut stack = starts;
         while let Some(i) = stack.pop() {
             if seen[i] == round {
@@ -228,15 +248,7 @@ pub fn verify_runs(
             stack.extend(c.deps().iter().filter_map(|d| index.get(d).copied()));
         }
     }
-    if let Some(i) = covered.iter().position(|c| !c) {
-        let c = &batch[i];
-        return Err(CoverageError::Uncovered {
-            hash: c.hash(),
-            actor: c.actor_id().to_hex_string(),
-            seq: c.seq(),
-        });
-    }
-    Ok(authors)
+    covered
 }
 
 fn rebound(c: &Change, bound: PublicKey, named: PublicKey) -> CoverageError {

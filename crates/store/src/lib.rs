@@ -6,7 +6,8 @@
 //! * [`DataDir`] is an opened, locked data directory: one process at a time.
 //! * [`Device`] is this machine's key and display name, kept in
 //!   `device.key` (owner-only) and `device.json`.
-//! * [`Journal`] is an append-only file of [`SignedChange`]s. An append
+//! * [`Journal`] is an append-only file of [`Stored`] changes, each signed
+//!   or covered by a later signed record of its actor. An append
 //!   returns only once the bytes are on disk (`fdatasync`), so an edit the
 //!   REPL acknowledged survives `kill -9`. On open every record is checked
 //!   (checksum, then signature); damage is reported by file and offset, the
@@ -32,11 +33,11 @@ use std::io::{self, Write};
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
-use dontpanic_identity::{SecretKey, SignedChange};
+use dontpanic_identity::SecretKey;
 use serde::{Deserialize, Serialize};
 
 pub use addresses::{AddressBook, Whereabouts};
-pub use journal::{Damage, Journal, Loaded, Scan};
+pub use journal::{Damage, Journal, Loaded, Scan, Stored};
 pub use snapshot::Snapshot;
 
 /// Storage errors; each names the file it concerns.
@@ -364,11 +365,7 @@ impl DataDir {
     /// Creates a new incident whose journal holds `changes`, atomically: it
     /// is written in a temporary directory, synced, and renamed into place,
     /// so no incident directory exists unless its first records are durable.
-    pub fn create_incident(
-        &self,
-        id: &str,
-        changes: &[SignedChange],
-    ) -> Result<Journal, StoreError> {
+    pub fn create_incident(&self, id: &str, changes: &[Stored]) -> Result<Journal, StoreError> {
         let incidents = self.root.join("incidents");
         let dir = self.incident_dir(id);
         if fs::symlink_metadata(&dir).is_ok() {
@@ -484,7 +481,7 @@ impl DataDir {
     /// Writes a new segment holding `changes` (the whole history, when the
     /// segments were found to lack some of what the snapshot holds), so the
     /// snapshot is a cache again. Returns its path.
-    pub fn write_segment(&self, id: &str, changes: &[SignedChange]) -> Result<PathBuf, StoreError> {
+    pub fn write_segment(&self, id: &str, changes: &[Stored]) -> Result<PathBuf, StoreError> {
         let dir = self.incident_dir(id);
         let mut stamp = now_ms();
         let mut path;
@@ -586,7 +583,8 @@ impl DataDir {
                         || (scan.damaged
                             && journal::records_of(&b)
                                 .iter()
-                                .any(|c| c.signer.to_bytes() == key))
+                                .filter_map(|c| c.signature)
+                                .any(|s| s.signer.to_bytes() == key))
                 })
                 .unwrap_or(false)
         })

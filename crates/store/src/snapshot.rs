@@ -1,10 +1,11 @@
-//! Snapshots: the whole document saved at once, with the signature of every
-//! change in it, sealed by the device key. A journal holds only what came
+//! Snapshots: the whole document saved at once, with the signatures that
+//! cover its changes (per actor, the signature of its latest change:
+//! docs/security.md, "Signatures per run"), sealed by the device key. A journal holds only what came
 //! after the latest snapshot, so opening a large incident loads one compact
 //! document instead of replaying every change.
 //!
 //! ```text
-//! "DPSNAP01" | u32 LE doc length | Automerge saved document
+//! "DPSNAP02" | u32 LE doc length | Automerge saved document
 //! | u32 LE count | count × (change hash 32 | signer 32 | signature 64)
 //! | sealer public key 32 | seal signature 64 | u32 LE crc32(everything before)
 //! seal = sign("dontpanic/snapshot/v1:" ‖ sha256(everything before the sealer key))
@@ -20,7 +21,9 @@ use crate::{write_atomic, StoreError};
 
 /// The snapshot's file name inside an incident directory.
 pub(crate) const FILE: &str = "snapshot";
-const MAGIC: &[u8; 8] = b"DPSNAP01";
+const MAGIC: &[u8; 8] = b"DPSNAP02";
+/// The format with one signature per change, before signatures per run.
+const OLD_MAGIC: &[u8; 8] = b"DPSNAP01";
 const SEAL_CONTEXT: &[u8] = b"dontpanic/snapshot/v1:";
 
 /// A saved document and the signatures of all its changes.
@@ -28,7 +31,7 @@ const SEAL_CONTEXT: &[u8] = b"dontpanic/snapshot/v1:";
 pub struct Snapshot {
     /// `Automerge::save()` output.
     pub doc: Vec<u8>,
-    /// One signature per change in `doc`.
+    /// Per actor of `doc`, the signature of its latest change.
     pub signatures: Vec<ChangeSignature>,
 }
 
@@ -77,6 +80,11 @@ pub(crate) fn read(path: &Path, bytes: &[u8], sealer: &PublicKey) -> Result<Snap
         path: path.to_path_buf(),
         reason: format!("snapshot: {reason}"),
     };
+    if bytes.starts_with(OLD_MAGIC) {
+        return Err(bad(
+            "the older per-change-signature format (DPSNAP01), which this version does not read",
+        ));
+    }
     if bytes.len() < 8 + 4 + 4 + 96 + 4 || &bytes[..8] != MAGIC {
         return Err(bad("not a dontpanic snapshot, or cut short"));
     }
