@@ -12,7 +12,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use automerge::ChangeHash;
-use dontpanic_identity::{PublicKey, SignedChange};
+use dontpanic_identity::{PublicKey, SignedRuns};
 use dontpanic_incident::similar::Resemblance;
 use dontpanic_incident::{Applied, Edit, IncidentView, Severity};
 use dontpanic_store::{AddressBook, Blocked, Config};
@@ -193,9 +193,9 @@ enum Request {
         String,
         String,
         Option<SingleUse>,
-        Reply<Vec<SignedChange>>,
+        Reply<SignedRuns>,
     ),
-    Adopt(Vec<SignedChange>, Reply<String>),
+    Adopt(SignedRuns, Reply<String>),
     AddressBook(Reply<AddressBook>),
     Learn(String, Vec<String>),
     Blocked(Reply<Blocked>),
@@ -398,14 +398,14 @@ impl NotebookHandle {
         key: String,
         name: String,
         once: Option<SingleUse>,
-    ) -> Result<Vec<SignedChange>, NotebookError> {
+    ) -> Result<SignedRuns, NotebookError> {
         self.ask(|r| Request::Admit(incident, key, name, once, r))
             .await
     }
 
     /// Stores an incident received whole (joining), verified, and puts it
     /// at the prompt; returns its id.
-    pub async fn adopt(&self, changes: Vec<SignedChange>) -> Result<String, NotebookError> {
+    pub async fn adopt(&self, changes: SignedRuns) -> Result<String, NotebookError> {
         self.ask(|r| Request::Adopt(changes, r)).await
     }
 
@@ -821,7 +821,7 @@ fn admit(
     key: String,
     name: String,
     once: Option<SingleUse>,
-) -> Result<Vec<SignedChange>, NotebookError> {
+) -> Result<SignedRuns, NotebookError> {
     nb.ensure_loaded(incident)?;
     if nb
         .held(incident)
@@ -854,8 +854,9 @@ impl Notebook {
             if out.contains_key(&actor) {
                 continue;
             }
-            if let Some(sig) = open.signature(&meta.hash) {
-                out.insert(actor, view.name_of(&sig.signer.to_string()));
+            // The key its first change names (bound at acceptance).
+            if let Some(key) = crate::bound_key(open.incident().doc(), &meta.actor) {
+                out.insert(actor, view.name_of(&key.to_string()));
             }
         }
         Ok(out.into_iter().collect())

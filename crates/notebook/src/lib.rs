@@ -7,8 +7,9 @@
 //!   incident being worked on. [`Notebook::edit`] applies an [`Edit`],
 //!   signs the resulting change and returns only after it is durable.
 //! * [`Notebook::accept`] takes changes from elsewhere (a peer, a file): each
-//!   must carry a valid signature by a roster member before anything is
-//!   applied or stored.
+//!   must be covered by a valid signature of its actor's key, a roster
+//!   member's (one signature per run of an actor's changes:
+//!   [`dontpanic_identity::runs`]), before anything is applied or stored.
 //! * [`sync`] wraps Automerge's sync protocol so that every message carries
 //!   the signatures of the changes inside it.
 //!
@@ -27,11 +28,11 @@ use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
-use automerge::{Automerge, ChangeHash, ReadDoc};
-use dontpanic_identity::{verify_all, ChangeSignature, IdentityError, PublicKey, SignedChange};
+use automerge::{ActorId, Automerge, Change, ChangeHash, ReadDoc};
+use dontpanic_identity::{runs, ChangeSignature, IdentityError, PublicKey, SignedChange, SignedRuns};
 pub use dontpanic_incident as incident;
 use dontpanic_incident::{Applied, Edit, Editor, Incident, RuleError, Severity};
-use dontpanic_store::{DataDir, Device, Journal, StoreError};
+use dontpanic_store::{DataDir, Device, Journal, StoreError, Stored};
 
 pub use actor::{Completions, NotebookHandle, Published};
 pub use doctor::{Problem, Report};
@@ -153,6 +154,9 @@ pub struct RemoteEdit {
 pub struct OpenIncident {
     incident: Incident,
     journal: Journal,
+    /// The signatures held: at least, per actor, that of its latest change
+    /// (which covers all its earlier ones); also those of the changes that
+    /// arrived or were made signed since the last snapshot.
     signatures: HashMap<ChangeHash, ChangeSignature>,
     sync: sync::SyncStates,
     /// Snapshot signatures found bad by the background re-verification.
@@ -171,7 +175,8 @@ impl OpenIncident {
         &self.incident
     }
 
-    /// The signature of a stored change.
+    /// The signature of a stored change, if one is held for it (a change
+    /// covered by a later one of its actor has none of its own).
     pub fn signature(&self, hash: &ChangeHash) -> Option<&ChangeSignature> {
         self.signatures.get(hash)
     }
@@ -358,7 +363,7 @@ impl Notebook {
         let signed = SignedChange::sign(&self.device.key, applied.change.clone());
         let journal = self
             .data
-            .create_incident(&id, std::slice::from_ref(&signed))?;
+            .create_incident(&id, &[Stored::signed(&signed)])?;
         let signatures = HashMap::from([(signed.hash(), signed.detached())]);
         self.hold(incident, journal, signatures, &id, Arc::default());
         self.make_current(&id)?;
@@ -433,16 +438,16 @@ impl Notebook {
         let mut in_snapshot = 0;
         let rebuild: Option<String> = match self.data.read_snapshot(&id, &self.device.key.public())
         {
-            Ok(Some(snap)) => match Automerge::load(&snap.doc) {
+            Ok(Some(snap)) => match load_sealed(&snap.doc) {
                 Ok(loaded_doc) => {
                     doc = loaded_doc;
-                    in_snapshot = snap.signatures.len();
+                    in_snapshot = doc.stats().num_changes as usize;
                     verify_in_background(id.clone(), snap.signatures.clone(), bad.clone());
                     signatures.extend(snap.signatures.into_iter().map(|s| (s.hash, s)));
                     segments.newest.as_ref().and_then(|(seg, hashes)| {
                         let lacking = hashes
                             .iter()
-                            .filter(|h| doc.get_change_by_hash(h).is_none())
+                            .filter(|h| !holds(&doc, h))
                             .count();
                         (lacking > 0).then(|| {
                             format!(
@@ -477,12 +482,17 @@ impl Notebook {
                 from_segments
                     .changes
                     .iter()
-                    .map(|c| (c.hash(), c.detached())),
+                    .filter_map(|c| c.signature.map(|s| (s.hash, s))),
             );
             doc.apply_changes(from_segments.changes.into_iter().map(|c| c.change))
                 .map_err(|e| NotebookError::Document(e.to_string()))?;
         }
-        signatures.extend(loaded.changes.iter().map(|c| (c.hash(), c.detached())));
+        signatures.extend(
+            loaded
+                .changes
+                .iter()
+                .filter_map(|c| c.signature.map(|s| (s.hash, s))),
+        );
         doc.apply_changes(loaded.changes.into_iter().map(|c| c.change))
             .map_err(|e| NotebookError::Document(format!("{}: {e}", journal.path().display())))?;
         let missing = doc.get_missing_deps(&[]);
@@ -497,7 +507,7 @@ impl Notebook {
         let segments_short = segments.lost || in_snapshot > segments.records + journal.records();
         let mut wrote_segment = false;
         if segments_short && in_snapshot > 0 {
-            let all = signed_changes_of(&doc, &signatures);
+            let all = stored_history(&doc, &signatures);
             match self.data.write_segment(&id, &all) {
                 Ok(path) => {
                     wrote_segment = true;
@@ -514,7 +524,7 @@ impl Notebook {
         if rebuild.is_some() || wrote_segment {
             let snap = dontpanic_store::Snapshot {
                 doc: doc.save(),
-                signatures: signatures.values().copied().collect(),
+                signatures: head_signatures(&doc, &signatures),
             };
             match self.data.write_snapshot(&id, &self.device.key, &snap) {
                 Ok(()) => warnings.push(format!(
@@ -626,7 +636,7 @@ impl Notebook {
         let open = self.held_mut(id)?;
         let applied = open.incident.apply(edit, &editor, now_ms())?;
         let signed = SignedChange::sign(&key, applied.change.clone());
-        match open.journal.append(std::slice::from_ref(&signed)) {
+        match open.journal.append(&[Stored::signed(&signed)]) {
             Ok(()) => {
                 open.signatures.insert(signed.hash(), signed.detached());
                 self.compact_incident_if(id, COMPACT_EVERY)?;
@@ -660,12 +670,16 @@ impl Notebook {
         if open.journal.records() < records.max(1) {
             return Ok(());
         }
+        let heads = head_signatures(open.incident.doc(), &open.signatures);
         let snap = dontpanic_store::Snapshot {
             doc: open.incident.doc().save(),
-            signatures: open.signatures.values().copied().collect(),
+            signatures: heads.clone(),
         };
         self.data
             .compact(id, &self.device.key, &snap, &mut open.journal)?;
+        // What the snapshot does not keep is not needed: the heads cover
+        // every change.
+        open.signatures = heads.into_iter().map(|s| (s.hash, s)).collect();
         Ok(())
     }
 
@@ -673,15 +687,26 @@ impl Notebook {
     pub fn log(&self) -> Result<Vec<LogEntry>, NotebookError> {
         let open = self.current().ok_or(NotebookError::NoIncident)?;
         let view = open.incident.view()?;
-        let metas = open.incident.doc().get_changes_meta(&[]);
+        let doc = open.incident.doc();
+        // A change is vouched for by the signature of its actor's latest
+        // change (held for every actor): checked once per actor here.
+        let verified: HashSet<ActorId> = head_signatures(doc, &open.signatures)
+            .into_iter()
+            .filter(|s| s.verify().is_ok())
+            .filter_map(|s| {
+                let m = doc.get_change_meta_by_hash(&s.hash)?;
+                (bound_key(doc, &m.actor) == Some(s.signer)).then(|| m.actor.into_owned())
+            })
+            .collect();
+        let metas = doc.get_changes_meta(&[]);
         Ok(metas
             .into_iter()
             .filter_map(|m| {
-                let sig = open.signatures.get(&m.hash)?;
-                let key = sig.signer.to_string();
+                let signer = bound_key(doc, &m.actor)?;
+                let key = signer.to_string();
                 Some(LogEntry {
                     hash: m.hash,
-                    signer: sig.signer,
+                    signer,
                     name: view
                         .members
                         .iter()
@@ -689,19 +714,21 @@ impl Notebook {
                         .map(|x| x.name.clone()),
                     time: m.timestamp,
                     message: m.message.map(|s| s.to_string()).unwrap_or_default(),
-                    verified: sig.verify().is_ok(),
+                    verified: verified.contains(&*m.actor),
                 })
             })
             .collect())
     }
 
     /// Verifies changes from elsewhere and, only if all pass, applies and
-    /// stores them. Each must be signed by a roster member, where members
-    /// added by other changes in the same batch count.
+    /// stores them. Changes already held are left out; every other one must
+    /// be covered by a signature of the batch by its actor's key
+    /// ([`runs::verify_runs`]), and that key must be a roster member's,
+    /// where members added by other changes in the same batch count.
     pub fn accept(
         &mut self,
         id: &str,
-        changes: Vec<SignedChange>,
+        changes: SignedRuns,
     ) -> Result<Vec<RemoteEdit>, NotebookError> {
         let edits = self.accept_verified(id, changes)?;
         self.compact_incident_if(id, COMPACT_EVERY)?;
@@ -711,14 +738,17 @@ impl Notebook {
     fn accept_verified(
         &mut self,
         id: &str,
-        changes: Vec<SignedChange>,
+        batch: SignedRuns,
     ) -> Result<Vec<RemoteEdit>, NotebookError> {
         let open = self.held_mut(id)?;
-        let fresh: Vec<SignedChange> = {
+        let message_changes = batch.changes.len();
+        let doc = open.incident.doc();
+        let fresh: Vec<Change> = {
             let mut seen = HashSet::new();
-            changes
+            batch
+                .changes
                 .into_iter()
-                .filter(|c| !open.signatures.contains_key(&c.hash()) && seen.insert(c.hash()))
+                .filter(|c| !holds(doc, &c.hash()) && seen.insert(c.hash()))
                 .collect()
         };
         if fresh.is_empty() {
@@ -726,15 +756,14 @@ impl Notebook {
         }
         let count = fresh.len();
         let reject = |reason: String| NotebookError::Rejected { count, reason };
-        if let Some((_, e)) = verify_all(&fresh).into_iter().next() {
-            return Err(reject(e.to_string()));
-        }
-        check_claimed_authors(&fresh).map_err(reject)?;
+        let (incoming, sigs) = verify_coverage(doc, fresh, &batch.signatures, message_changes)
+            .map_err(reject)?;
+        check_claimed_authors(&incoming).map_err(reject)?;
         // Every change is checked against the schema and applied on a fork
         // first, in causal order: the journal sees only what passed, and an
         // Automerge-level failure (a duplicate seq, say) is found here.
-        let mut trial = open.incident.doc().fork();
-        let (accepted, waiting) = check_batch(&mut trial, fresh).map_err(reject)?;
+        let (trial, accepted, waiting) =
+            check_covered_batch(doc, incoming, &sigs).map_err(reject)?;
         if !waiting.is_empty() {
             tracing::warn!(
                 "incident {id}: {} change(s) set aside until the changes they build on arrive",
@@ -745,24 +774,34 @@ impl Notebook {
             return Ok(Vec::new());
         }
         let names = roster_entries(&trial);
-        Self::apply_accepted(open, accepted, &names)
+        Self::apply_accepted(open, accepted, &sigs, &names)
     }
 
     /// Journals changes that passed every check on a fork, then applies
-    /// them: nothing rejected is ever written.
+    /// them: nothing rejected is ever written. Each actor's latest change
+    /// of the batch goes with its signature, the others covered by it.
     fn apply_accepted(
         open: &mut OpenIncident,
-        fresh: Vec<SignedChange>,
+        fresh: Vec<Incoming>,
+        sigs: &HashMap<ChangeHash, ChangeSignature>,
         signer_names: &HashMap<String, String>,
     ) -> Result<Vec<RemoteEdit>, NotebookError> {
-        open.journal.append(&fresh)?;
+        let records: Vec<Stored> = fresh
+            .iter()
+            .map(|c| Stored {
+                change: c.change.clone(),
+                signature: sigs.get(&c.hash()).copied(),
+            })
+            .collect();
+        open.journal.append(&records)?;
         open.incident
             .doc_mut()
             .apply_changes(fresh.iter().map(|c| c.change.clone()))
             .map_err(|e| NotebookError::Document(e.to_string()))?;
+        open.signatures
+            .extend(records.iter().filter_map(|r| r.signature.map(|s| (s.hash, s))));
         let mut edits = Vec::with_capacity(fresh.len());
         for c in &fresh {
-            open.signatures.insert(c.hash(), c.detached());
             edits.push(RemoteEdit {
                 author: signer_names
                     .get(&c.signer.to_string())
@@ -797,16 +836,18 @@ impl Notebook {
     }
 
     /// Stores an incident received whole from a peer (joining), after
-    /// verifying every change (signature, membership, schema), and opens it.
-    pub fn adopt(&mut self, changes: Vec<SignedChange>) -> Result<String, NotebookError> {
+    /// verifying every change (coverage by its actor's signature,
+    /// membership, schema), and opens it.
+    pub fn adopt(&mut self, changes: SignedRuns) -> Result<String, NotebookError> {
         let count = changes.len();
         let reject = |reason: String| NotebookError::Rejected { count, reason };
-        if let Some((_, e)) = verify_all(&changes).into_iter().next() {
-            return Err(reject(e.to_string()));
-        }
-        check_claimed_authors(&changes).map_err(reject)?;
-        let mut doc = Automerge::new();
-        let (changes, waiting) = check_batch(&mut doc, changes).map_err(reject)?;
+        let empty = Automerge::new();
+        let total = changes.changes.len();
+        let (incoming, sigs) =
+            verify_coverage(&empty, changes.changes, &changes.signatures, total).map_err(reject)?;
+        check_claimed_authors(&incoming).map_err(reject)?;
+        let (doc, accepted, waiting) =
+            check_covered_batch(&empty, incoming, &sigs).map_err(reject)?;
         if let Some(c) = waiting.first() {
             return Err(reject(format!(
                 "the history is incomplete: change {} builds on changes that were not sent",
@@ -815,14 +856,29 @@ impl Notebook {
         }
         let incident = Incident::from_doc(doc)?;
         let id = incident.id()?.to_string();
+        let runs = SignedRuns {
+            signatures: accepted
+                .iter()
+                .filter_map(|c| sigs.get(&c.hash()).copied())
+                .collect(),
+            changes: accepted.into_iter().map(|c| c.change).collect(),
+        };
         if self.data.incidents()?.contains(&id) {
             // Joined again (a new invite, a second device): only what is new
             // goes to the journal, through the verified path.
             self.ensure_loaded(&id)?;
-            self.accept(&id, changes)?;
+            self.accept(&id, runs)?;
         } else {
+            let records: Vec<Stored> = runs
+                .changes
+                .into_iter()
+                .map(|change| Stored {
+                    signature: sigs.get(&change.hash()).copied(),
+                    change,
+                })
+                .collect();
             let mut journal = self.data.create_journal(&id)?;
-            if let Err(e) = journal.append(&changes) {
+            if let Err(e) = journal.append(&records) {
                 drop(journal);
                 let _ = std::fs::remove_dir_all(self.data.incident_dir(&id));
                 return Err(e.into());
@@ -834,28 +890,144 @@ impl Notebook {
         Ok(id)
     }
 
-    /// All stored changes of a loaded incident with their signatures.
-    pub fn signed_changes(&self, id: &str) -> Result<Vec<SignedChange>, NotebookError> {
+    /// All stored changes of a loaded incident with the signatures that
+    /// cover them: per actor, that of its latest change.
+    pub fn signed_changes(&self, id: &str) -> Result<SignedRuns, NotebookError> {
         let open = self
             .held
             .get(id)
             .ok_or_else(|| NotebookError::UnknownIncident(id.to_string()))?;
-        Ok(open
-            .incident
-            .doc()
-            .get_changes(&[])
-            .into_iter()
-            .filter_map(|c| {
-                let s = open.signatures.get(&c.hash())?;
-                Some(SignedChange::from_parts(c, s.signer, s.signature))
-            })
-            .collect())
+        let doc = open.incident.doc();
+        Ok(SignedRuns {
+            changes: doc.get_changes(&[]),
+            signatures: head_signatures(doc, &open.signatures),
+        })
     }
+}
+
+/// A change from elsewhere whose coverage was verified, with its actor's key.
+#[derive(Clone, Debug)]
+pub(crate) struct Incoming {
+    change: Change,
+    signer: PublicKey,
+}
+
+impl Incoming {
+    fn hash(&self) -> ChangeHash {
+        self.change.hash()
+    }
+}
+
+/// Checks the coverage rule for `fresh` (changes not held by `doc`):
+/// returns them with their keys, and the batch's signatures of them, each
+/// verified.
+fn verify_coverage(
+    doc: &Automerge,
+    fresh: Vec<Change>,
+    signatures: &[ChangeSignature],
+    message_changes: usize,
+) -> Result<(Vec<Incoming>, HashMap<ChangeHash, ChangeSignature>), String> {
+    let keys = runs::verify_runs(&fresh, signatures, message_changes, |a| bound_key(doc, a))
+        .map_err(|e| e.to_string())?;
+    let hashes: HashSet<ChangeHash> = fresh.iter().map(Change::hash).collect();
+    let sigs = signatures
+        .iter()
+        .filter(|s| hashes.contains(&s.hash))
+        .map(|s| (s.hash, *s))
+        .collect();
+    let incoming = fresh
+        .into_iter()
+        .zip(keys)
+        .map(|(change, signer)| Incoming { change, signer })
+        .collect();
+    Ok((incoming, sigs))
+}
+
+/// [`check_batch`] on a fork of `base`, keeping only what stays covered: a
+/// change set aside (its deps not here, its signer not a member yet) may be
+/// the signed one that covered earlier changes of its actor; those, and
+/// what builds on them, are set aside too, and the rest checked again.
+/// Returns the trial document, the changes accepted (in the order applied,
+/// each actor's latest signed) and those set aside.
+fn check_covered_batch(
+    base: &Automerge,
+    batch: Vec<Incoming>,
+    sigs: &HashMap<ChangeHash, ChangeSignature>,
+) -> Result<(Automerge, Vec<Incoming>, Vec<Incoming>), String> {
+    let mut set = batch;
+    let mut aside = Vec::new();
+    loop {
+        let mut trial = base.fork();
+        let (accepted, waiting) = check_batch(&mut trial, set)?;
+        if waiting.is_empty() {
+            return Ok((trial, accepted, aside));
+        }
+        aside.extend(waiting);
+        let changes: Vec<Change> = accepted.iter().map(|c| c.change.clone()).collect();
+        let signed: Vec<usize> = (0..changes.len())
+            .filter(|i| sigs.contains_key(&changes[*i].hash()))
+            .collect();
+        let covered = runs::covered(&changes, &signed);
+        if covered.iter().all(|c| *c) {
+            return Ok((trial, accepted, aside));
+        }
+        let mut dropped: HashSet<ChangeHash> = HashSet::new();
+        let mut kept = Vec::with_capacity(accepted.len());
+        // In the order applied: a change comes after what it builds on.
+        for (c, ok) in accepted.into_iter().zip(covered) {
+            if !ok || c.change.deps().iter().any(|d| dropped.contains(d)) {
+                dropped.insert(c.hash());
+                aside.push(c);
+            } else {
+                kept.push(c);
+            }
+        }
+        set = kept;
+    }
+}
+
+/// Whether `doc` holds the change `hash` (by its metadata: no change is
+/// rebuilt to answer).
+pub(crate) fn holds(doc: &Automerge, hash: &ChangeHash) -> bool {
+    doc.get_change_meta_by_hash(hash).is_some()
+}
+
+/// The key `doc` binds `actor` to: the author its first change names.
+pub(crate) fn bound_key(doc: &Automerge, actor: &ActorId) -> Option<PublicKey> {
+    PublicKey::from_bytes(doc.get_author_for_actor(actor)?.as_bytes()).ok()
+}
+
+/// Per actor of `doc`, the held signature of its latest change: the
+/// signatures that cover the whole document.
+pub(crate) fn head_signatures(
+    doc: &Automerge,
+    held: &HashMap<ChangeHash, ChangeSignature>,
+) -> Vec<ChangeSignature> {
+    let mut best: HashMap<ActorId, (u64, ChangeSignature)> = HashMap::new();
+    for s in held.values() {
+        if let Some(m) = doc.get_change_meta_by_hash(&s.hash) {
+            let seq = m.seq;
+            let e = best.entry(m.actor.into_owned()).or_insert((seq, *s));
+            if seq > e.0 {
+                *e = (seq, *s);
+            }
+        }
+    }
+    best.into_values().map(|(_, s)| s).collect()
+}
+
+/// Loads our own sealed snapshot without Automerge re-hashing every change:
+/// its checksum and our seal already vouch for its bytes.
+fn load_sealed(bytes: &[u8]) -> Result<Automerge, automerge::AutomergeError> {
+    Automerge::load_with_options(
+        bytes,
+        automerge::LoadOptions::new().verification_mode(automerge::VerificationMode::DontCheck),
+    )
 }
 
 /// Entries name their author; it must be the key that signed them, so no
 /// member can write in another member's name.
-fn check_claimed_authors(changes: &[SignedChange]) -> Result<(), String> {
+fn check_claimed_authors(changes: &[Incoming]) -> Result<(), String> {
     for c in changes {
         let signer = c.signer.to_string();
         let claims = dontpanic_incident::claimed_authors(&c.change);
@@ -882,8 +1054,8 @@ fn check_claimed_authors(changes: &[SignedChange]) -> Result<(), String> {
 /// failure rejects the whole batch.
 fn check_batch(
     trial: &mut Automerge,
-    batch: Vec<SignedChange>,
-) -> Result<(Vec<SignedChange>, Vec<SignedChange>), String> {
+    batch: Vec<Incoming>,
+) -> Result<(Vec<Incoming>, Vec<Incoming>), String> {
     let mut validator = dontpanic_incident::Validator::default();
     let mut accepted = Vec::with_capacity(batch.len());
     let mut refused = 0usize;
@@ -904,7 +1076,7 @@ fn check_batch(
                 .change
                 .deps()
                 .iter()
-                .all(|d| deferred.hashes.contains(d) || trial.get_change_by_hash(d).is_some());
+                .all(|d| deferred.hashes.contains(d) || holds(trial, d));
             if !ready {
                 rest.push(c);
                 continue;
@@ -958,12 +1130,7 @@ fn check_batch(
             "{refused} change(s) by removed members refused: written after their removal"
         );
     }
-    let ready = |c: &&SignedChange| {
-        c.change
-            .deps()
-            .iter()
-            .all(|d| trial.get_change_by_hash(d).is_some())
-    };
+    let ready = |c: &&Incoming| c.change.deps().iter().all(|d| holds(trial, d));
     if let Some(c) = pending.iter().find(ready) {
         return Err(format!(
             "change {} is signed by {} who is not a member of this incident",
@@ -1002,7 +1169,7 @@ enum Membership {
 ///
 /// Concurrent removals follow: two members who remove each other apart are
 /// both removed on every node that holds both removals.
-fn membership(trial: &Automerge, c: &SignedChange, signer: &str) -> Membership {
+fn membership(trial: &Automerge, c: &Incoming, signer: &str) -> Membership {
     if !roster_all(trial).contains(signer) {
         return Membership::Stranger;
     }
@@ -1078,8 +1245,8 @@ fn is_ancestor(doc: &Automerge, anc: ChangeHash, heads: &[ChangeHash]) -> bool {
         if !seen.insert(h) {
             continue;
         }
-        if let Some(c) = doc.get_change_by_hash(&h) {
-            stack.extend(c.deps().iter().copied());
+        if let Some(c) = doc.get_change_meta_by_hash(&h) {
+            stack.extend(c.deps.iter().copied());
         }
     }
     false
@@ -1119,16 +1286,15 @@ fn knows_key(data: &DataDir, ids: &[String], key: &PublicKey) -> bool {
     })
 }
 
-/// The changes of `doc` with their stored signatures.
-fn signed_changes_of(
-    doc: &Automerge,
-    signatures: &HashMap<ChangeHash, ChangeSignature>,
-) -> Vec<SignedChange> {
+/// Every change of `doc` as records of a whole-history segment: signed
+/// where a signature is held (each actor's latest at least), covered
+/// otherwise.
+fn stored_history(doc: &Automerge, held: &HashMap<ChangeHash, ChangeSignature>) -> Vec<Stored> {
     doc.get_changes(&[])
         .into_iter()
-        .filter_map(|c| {
-            let s = signatures.get(&c.hash())?;
-            Some(SignedChange::from_parts(c.clone(), s.signer, s.signature))
+        .map(|change| Stored {
+            signature: held.get(&change.hash()).copied(),
+            change,
         })
         .collect()
 }
