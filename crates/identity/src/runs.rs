@@ -219,7 +219,10 @@ pub fn verify_runs(
     verify_signatures(&heads)?;
     let signed: Vec<usize> = heads.iter().map(|(i, _)| *i).collect();
     let covered = covered(batch, &signed);
-    if let Some(i) = covered.iter().position(|c| !c) {
+    // Named: the uncovered change nearest the break (the highest seq),
+    // where a chain was cut or a change swapped.
+    let uncovered = (0..batch.len()).filter(|i| !covered[*i]);
+    if let Some(i) = uncovered.max_by_key(|i| batch[*i].seq()) {
         let c = &batch[i];
         return Err(CoverageError::Uncovered {
             hash: c.hash(),
