@@ -319,10 +319,19 @@ pub fn covering_signatures(
         .map(|c| held(&c.hash()))
         .collect::<Option<_>>()?;
     // Our own signatures: not verified again, only their reach is checked.
-    let index: HashMap<ChangeHash, usize> =
-        changes.iter().enumerate().map(|(i, c)| (c.hash(), i)).collect();
-    let signed: Vec<usize> = sigs.iter().filter_map(|s| index.get(&s.hash).copied()).collect();
-    covered(changes, &signed).into_iter().all(|c| c).then_some(sigs)
+    let index: HashMap<ChangeHash, usize> = changes
+        .iter()
+        .enumerate()
+        .map(|(i, c)| (c.hash(), i))
+        .collect();
+    let signed: Vec<usize> = sigs
+        .iter()
+        .filter_map(|s| index.get(&s.hash).copied())
+        .collect();
+    covered(changes, &signed)
+        .into_iter()
+        .all(|c| c)
+        .then_some(sigs)
 }
 
 #[cfg(test)]

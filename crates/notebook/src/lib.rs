@@ -29,7 +29,9 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use automerge::{ActorId, Automerge, Change, ChangeHash, ReadDoc};
-use dontpanic_identity::{runs, ChangeSignature, IdentityError, PublicKey, SignedChange, SignedRuns};
+use dontpanic_identity::{
+    runs, ChangeSignature, IdentityError, PublicKey, SignedChange, SignedRuns,
+};
 pub use dontpanic_incident as incident;
 use dontpanic_incident::{Applied, Edit, Editor, Incident, RuleError, Severity};
 use dontpanic_store::{DataDir, Device, Journal, StoreError, Stored};
@@ -161,6 +163,10 @@ pub struct OpenIncident {
     sync: sync::SyncStates,
     /// Snapshot signatures found bad by the background re-verification.
     bad_signatures: Arc<AtomicUsize>,
+    /// Journal bytes from which a snapshot is due: the size of the last
+    /// saved document (at least [`COMPACT_BYTES`]), so that the journal
+    /// never holds more than one more document's worth on disk.
+    compact_at_bytes: u64,
 }
 
 impl OpenIncident {
@@ -361,9 +367,7 @@ impl Notebook {
         let (incident, applied) = Incident::create(title, severity, &self.editor(), now_ms())?;
         let id = incident.id()?.to_string();
         let signed = SignedChange::sign(&self.device.key, applied.change.clone());
-        let journal = self
-            .data
-            .create_incident(&id, &[Stored::signed(&signed)])?;
+        let journal = self.data.create_incident(&id, &[Stored::signed(&signed)])?;
         let signatures = HashMap::from([(signed.hash(), signed.detached())]);
         self.hold(incident, journal, signatures, &id, Arc::default());
         self.make_current(&id)?;
@@ -419,6 +423,7 @@ impl Notebook {
     /// written. Every finding is returned as a warning naming its file.
     fn load(&mut self, id: &str) -> Result<Vec<String>, NotebookError> {
         let id = id.to_string();
+        let sealer = self.device.key.public();
         let (journal, loaded) = self.data.open_journal(&id)?;
         let mut warnings: Vec<String> = loaded.notes.clone();
         warnings.extend(loaded.damage.iter().map(|d| d.to_string()));
@@ -435,23 +440,21 @@ impl Notebook {
         let mut doc = Automerge::new();
         let mut signatures: HashMap<ChangeHash, ChangeSignature> = HashMap::new();
         let bad = Arc::new(AtomicUsize::new(0));
-        let mut in_snapshot = 0;
-        let rebuild: Option<String> = match self.data.read_snapshot(&id, &self.device.key.public())
-        {
+        let mut snapshot_heads: Option<Vec<ChangeHash>> = None;
+        let mut snapshot_bytes = 0u64;
+        let rebuild: Option<String> = match self.data.read_snapshot(&id, &sealer) {
             Ok(Some(snap)) => match load_sealed(&snap.doc) {
                 Ok(loaded_doc) => {
                     doc = loaded_doc;
-                    in_snapshot = doc.stats().num_changes as usize;
+                    snapshot_heads = Some(doc.get_heads());
+                    snapshot_bytes = snap.doc.len() as u64;
                     verify_in_background(id.clone(), snap.signatures.clone(), bad.clone());
                     signatures.extend(snap.signatures.into_iter().map(|s| (s.hash, s)));
-                    segments.newest.as_ref().and_then(|(seg, hashes)| {
-                        let lacking = hashes
-                            .iter()
-                            .filter(|h| !holds(&doc, h))
-                            .count();
+                    segments.newest.as_ref().and_then(|(seg, heads)| {
+                        let lacking = heads.iter().filter(|h| !holds(&doc, h)).count();
                         (lacking > 0).then(|| {
                             format!(
-                                "{}: older than {} ({lacking} of its change(s) are not in the snapshot)",
+                                "{}: older than {} ({lacking} of its heads are not in the snapshot)",
                                 snapshot_path.display(),
                                 seg.display()
                             )
@@ -471,21 +474,23 @@ impl Notebook {
         };
         if let Some(reason) = &rebuild {
             // The segments hold the whole history the snapshot stood for.
-            let from_segments = self.data.read_segments(&id)?;
+            let mut from = 0;
+            for seg in self.data.read_segments(&id)? {
+                match segment_doc(&seg, &sealer) {
+                    Ok(mut part) => {
+                        doc.merge(&mut part).map_err(|e| {
+                            NotebookError::Document(format!("{}: {e}", seg.path.display()))
+                        })?;
+                        signatures.extend(seg.snap.signatures.iter().map(|s| (s.hash, *s)));
+                        from += 1;
+                    }
+                    Err(e) => warnings.push(format!("{}: {e}; not used", seg.path.display())),
+                }
+            }
             warnings.push(format!(
-                "{reason}; rebuilt from {} change(s) in the journal segments and {} in the journal",
-                from_segments.changes.len(),
+                "{reason}; rebuilt from {from} segment(s) and {} change(s) in the journal",
                 loaded.changes.len()
             ));
-            warnings.extend(from_segments.damage.iter().map(|d| d.to_string()));
-            signatures.extend(
-                from_segments
-                    .changes
-                    .iter()
-                    .filter_map(|c| c.signature.map(|s| (s.hash, s))),
-            );
-            doc.apply_changes(from_segments.changes.into_iter().map(|c| c.change))
-                .map_err(|e| NotebookError::Document(e.to_string()))?;
         }
         signatures.extend(
             loaded
@@ -493,6 +498,7 @@ impl Notebook {
                 .iter()
                 .filter_map(|c| c.signature.map(|s| (s.hash, s))),
         );
+        let in_journal: HashSet<ChangeHash> = loaded.changes.iter().map(|c| c.hash()).collect();
         doc.apply_changes(loaded.changes.into_iter().map(|c| c.change))
             .map_err(|e| NotebookError::Document(format!("{}: {e}", journal.path().display())))?;
         let missing = doc.get_missing_deps(&[]);
@@ -503,30 +509,60 @@ impl Notebook {
                 missing.len()
             ));
         }
-        // Write back what was rebuilt, so the next start is clean.
-        let segments_short = segments.lost || in_snapshot > segments.records + journal.records();
+        // Write back what was rebuilt, so the next start is clean: the
+        // segment must hold at least what the snapshot holds, and the
+        // snapshot at least what the newest segment holds.
+        let segment_heads: Option<HashSet<ChangeHash>> = segments
+            .newest
+            .as_ref()
+            .map(|(_, h)| h.iter().copied().collect());
+        let snapshot_heads: Option<HashSet<ChangeHash>> =
+            snapshot_heads.map(|h| h.into_iter().collect());
+        let segments_short = match (&snapshot_heads, &segment_heads) {
+            // The segment and the journal together must hold what the
+            // snapshot holds: each snapshot head is a segment head or a
+            // journal change (a snapshot rebuilt with the journal in it).
+            (Some(snap), Some(seg)) => {
+                segments.lost
+                    || (rebuild.is_none()
+                        && !snap
+                            .iter()
+                            .all(|h| seg.contains(h) || in_journal.contains(h)))
+            }
+            (Some(_), None) => true,
+            _ => segments.lost,
+        };
         let mut wrote_segment = false;
-        if segments_short && in_snapshot > 0 {
-            let all = stored_history(&doc, &signatures);
-            match self.data.write_segment(&id, &all) {
+        let whole = (segments_short || rebuild.is_some()).then(|| dontpanic_store::Snapshot {
+            doc: doc.save(),
+            signatures: head_signatures(&doc, &signatures),
+            heads: doc.get_heads(),
+        });
+        if segments_short && doc.stats().num_changes > 0 {
+            let snap = whole.as_ref().expect("built when short");
+            match self.data.write_segment(&id, &self.device.key, snap) {
                 Ok(path) => {
                     wrote_segment = true;
+                    let stale = match (&segments.newest, segments.lost) {
+                        (Some((seg, _)), false) => format!(
+                            "{}: older than {} (a stale copy)",
+                            seg.display(),
+                            snapshot_path.display()
+                        ),
+                        _ => "the segments lacked change(s) the snapshot holds".to_string(),
+                    };
                     warnings.push(format!(
-                    "the journal segments lacked change(s) the snapshot holds; wrote {} with the whole history ({} changes)",
-                    path.display(),
-                    all.len()
+                        "{stale}; wrote {} with the whole history ({} changes)",
+                        path.display(),
+                        doc.stats().num_changes
                     ))
                 }
                 Err(e) => warnings.push(format!("could not write a whole-history segment: {e}")),
             }
         }
-        // The snapshot must hold at least what the newest segment holds.
         if rebuild.is_some() || wrote_segment {
-            let snap = dontpanic_store::Snapshot {
-                doc: doc.save(),
-                signatures: head_signatures(&doc, &signatures),
-            };
-            match self.data.write_snapshot(&id, &self.device.key, &snap) {
+            let snap = whole.as_ref().expect("built when rebuilt");
+            match self.data.write_snapshot(&id, &self.device.key, snap) {
                 Ok(()) => warnings.push(format!(
                     "wrote a fresh snapshot {}",
                     snapshot_path.display()
@@ -535,6 +571,9 @@ impl Notebook {
             }
         }
         self.hold(Incident::from_doc(doc)?, journal, signatures, &id, bad);
+        if let Some(open) = self.held.get_mut(&id) {
+            open.compact_at_bytes = snapshot_bytes.max(COMPACT_BYTES);
+        }
         Ok(warnings)
     }
 
@@ -556,6 +595,7 @@ impl Notebook {
                 signatures,
                 sync: sync::SyncStates::default(),
                 bad_signatures,
+                compact_at_bytes: COMPACT_BYTES,
             },
         );
     }
@@ -667,16 +707,18 @@ impl Notebook {
         let Some(open) = self.held.get_mut(id) else {
             return Ok(());
         };
-        if open.journal.records() < records.max(1) {
+        if open.journal.records() < records.max(1) && open.journal.len() < open.compact_at_bytes {
             return Ok(());
         }
         let heads = head_signatures(open.incident.doc(), &open.signatures);
         let snap = dontpanic_store::Snapshot {
             doc: open.incident.doc().save(),
             signatures: heads.clone(),
+            heads: open.incident.doc().get_heads(),
         };
         self.data
             .compact(id, &self.device.key, &snap, &mut open.journal)?;
+        open.compact_at_bytes = (snap.doc.len() as u64).max(COMPACT_BYTES);
         // What the snapshot does not keep is not needed: the heads cover
         // every change.
         open.signatures = heads.into_iter().map(|s| (s.hash, s)).collect();
@@ -756,8 +798,8 @@ impl Notebook {
         }
         let count = fresh.len();
         let reject = |reason: String| NotebookError::Rejected { count, reason };
-        let (incoming, sigs) = verify_coverage(doc, fresh, &batch.signatures, message_changes)
-            .map_err(reject)?;
+        let (incoming, sigs) =
+            verify_coverage(doc, fresh, &batch.signatures, message_changes).map_err(reject)?;
         check_claimed_authors(&incoming).map_err(reject)?;
         // Every change is checked against the schema and applied on a fork
         // first, in causal order: the journal sees only what passed, and an
@@ -798,8 +840,11 @@ impl Notebook {
             .doc_mut()
             .apply_changes(fresh.iter().map(|c| c.change.clone()))
             .map_err(|e| NotebookError::Document(e.to_string()))?;
-        open.signatures
-            .extend(records.iter().filter_map(|r| r.signature.map(|s| (s.hash, s))));
+        open.signatures.extend(
+            records
+                .iter()
+                .filter_map(|r| r.signature.map(|s| (s.hash, s))),
+        );
         let mut edits = Vec::with_capacity(fresh.len());
         for c in &fresh {
             edits.push(RemoteEdit {
@@ -1014,6 +1059,21 @@ pub(crate) fn head_signatures(
         }
     }
     best.into_values().map(|(_, s)| s).collect()
+}
+
+/// The document of a segment: sealed by this device, loaded as our own
+/// snapshot; sealed under an earlier identity, loaded with every hash
+/// checked and every change verified by the coverage rule against the
+/// signatures it holds.
+fn segment_doc(seg: &dontpanic_store::Segment, me: &PublicKey) -> Result<Automerge, String> {
+    if seg.sealer == *me {
+        return load_sealed(&seg.snap.doc).map_err(|e| e.to_string());
+    }
+    let doc = Automerge::load(&seg.snap.doc).map_err(|e| e.to_string())?;
+    let changes = doc.get_changes(&[]);
+    runs::verify_runs(&changes, &seg.snap.signatures, changes.len(), |_| None)
+        .map_err(|e| format!("sealed by another key and not covered by its signatures: {e}"))?;
+    Ok(doc)
 }
 
 /// Loads our own sealed snapshot without Automerge re-hashing every change:
@@ -1255,6 +1315,11 @@ fn is_ancestor(doc: &Automerge, anc: ChangeHash, heads: &[ChangeHash]) -> bool {
 /// Journal records that trigger a snapshot during a session.
 pub const COMPACT_EVERY: usize = 10_000;
 
+/// Journal bytes that trigger a snapshot at the least (see
+/// `OpenIncident::compact_at_bytes`): small incidents are not re-saved at
+/// every few edits.
+pub const COMPACT_BYTES: u64 = 512 << 10;
+
 /// Re-checks every signature of a snapshot off the prompt's path: the
 /// snapshot's seal already vouches for its content, this catches a signature
 /// table that was wrong when it was sealed.
@@ -1277,26 +1342,14 @@ fn knows_key(data: &DataDir, ids: &[String], key: &PublicKey) -> bool {
     }
     let hex = key.to_string();
     ids.iter().any(|id| {
-        let mut doc = data
-            .peek_snapshot(id)
-            .and_then(|(_, bytes)| Automerge::load(&bytes).ok())
+        let sealed = data.peek_sealed(id);
+        let mut doc = sealed
+            .iter()
+            .find_map(|(_, bytes)| load_sealed(bytes).ok())
             .unwrap_or_default();
         let _ = doc.apply_changes(data.unverified_changes(id));
         roster_entries(&doc).contains_key(&hex)
     })
-}
-
-/// Every change of `doc` as records of a whole-history segment: signed
-/// where a signature is held (each actor's latest at least), covered
-/// otherwise.
-fn stored_history(doc: &Automerge, held: &HashMap<ChangeHash, ChangeSignature>) -> Vec<Stored> {
-    doc.get_changes(&[])
-        .into_iter()
-        .map(|change| Stored {
-            signature: held.get(&change.hash()).copied(),
-            change,
-        })
-        .collect()
 }
 
 fn summary_of(i: &Incident, id: &str) -> IncidentSummary {

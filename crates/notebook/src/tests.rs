@@ -128,6 +128,7 @@ fn a_bad_signature_sealed_into_a_snapshot_is_found_after_open() {
     let snap = dontpanic_store::Snapshot {
         doc: open.incident.doc().save(),
         signatures: sigs,
+        heads: open.incident.doc().get_heads(),
     };
     nb.data
         .compact(&id, &key, &snap, &mut open.journal)
@@ -175,7 +176,9 @@ fn a_member_cannot_write_in_another_members_name() {
             .any(|e| e.text.contains("prod database"))
     };
     let id = nb.current_id().unwrap().to_string();
-    let err = nb.accept(&id, vec![note_by(&nb, &alice)].into()).unwrap_err();
+    let err = nb
+        .accept(&id, vec![note_by(&nb, &alice)].into())
+        .unwrap_err();
     assert!(err.to_string().contains("in the name of"), "{err}");
     assert!(!visible(&nb));
     // The same note in her own name is accepted: the rule, not the content, refused it.
@@ -374,7 +377,9 @@ fn a_schema_violation_is_refused_before_the_journal() {
         )
         .unwrap()
         .change;
-    let edits = nb.accept(&id, vec![SignedChange::sign(&bob, ok)].into()).unwrap();
+    let edits = nb
+        .accept(&id, vec![SignedChange::sign(&bob, ok)].into())
+        .unwrap();
     assert_eq!(edits[0].author, "bob");
     assert_ne!(journal_bytes(tmp.path(), &id), before);
 }
@@ -663,7 +668,9 @@ fn a_change_forged_into_a_covered_chain_is_refused() {
     );
     assert_eq!(journal_bytes(tmp.path(), &id), before);
     // The genuine chain alone, with the same one signature, is taken.
-    let edits = nb.accept(&id, covered_by(chain.clone(), &bob, &chain[4])).unwrap();
+    let edits = nb
+        .accept(&id, covered_by(chain.clone(), &bob, &chain[4]))
+        .unwrap();
     assert_eq!(edits.len(), 5);
 }
 

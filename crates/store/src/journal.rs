@@ -29,7 +29,7 @@ use crate::{io_err, write_atomic, StoreError};
 
 /// The journal's file name inside an incident directory.
 pub(crate) const FILE: &str = "journal";
-/// Extension of journal segments folded into a snapshot.
+/// Extension of segments: sealed copies of a snapshot generation.
 pub(crate) const SEGMENT: &str = "seg";
 const HEADER: &[u8; 8] = b"DPJOURN2";
 /// The header of the format before signatures per run.
@@ -120,8 +120,6 @@ pub struct Scan {
     pub damaged: bool,
     /// Signer keys of the records, as raw bytes, first seen first.
     pub signers: Vec<[u8; 32]>,
-    /// The payload ranges of the good records, for [`hashes_of`].
-    payloads: Vec<(usize, usize)>,
 }
 
 /// Structural pass over journal bytes; see [`Scan`].
@@ -149,21 +147,19 @@ pub(crate) fn scan(buf: &[u8]) -> Scan {
             out.damaged = true;
             return out;
         }
-        let skip = match payload[0] {
+        match payload[0] {
             KIND_SIGNED if len >= 97 + 8 => {
                 let signer: [u8; 32] = payload[1..33].try_into().expect("32 bytes");
                 if !out.signers.contains(&signer) {
                     out.signers.push(signer);
                 }
-                97
             }
-            KIND_COVERED => 1,
+            KIND_COVERED => {}
             _ => {
                 out.damaged = true;
                 return out;
             }
-        };
-        out.payloads.push((pos + RECORD_HEAD + skip, len - skip));
+        }
         out.records += 1;
         pos += RECORD_HEAD + len;
     }
@@ -193,15 +189,6 @@ pub(crate) fn records_of(buf: &[u8]) -> Vec<Stored> {
         }
     }
     out
-}
-
-/// The change hashes of the records a [`scan`] found (parsed, not verified).
-pub(crate) fn hashes_of(buf: &[u8], scan: &Scan) -> Vec<automerge::ChangeHash> {
-    scan.payloads
-        .iter()
-        .filter_map(|(at, len)| Change::try_from(&buf[*at..*at + *len]).ok())
-        .map(|c| c.hash())
-        .collect()
 }
 
 /// An open, append-only journal.
@@ -509,19 +496,19 @@ impl Journal {
         self.records
     }
 
-    /// Starts a new, empty journal after a snapshot; the old one is kept as
-    /// a segment (`journal-<ms>.seg`), so the full history survives a
-    /// damaged snapshot.
-    pub(crate) fn rotate(&mut self) -> Result<(), StoreError> {
-        let stamp = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_millis())
-            .unwrap_or(0);
-        let segment = self
-            .path
-            .with_file_name(format!("{FILE}-{stamp}.{SEGMENT}"));
-        fs::rename(&self.path, &segment).map_err(io_err(&segment))?;
-        *self = Journal::create(&self.path)?;
+    /// Starts the journal afresh, empty, after a snapshot and its segment
+    /// twin hold everything it held (written atomically: a crash leaves
+    /// either the old journal, whose changes are then held twice, or the
+    /// empty one).
+    pub(crate) fn restart(&mut self) -> Result<(), StoreError> {
+        write_atomic(&self.path, HEADER)?;
+        self.file = OpenOptions::new()
+            .read(true)
+            .append(true)
+            .open(&self.path)
+            .map_err(io_err(&self.path))?;
+        self.len = HEADER.len() as u64;
+        self.records = 0;
         Ok(())
     }
 
