@@ -930,6 +930,10 @@ impl Notebook {
             }
             drop(journal);
             self.load(&id)?;
+            // A joined history is a whole document: kept at once as a
+            // snapshot and its segment twin, so no damage to one journal
+            // record can leave the rest of the history unverifiable.
+            self.compact_incident_if(&id, 1)?;
         }
         self.make_current(&id)?;
         Ok(id)
