@@ -88,7 +88,7 @@ fn a_damaged_middle_record_comes_back_from_a_member_and_stays() {
     a.ok("new \"queue backlog\"");
     let inv = a.invite();
     let b_dir = tmp.path().join("b");
-    let mut b = Node::loopback_join(&b_dir, "bob", &inv);
+    let b = Node::loopback_join(&b_dir, "bob", &inv);
     b.quit();
     // Alice writes while bob is away: they reach him as one batch, covered
     // by the signature of her latest (docs/security.md, "Signatures per run").

@@ -424,7 +424,27 @@ impl Notebook {
     fn load(&mut self, id: &str) -> Result<Vec<String>, NotebookError> {
         let id = id.to_string();
         let sealer = self.device.key.public();
-        let (journal, loaded) = self.data.open_journal(&id)?;
+        // The snapshot's document loads (the longest step) on a second
+        // thread while the journal and the segments are checked here: they
+        // are separate files, and each step only moves its own aside.
+        let data = &self.data;
+        let (read, journal_opened, segments) = std::thread::scope(|s| {
+            let snapshot = s.spawn(|| {
+                data.read_snapshot(&id, &sealer)
+                    .map(|o| o.map(|snap| (load_sealed(&snap.doc), snap)))
+            });
+            let journal = data.open_journal(&id);
+            let segments = data.check_segments(&id);
+            let read = snapshot.join().unwrap_or_else(|_| {
+                Err(StoreError::Corrupt {
+                    path: data.incident_dir(&id).join("snapshot"),
+                    reason: "the snapshot could not be loaded (its reader panicked)".into(),
+                })
+            });
+            (read, journal, segments)
+        });
+        let (journal, loaded) = journal_opened?;
+        let segments = segments?;
         let mut warnings: Vec<String> = loaded.notes.clone();
         warnings.extend(loaded.damage.iter().map(|d| d.to_string()));
         if let Some(aside) = &loaded.kept_aside {
@@ -434,7 +454,6 @@ impl Notebook {
                 loaded.changes.len()
             ));
         }
-        let segments = self.data.check_segments(&id)?;
         warnings.extend(segments.warnings.iter().cloned());
         let snapshot_path = self.data.incident_dir(&id).join("snapshot");
         let mut doc = Automerge::new();
@@ -442,8 +461,8 @@ impl Notebook {
         let bad = Arc::new(AtomicUsize::new(0));
         let mut snapshot_heads: Option<Vec<ChangeHash>> = None;
         let mut snapshot_bytes = 0u64;
-        let rebuild: Option<String> = match self.data.read_snapshot(&id, &sealer) {
-            Ok(Some(snap)) => match load_sealed(&snap.doc) {
+        let rebuild: Option<String> = match read {
+            Ok(Some((loaded, snap))) => match loaded {
                 Ok(loaded_doc) => {
                     doc = loaded_doc;
                     snapshot_heads = Some(doc.get_heads());
