@@ -6,8 +6,9 @@
 //! truthful report is asserted instead. The matrix is printed as a table.
 //!
 //! `DONTPANIC_COMPACT_AT_EXIT=10` makes the notebook fold its journal into a
-//! snapshot (and keep the journal as a segment) at exit from ten records on,
-//! so a few notes build a directory with a snapshot and two segments.
+//! snapshot (written twice: `snapshot` and its segment twin) at exit from
+//! ten records on, so a few notes build a directory with a snapshot, its
+//! segment (the older generation's removed) and a journal.
 
 mod support;
 
@@ -37,21 +38,19 @@ const DAMAGES: [Damage; 6] = [
     Damage::Directory,
 ];
 
-/// The files damaged; segments are named by age.
+/// The files damaged.
 #[derive(Clone, Copy, Debug, PartialEq)]
 enum Target {
     Journal,
-    OlderSegment,
-    NewerSegment,
+    Segment,
     Snapshot,
     DeviceKey,
     Config,
 }
 
-const TARGETS: [Target; 6] = [
+const TARGETS: [Target; 5] = [
     Target::Journal,
-    Target::OlderSegment,
-    Target::NewerSegment,
+    Target::Segment,
     Target::Snapshot,
     Target::DeviceKey,
     Target::Config,
@@ -98,15 +97,15 @@ fn expect(target: Target, damage: Damage, older_differs: bool) -> (Expect, Repor
             Report::NamesFile,
             "journal-only notes lost or waiting, reported",
         ),
-        (OlderSegment | NewerSegment, Delete) => (
+        (Segment, Delete) => (
             Expect::All,
             Report::Says("segments lacked"),
             "kept; whole-history segment rewritten",
         ),
-        (OlderSegment | NewerSegment, _) => (
+        (Segment, _) => (
             Expect::All,
             Report::NamesFile,
-            "kept; repaired, whole-history segment rewritten",
+            "kept; kept aside, whole-history segment rewritten",
         ),
         (Snapshot, _) => (Expect::All, Report::NamesFile, "kept; rebuilt and written back"),
         (Config, Delete) => (Expect::All, Report::Nothing, "kept; defaults"),
@@ -150,7 +149,7 @@ fn segments(inc: &Path) -> Vec<PathBuf> {
     s
 }
 
-/// A built data directory: a snapshot, two segments, a journal with three
+/// A built data directory: a snapshot, its segment, a journal with three
 /// notes, and older copies of the whole directory taken on the way.
 struct Built {
     dir: PathBuf,
@@ -193,7 +192,11 @@ fn build(root: &Path) -> Built {
     );
     let inc = dir.join("incidents").join(&id);
     assert!(inc.join("snapshot").is_file(), "the build made a snapshot");
-    assert_eq!(segments(&inc).len(), 2, "the build made two segments");
+    assert_eq!(
+        segments(&inc).len(),
+        1,
+        "the build made one segment (the older generation's removed)"
+    );
     let mut all = a;
     all.extend(b);
     all.extend(j.clone());
@@ -210,8 +213,7 @@ fn target_path(dir: &Path, id: &str, t: Target) -> PathBuf {
     let inc = dir.join("incidents").join(id);
     match t {
         Target::Journal => inc.join("journal"),
-        Target::OlderSegment => segments(&inc)[0].clone(),
-        Target::NewerSegment => segments(&inc)[1].clone(),
+        Target::Segment => segments(&inc)[0].clone(),
         Target::Snapshot => inc.join("snapshot"),
         Target::DeviceKey => dir.join("device.key"),
         Target::Config => dir.join("config.json"),
@@ -472,8 +474,16 @@ fn every_file_by_every_damage() {
 }
 
 /// The same file in a backup copy of the data directory.
+/// A segment's older copy is the backup's segment, whatever its name
+/// (each generation's segment has its own).
 fn target_path_in_backup(backup: &Path, case_dir: &Path, file: &Path) -> PathBuf {
-    backup.join(file.strip_prefix(case_dir).expect("inside the case"))
+    let same = backup.join(file.strip_prefix(case_dir).expect("inside the case"));
+    if file.extension().is_some_and(|x| x == "seg") {
+        if let Some(older) = same.parent().and_then(|inc| segments(inc).pop()) {
+            return older;
+        }
+    }
+    same
 }
 
 /// `new` on a full disk leaves nothing behind: a data directory whose

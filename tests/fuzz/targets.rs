@@ -220,6 +220,7 @@ pub fn seeds(target: &str) -> Vec<Vec<u8>> {
                     )
                 })
                 .collect();
+            let signed: dontpanic_identity::SignedRuns = signed.into();
             out.push(dontpanic_notebook::sync::encode_changes(&signed));
             out
         }
@@ -227,14 +228,17 @@ pub fn seeds(target: &str) -> Vec<Vec<u8>> {
             let dir = tempfile::tempdir().expect("tempdir");
             let path = dir.path().join("journal");
             let key = dontpanic_identity::SecretKey::generate();
-            let signed: Vec<_> = base_doc()
-                .get_changes(&[])
-                .into_iter()
-                .map(|c| {
-                    let s = dontpanic_identity::ChangeSignature::sign(&key, c.hash()).signature;
-                    dontpanic_identity::SignedChange::from_parts(c, key.public(), s)
-                })
-                .collect();
+            let signed: Vec<_> =
+                base_doc()
+                    .get_changes(&[])
+                    .into_iter()
+                    .map(|c| {
+                        let s = dontpanic_identity::ChangeSignature::sign(&key, c.hash()).signature;
+                        dontpanic_store::Stored::signed(
+                            &dontpanic_identity::SignedChange::from_parts(c, key.public(), s),
+                        )
+                    })
+                    .collect();
             let _ = dontpanic_store::Journal::create(&path).map(|mut j| j.append(&signed));
             vec![std::fs::read(&path).unwrap_or_default()]
         }

@@ -26,6 +26,9 @@ use std::str::FromStr;
 use automerge::{Change, ChangeHash};
 use ed25519_dalek::{Signer, Verifier};
 
+pub mod runs;
+pub use runs::{verify_runs, CoverageError, SignedRuns, MAX_SIGNED_HEADS};
+
 /// Domain separation for change signatures, so a change signature can never
 /// be replayed as a signature of anything else.
 const CHANGE_CONTEXT: &[u8] = b"dontpanic/change/v1:";

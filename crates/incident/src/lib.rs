@@ -414,6 +414,12 @@ impl Incident {
         let title = need(title, "title")?;
         let id = ItemId::random(Kind::Incident);
         let mut doc = Automerge::new().with_actor(ActorId::random());
+        // The first change of an actor is the one that names its author
+        // (Automerge writes the field at seq 1 only): it binds the actor to
+        // the creator's key (docs/security.md, "Signatures per run").
+        if let Ok(key) = editor.key.parse::<dontpanic_identity::PublicKey>() {
+            doc.set_author(Some(automerge::Author::from(key.to_bytes().to_vec())));
+        }
         let mut secret = [0u8; 32];
         rand::Rng::fill(&mut rand::thread_rng(), &mut secret);
         let summary = format!("opened incident {id}: {title} ({})", severity.label());

@@ -19,7 +19,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use automerge::ChangeHash;
-use dontpanic_identity::{PublicKey, SignedChange};
+use dontpanic_identity::{PublicKey, SignedRuns};
 use dontpanic_incident::similar::Resemblance;
 use dontpanic_incident::{Applied, Edit, IncidentView, Severity};
 use dontpanic_store::{AddressBook, Blocked, Config};
@@ -236,14 +236,8 @@ enum Request {
     },
     PeerGone(String),
     JoinSecret(String, Reply<Vec<u8>>),
-    Admit(
-        String,
-        String,
-        String,
-        Option<SingleUse>,
-        Reply<Vec<SignedChange>>,
-    ),
-    Adopt(Vec<SignedChange>, Reply<String>),
+    Admit(String, String, String, Option<SingleUse>, Reply<SignedRuns>),
+    Adopt(SignedRuns, Reply<String>),
     AddressBook(Reply<AddressBook>),
     Learn(String, Vec<String>),
     Blocked(Reply<Blocked>),
@@ -488,14 +482,14 @@ impl NotebookHandle {
         key: String,
         name: String,
         once: Option<SingleUse>,
-    ) -> Result<Vec<SignedChange>, NotebookError> {
+    ) -> Result<SignedRuns, NotebookError> {
         self.ask(|r| Request::Admit(incident, key, name, once, r))
             .await
     }
 
     /// Stores an incident received whole (joining), verified, and puts it
     /// at the prompt; returns its id.
-    pub async fn adopt(&self, changes: Vec<SignedChange>) -> Result<String, NotebookError> {
+    pub async fn adopt(&self, changes: SignedRuns) -> Result<String, NotebookError> {
         self.ask(|r| Request::Adopt(changes, r)).await
     }
 
@@ -972,7 +966,7 @@ fn admit(
     key: String,
     name: String,
     once: Option<SingleUse>,
-) -> Result<Vec<SignedChange>, NotebookError> {
+) -> Result<SignedRuns, NotebookError> {
     nb.ensure_loaded(incident)?;
     if nb
         .held(incident)
@@ -1005,8 +999,9 @@ impl Notebook {
             if out.contains_key(&actor) {
                 continue;
             }
-            if let Some(sig) = open.signature(&meta.hash) {
-                out.insert(actor, view.name_of(&sig.signer.to_string()));
+            // The key its first change names (bound at acceptance).
+            if let Some(key) = crate::bound_key(open.incident().doc(), &meta.actor) {
+                out.insert(actor, view.name_of(&key.to_string()));
             }
         }
         Ok(out.into_iter().collect())

@@ -7,8 +7,9 @@
 //!   incident being worked on. [`Notebook::edit`] applies an [`Edit`],
 //!   signs the resulting change and returns only after it is durable.
 //! * [`Notebook::accept`] takes changes from elsewhere (a peer, a file): each
-//!   must carry a valid signature by a roster member before anything is
-//!   applied or stored.
+//!   must be covered by a valid signature of its actor's key, a roster
+//!   member's (one signature per run of an actor's changes:
+//!   [`dontpanic_identity::runs`]), before anything is applied or stored.
 //! * [`sync`] wraps Automerge's sync protocol so that every message carries
 //!   the signatures of the changes inside it.
 //!
@@ -27,11 +28,13 @@ use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
-use automerge::{Automerge, ChangeHash, ReadDoc};
-use dontpanic_identity::{verify_all, ChangeSignature, IdentityError, PublicKey, SignedChange};
+use automerge::{ActorId, Automerge, Change, ChangeHash, ReadDoc};
+use dontpanic_identity::{
+    runs, ChangeSignature, IdentityError, PublicKey, SignedChange, SignedRuns,
+};
 pub use dontpanic_incident as incident;
 use dontpanic_incident::{Applied, Edit, Editor, Incident, RuleError, Severity};
-use dontpanic_store::{DataDir, Device, Journal, StoreError};
+use dontpanic_store::{DataDir, Device, Journal, StoreError, Stored};
 
 pub use actor::{Completions, NotebookHandle, Published};
 pub use doctor::{Problem, Report};
@@ -153,10 +156,17 @@ pub struct RemoteEdit {
 pub struct OpenIncident {
     incident: Incident,
     journal: Journal,
+    /// The signatures held: at least, per actor, that of its latest change
+    /// (which covers all its earlier ones); also those of the changes that
+    /// arrived or were made signed since the last snapshot.
     signatures: HashMap<ChangeHash, ChangeSignature>,
     sync: sync::SyncStates,
     /// Snapshot signatures found bad by the background re-verification.
     bad_signatures: Arc<AtomicUsize>,
+    /// Journal bytes from which a snapshot is due: the size of the last
+    /// saved document (at least [`COMPACT_BYTES`]), so that the journal
+    /// never holds more than one more document's worth on disk.
+    compact_at_bytes: u64,
 }
 
 impl OpenIncident {
@@ -171,7 +181,8 @@ impl OpenIncident {
         &self.incident
     }
 
-    /// The signature of a stored change.
+    /// The signature of a stored change, if one is held for it (a change
+    /// covered by a later one of its actor has none of its own).
     pub fn signature(&self, hash: &ChangeHash) -> Option<&ChangeSignature> {
         self.signatures.get(hash)
     }
@@ -356,9 +367,7 @@ impl Notebook {
         let (incident, applied) = Incident::create(title, severity, &self.editor(), now_ms())?;
         let id = incident.id()?.to_string();
         let signed = SignedChange::sign(&self.device.key, applied.change.clone());
-        let journal = self
-            .data
-            .create_incident(&id, std::slice::from_ref(&signed))?;
+        let journal = self.data.create_incident(&id, &[Stored::signed(&signed)])?;
         let signatures = HashMap::from([(signed.hash(), signed.detached())]);
         self.hold(incident, journal, signatures, &id, Arc::default());
         self.make_current(&id)?;
@@ -414,7 +423,28 @@ impl Notebook {
     /// written. Every finding is returned as a warning naming its file.
     fn load(&mut self, id: &str) -> Result<Vec<String>, NotebookError> {
         let id = id.to_string();
-        let (journal, loaded) = self.data.open_journal(&id)?;
+        let sealer = self.device.key.public();
+        // The snapshot's document loads (the longest step) on a second
+        // thread while the journal and the segments are checked here: they
+        // are separate files, and each step only moves its own aside.
+        let data = &self.data;
+        let (read, journal_opened, segments) = std::thread::scope(|s| {
+            let snapshot = s.spawn(|| {
+                data.read_snapshot(&id, &sealer)
+                    .map(|o| o.map(|snap| (load_sealed(&snap.doc), snap)))
+            });
+            let journal = data.open_journal(&id);
+            let segments = data.check_segments(&id);
+            let read = snapshot.join().unwrap_or_else(|_| {
+                Err(StoreError::Corrupt {
+                    path: data.incident_dir(&id).join("snapshot"),
+                    reason: "the snapshot could not be loaded (its reader panicked)".into(),
+                })
+            });
+            (read, journal, segments)
+        });
+        let (journal, loaded) = journal_opened?;
+        let segments = segments?;
         let mut warnings: Vec<String> = loaded.notes.clone();
         warnings.extend(loaded.damage.iter().map(|d| d.to_string()));
         if let Some(aside) = &loaded.kept_aside {
@@ -424,29 +454,26 @@ impl Notebook {
                 loaded.changes.len()
             ));
         }
-        let segments = self.data.check_segments(&id)?;
         warnings.extend(segments.warnings.iter().cloned());
         let snapshot_path = self.data.incident_dir(&id).join("snapshot");
         let mut doc = Automerge::new();
         let mut signatures: HashMap<ChangeHash, ChangeSignature> = HashMap::new();
         let bad = Arc::new(AtomicUsize::new(0));
-        let mut in_snapshot = 0;
-        let rebuild: Option<String> = match self.data.read_snapshot(&id, &self.device.key.public())
-        {
-            Ok(Some(snap)) => match Automerge::load(&snap.doc) {
+        let mut snapshot_heads: Option<Vec<ChangeHash>> = None;
+        let mut snapshot_bytes = 0u64;
+        let rebuild: Option<String> = match read {
+            Ok(Some((loaded, snap))) => match loaded {
                 Ok(loaded_doc) => {
                     doc = loaded_doc;
-                    in_snapshot = snap.signatures.len();
+                    snapshot_heads = Some(doc.get_heads());
+                    snapshot_bytes = snap.doc.len() as u64;
                     verify_in_background(id.clone(), snap.signatures.clone(), bad.clone());
                     signatures.extend(snap.signatures.into_iter().map(|s| (s.hash, s)));
-                    segments.newest.as_ref().and_then(|(seg, hashes)| {
-                        let lacking = hashes
-                            .iter()
-                            .filter(|h| doc.get_change_by_hash(h).is_none())
-                            .count();
+                    segments.newest.as_ref().and_then(|(seg, heads)| {
+                        let lacking = heads.iter().filter(|h| !holds(&doc, h)).count();
                         (lacking > 0).then(|| {
                             format!(
-                                "{}: older than {} ({lacking} of its change(s) are not in the snapshot)",
+                                "{}: older than {} ({lacking} of its heads are not in the snapshot)",
                                 snapshot_path.display(),
                                 seg.display()
                             )
@@ -466,23 +493,31 @@ impl Notebook {
         };
         if let Some(reason) = &rebuild {
             // The segments hold the whole history the snapshot stood for.
-            let from_segments = self.data.read_segments(&id)?;
+            let mut from = 0;
+            for seg in self.data.read_segments(&id)? {
+                match segment_doc(&seg, &sealer) {
+                    Ok(mut part) => {
+                        doc.merge(&mut part).map_err(|e| {
+                            NotebookError::Document(format!("{}: {e}", seg.path.display()))
+                        })?;
+                        signatures.extend(seg.snap.signatures.iter().map(|s| (s.hash, *s)));
+                        from += 1;
+                    }
+                    Err(e) => warnings.push(format!("{}: {e}; not used", seg.path.display())),
+                }
+            }
             warnings.push(format!(
-                "{reason}; rebuilt from {} change(s) in the journal segments and {} in the journal",
-                from_segments.changes.len(),
+                "{reason}; rebuilt from {from} segment(s) and {} change(s) in the journal",
                 loaded.changes.len()
             ));
-            warnings.extend(from_segments.damage.iter().map(|d| d.to_string()));
-            signatures.extend(
-                from_segments
-                    .changes
-                    .iter()
-                    .map(|c| (c.hash(), c.detached())),
-            );
-            doc.apply_changes(from_segments.changes.into_iter().map(|c| c.change))
-                .map_err(|e| NotebookError::Document(e.to_string()))?;
         }
-        signatures.extend(loaded.changes.iter().map(|c| (c.hash(), c.detached())));
+        signatures.extend(
+            loaded
+                .changes
+                .iter()
+                .filter_map(|c| c.signature.map(|s| (s.hash, s))),
+        );
+        let in_journal: HashSet<ChangeHash> = loaded.changes.iter().map(|c| c.hash()).collect();
         doc.apply_changes(loaded.changes.into_iter().map(|c| c.change))
             .map_err(|e| NotebookError::Document(format!("{}: {e}", journal.path().display())))?;
         let missing = doc.get_missing_deps(&[]);
@@ -493,30 +528,60 @@ impl Notebook {
                 missing.len()
             ));
         }
-        // Write back what was rebuilt, so the next start is clean.
-        let segments_short = segments.lost || in_snapshot > segments.records + journal.records();
+        // Write back what was rebuilt, so the next start is clean: the
+        // segment must hold at least what the snapshot holds, and the
+        // snapshot at least what the newest segment holds.
+        let segment_heads: Option<HashSet<ChangeHash>> = segments
+            .newest
+            .as_ref()
+            .map(|(_, h)| h.iter().copied().collect());
+        let snapshot_heads: Option<HashSet<ChangeHash>> =
+            snapshot_heads.map(|h| h.into_iter().collect());
+        let segments_short = match (&snapshot_heads, &segment_heads) {
+            // The segment and the journal together must hold what the
+            // snapshot holds: each snapshot head is a segment head or a
+            // journal change (a snapshot rebuilt with the journal in it).
+            (Some(snap), Some(seg)) => {
+                segments.lost
+                    || (rebuild.is_none()
+                        && !snap
+                            .iter()
+                            .all(|h| seg.contains(h) || in_journal.contains(h)))
+            }
+            (Some(_), None) => true,
+            _ => segments.lost,
+        };
         let mut wrote_segment = false;
-        if segments_short && in_snapshot > 0 {
-            let all = signed_changes_of(&doc, &signatures);
-            match self.data.write_segment(&id, &all) {
+        let whole = (segments_short || rebuild.is_some()).then(|| dontpanic_store::Snapshot {
+            doc: doc.save(),
+            signatures: head_signatures(&doc, &signatures),
+            heads: doc.get_heads(),
+        });
+        if segments_short && doc.stats().num_changes > 0 {
+            let snap = whole.as_ref().expect("built when short");
+            match self.data.write_segment(&id, &self.device.key, snap) {
                 Ok(path) => {
                     wrote_segment = true;
+                    let stale = match (&segments.newest, segments.lost) {
+                        (Some((seg, _)), false) => format!(
+                            "{}: older than {} (a stale copy)",
+                            seg.display(),
+                            snapshot_path.display()
+                        ),
+                        _ => "the segments lacked change(s) the snapshot holds".to_string(),
+                    };
                     warnings.push(format!(
-                    "the journal segments lacked change(s) the snapshot holds; wrote {} with the whole history ({} changes)",
-                    path.display(),
-                    all.len()
+                        "{stale}; wrote {} with the whole history ({} changes)",
+                        path.display(),
+                        doc.stats().num_changes
                     ))
                 }
                 Err(e) => warnings.push(format!("could not write a whole-history segment: {e}")),
             }
         }
-        // The snapshot must hold at least what the newest segment holds.
         if rebuild.is_some() || wrote_segment {
-            let snap = dontpanic_store::Snapshot {
-                doc: doc.save(),
-                signatures: signatures.values().copied().collect(),
-            };
-            match self.data.write_snapshot(&id, &self.device.key, &snap) {
+            let snap = whole.as_ref().expect("built when rebuilt");
+            match self.data.write_snapshot(&id, &self.device.key, snap) {
                 Ok(()) => warnings.push(format!(
                     "wrote a fresh snapshot {}",
                     snapshot_path.display()
@@ -525,6 +590,9 @@ impl Notebook {
             }
         }
         self.hold(Incident::from_doc(doc)?, journal, signatures, &id, bad);
+        if let Some(open) = self.held.get_mut(&id) {
+            open.compact_at_bytes = snapshot_bytes.max(COMPACT_BYTES);
+        }
         Ok(warnings)
     }
 
@@ -546,6 +614,7 @@ impl Notebook {
                 signatures,
                 sync: sync::SyncStates::default(),
                 bad_signatures,
+                compact_at_bytes: COMPACT_BYTES,
             },
         );
     }
@@ -626,7 +695,7 @@ impl Notebook {
         let open = self.held_mut(id)?;
         let applied = open.incident.apply(edit, &editor, now_ms())?;
         let signed = SignedChange::sign(&key, applied.change.clone());
-        match open.journal.append(std::slice::from_ref(&signed)) {
+        match open.journal.append(&[Stored::signed(&signed)]) {
             Ok(()) => {
                 open.signatures.insert(signed.hash(), signed.detached());
                 self.compact_incident_if(id, COMPACT_EVERY)?;
@@ -657,15 +726,21 @@ impl Notebook {
         let Some(open) = self.held.get_mut(id) else {
             return Ok(());
         };
-        if open.journal.records() < records.max(1) {
+        if open.journal.records() < records.max(1) && open.journal.len() < open.compact_at_bytes {
             return Ok(());
         }
+        let heads = head_signatures(open.incident.doc(), &open.signatures);
         let snap = dontpanic_store::Snapshot {
             doc: open.incident.doc().save(),
-            signatures: open.signatures.values().copied().collect(),
+            signatures: heads.clone(),
+            heads: open.incident.doc().get_heads(),
         };
         self.data
             .compact(id, &self.device.key, &snap, &mut open.journal)?;
+        open.compact_at_bytes = (snap.doc.len() as u64).max(COMPACT_BYTES);
+        // What the snapshot does not keep is not needed: the heads cover
+        // every change.
+        open.signatures = heads.into_iter().map(|s| (s.hash, s)).collect();
         Ok(())
     }
 
@@ -673,15 +748,26 @@ impl Notebook {
     pub fn log(&self) -> Result<Vec<LogEntry>, NotebookError> {
         let open = self.current().ok_or(NotebookError::NoIncident)?;
         let view = open.incident.view()?;
-        let metas = open.incident.doc().get_changes_meta(&[]);
+        let doc = open.incident.doc();
+        // A change is vouched for by the signature of its actor's latest
+        // change (held for every actor): checked once per actor here.
+        let verified: HashSet<ActorId> = head_signatures(doc, &open.signatures)
+            .into_iter()
+            .filter(|s| s.verify().is_ok())
+            .filter_map(|s| {
+                let m = doc.get_change_meta_by_hash(&s.hash)?;
+                (bound_key(doc, &m.actor) == Some(s.signer)).then(|| m.actor.into_owned())
+            })
+            .collect();
+        let metas = doc.get_changes_meta(&[]);
         Ok(metas
             .into_iter()
             .filter_map(|m| {
-                let sig = open.signatures.get(&m.hash)?;
-                let key = sig.signer.to_string();
+                let signer = bound_key(doc, &m.actor)?;
+                let key = signer.to_string();
                 Some(LogEntry {
                     hash: m.hash,
-                    signer: sig.signer,
+                    signer,
                     name: view
                         .members
                         .iter()
@@ -689,19 +775,21 @@ impl Notebook {
                         .map(|x| x.name.clone()),
                     time: m.timestamp,
                     message: m.message.map(|s| s.to_string()).unwrap_or_default(),
-                    verified: sig.verify().is_ok(),
+                    verified: verified.contains(&*m.actor),
                 })
             })
             .collect())
     }
 
     /// Verifies changes from elsewhere and, only if all pass, applies and
-    /// stores them. Each must be signed by a roster member, where members
-    /// added by other changes in the same batch count.
+    /// stores them. Changes already held are left out; every other one must
+    /// be covered by a signature of the batch by its actor's key
+    /// ([`runs::verify_runs`]), and that key must be a roster member's,
+    /// where members added by other changes in the same batch count.
     pub fn accept(
         &mut self,
         id: &str,
-        changes: Vec<SignedChange>,
+        changes: SignedRuns,
     ) -> Result<Vec<RemoteEdit>, NotebookError> {
         self.accept_shown(id, changes, |_| {})
     }
@@ -713,7 +801,7 @@ impl Notebook {
     pub fn accept_shown(
         &mut self,
         id: &str,
-        changes: Vec<SignedChange>,
+        changes: SignedRuns,
         shown: impl FnOnce(&[RemoteEdit]),
     ) -> Result<Vec<RemoteEdit>, NotebookError> {
         let edits = self.accept_verified(id, changes, shown)?;
@@ -724,15 +812,18 @@ impl Notebook {
     fn accept_verified(
         &mut self,
         id: &str,
-        changes: Vec<SignedChange>,
+        batch: SignedRuns,
         shown: impl FnOnce(&[RemoteEdit]),
     ) -> Result<Vec<RemoteEdit>, NotebookError> {
         let open = self.held_mut(id)?;
-        let fresh: Vec<SignedChange> = {
+        let message_changes = batch.changes.len();
+        let doc = open.incident.doc();
+        let fresh: Vec<Change> = {
             let mut seen = HashSet::new();
-            changes
+            batch
+                .changes
                 .into_iter()
-                .filter(|c| !open.signatures.contains_key(&c.hash()) && seen.insert(c.hash()))
+                .filter(|c| !holds(doc, &c.hash()) && seen.insert(c.hash()))
                 .collect()
         };
         if fresh.is_empty() {
@@ -740,15 +831,14 @@ impl Notebook {
         }
         let count = fresh.len();
         let reject = |reason: String| NotebookError::Rejected { count, reason };
-        if let Some((_, e)) = verify_all(&fresh).into_iter().next() {
-            return Err(reject(e.to_string()));
-        }
-        check_claimed_authors(&fresh).map_err(reject)?;
+        let (incoming, sigs) =
+            verify_coverage(doc, fresh, &batch.signatures, message_changes).map_err(reject)?;
+        check_claimed_authors(&incoming).map_err(reject)?;
         // Every change is checked against the schema and applied on a fork
         // first, in causal order: the journal sees only what passed, and an
         // Automerge-level failure (a duplicate seq, say) is found here.
-        let mut trial = open.incident.doc().fork();
-        let (accepted, waiting) = check_batch(&mut trial, fresh).map_err(reject)?;
+        let (trial, accepted, waiting) =
+            check_covered_batch(doc, incoming, &sigs).map_err(reject)?;
         if !waiting.is_empty() {
             tracing::warn!(
                 "incident {id}: {} change(s) set aside until the changes they build on arrive",
@@ -759,14 +849,16 @@ impl Notebook {
             return Ok(Vec::new());
         }
         let names = roster_entries(&trial);
-        Self::apply_accepted(open, accepted, &names, shown)
+        Self::apply_accepted(open, accepted, &sigs, &names, shown)
     }
 
     /// Shows, journals, then applies changes that passed every check on a
-    /// fork: nothing rejected is ever written.
+    /// fork: nothing rejected is ever written. Each actor's latest change
+    /// of the batch goes with its signature, the others covered by it.
     fn apply_accepted(
         open: &mut OpenIncident,
-        fresh: Vec<SignedChange>,
+        fresh: Vec<Incoming>,
+        sigs: &HashMap<ChangeHash, ChangeSignature>,
         signer_names: &HashMap<String, String>,
         shown: impl FnOnce(&[RemoteEdit]),
     ) -> Result<Vec<RemoteEdit>, NotebookError> {
@@ -781,14 +873,23 @@ impl Notebook {
             })
             .collect();
         shown(&edits);
-        open.journal.append(&fresh)?;
+        let records: Vec<Stored> = fresh
+            .iter()
+            .map(|c| Stored {
+                change: c.change.clone(),
+                signature: sigs.get(&c.hash()).copied(),
+            })
+            .collect();
+        open.journal.append(&records)?;
         open.incident
             .doc_mut()
             .apply_changes(fresh.iter().map(|c| c.change.clone()))
             .map_err(|e| NotebookError::Document(e.to_string()))?;
-        for c in &fresh {
-            open.signatures.insert(c.hash(), c.detached());
-        }
+        open.signatures.extend(
+            records
+                .iter()
+                .filter_map(|r| r.signature.map(|s| (s.hash, s))),
+        );
         Ok(edits)
     }
 
@@ -815,16 +916,18 @@ impl Notebook {
     }
 
     /// Stores an incident received whole from a peer (joining), after
-    /// verifying every change (signature, membership, schema), and opens it.
-    pub fn adopt(&mut self, changes: Vec<SignedChange>) -> Result<String, NotebookError> {
+    /// verifying every change (coverage by its actor's signature,
+    /// membership, schema), and opens it.
+    pub fn adopt(&mut self, changes: SignedRuns) -> Result<String, NotebookError> {
         let count = changes.len();
         let reject = |reason: String| NotebookError::Rejected { count, reason };
-        if let Some((_, e)) = verify_all(&changes).into_iter().next() {
-            return Err(reject(e.to_string()));
-        }
-        check_claimed_authors(&changes).map_err(reject)?;
-        let mut doc = Automerge::new();
-        let (changes, waiting) = check_batch(&mut doc, changes).map_err(reject)?;
+        let empty = Automerge::new();
+        let total = changes.changes.len();
+        let (incoming, sigs) =
+            verify_coverage(&empty, changes.changes, &changes.signatures, total).map_err(reject)?;
+        check_claimed_authors(&incoming).map_err(reject)?;
+        let (doc, accepted, waiting) =
+            check_covered_batch(&empty, incoming, &sigs).map_err(reject)?;
         if let Some(c) = waiting.first() {
             return Err(reject(format!(
                 "the history is incomplete: change {} builds on changes that were not sent",
@@ -833,47 +936,197 @@ impl Notebook {
         }
         let incident = Incident::from_doc(doc)?;
         let id = incident.id()?.to_string();
+        let runs = SignedRuns {
+            signatures: accepted
+                .iter()
+                .filter_map(|c| sigs.get(&c.hash()).copied())
+                .collect(),
+            changes: accepted.into_iter().map(|c| c.change).collect(),
+        };
         if self.data.incidents()?.contains(&id) {
             // Joined again (a new invite, a second device): only what is new
             // goes to the journal, through the verified path.
             self.ensure_loaded(&id)?;
-            self.accept(&id, changes)?;
+            self.accept(&id, runs)?;
         } else {
+            let records: Vec<Stored> = runs
+                .changes
+                .into_iter()
+                .map(|change| Stored {
+                    signature: sigs.get(&change.hash()).copied(),
+                    change,
+                })
+                .collect();
             let mut journal = self.data.create_journal(&id)?;
-            if let Err(e) = journal.append(&changes) {
+            if let Err(e) = journal.append(&records) {
                 drop(journal);
                 let _ = std::fs::remove_dir_all(self.data.incident_dir(&id));
                 return Err(e.into());
             }
             drop(journal);
             self.load(&id)?;
+            // A joined history is a whole document: kept at once as a
+            // snapshot and its segment twin, so no damage to one journal
+            // record can leave the rest of the history unverifiable.
+            self.compact_incident_if(&id, 1)?;
         }
         self.make_current(&id)?;
         Ok(id)
     }
 
-    /// All stored changes of a loaded incident with their signatures.
-    pub fn signed_changes(&self, id: &str) -> Result<Vec<SignedChange>, NotebookError> {
+    /// All stored changes of a loaded incident with the signatures that
+    /// cover them: per actor, that of its latest change.
+    pub fn signed_changes(&self, id: &str) -> Result<SignedRuns, NotebookError> {
         let open = self
             .held
             .get(id)
             .ok_or_else(|| NotebookError::UnknownIncident(id.to_string()))?;
-        Ok(open
-            .incident
-            .doc()
-            .get_changes(&[])
-            .into_iter()
-            .filter_map(|c| {
-                let s = open.signatures.get(&c.hash())?;
-                Some(SignedChange::from_parts(c, s.signer, s.signature))
-            })
-            .collect())
+        let doc = open.incident.doc();
+        Ok(SignedRuns {
+            changes: doc.get_changes(&[]),
+            signatures: head_signatures(doc, &open.signatures),
+        })
     }
+}
+
+/// A change from elsewhere whose coverage was verified, with its actor's key.
+#[derive(Clone, Debug)]
+pub(crate) struct Incoming {
+    change: Change,
+    signer: PublicKey,
+}
+
+impl Incoming {
+    fn hash(&self) -> ChangeHash {
+        self.change.hash()
+    }
+}
+
+/// Checks the coverage rule for `fresh` (changes not held by `doc`):
+/// returns them with their keys, and the batch's signatures of them, each
+/// verified.
+fn verify_coverage(
+    doc: &Automerge,
+    fresh: Vec<Change>,
+    signatures: &[ChangeSignature],
+    message_changes: usize,
+) -> Result<(Vec<Incoming>, HashMap<ChangeHash, ChangeSignature>), String> {
+    let keys = runs::verify_runs(&fresh, signatures, message_changes, |a| bound_key(doc, a))
+        .map_err(|e| e.to_string())?;
+    let hashes: HashSet<ChangeHash> = fresh.iter().map(Change::hash).collect();
+    let sigs = signatures
+        .iter()
+        .filter(|s| hashes.contains(&s.hash))
+        .map(|s| (s.hash, *s))
+        .collect();
+    let incoming = fresh
+        .into_iter()
+        .zip(keys)
+        .map(|(change, signer)| Incoming { change, signer })
+        .collect();
+    Ok((incoming, sigs))
+}
+
+/// [`check_batch`] on a fork of `base`, keeping only what stays covered: a
+/// change set aside (its deps not here, its signer not a member yet) may be
+/// the signed one that covered earlier changes of its actor; those, and
+/// what builds on them, are set aside too, and the rest checked again.
+/// Returns the trial document, the changes accepted (in the order applied,
+/// each actor's latest signed) and those set aside.
+fn check_covered_batch(
+    base: &Automerge,
+    batch: Vec<Incoming>,
+    sigs: &HashMap<ChangeHash, ChangeSignature>,
+) -> Result<(Automerge, Vec<Incoming>, Vec<Incoming>), String> {
+    let mut set = batch;
+    let mut aside = Vec::new();
+    loop {
+        let mut trial = base.fork();
+        let (accepted, waiting) = check_batch(&mut trial, set)?;
+        if waiting.is_empty() {
+            return Ok((trial, accepted, aside));
+        }
+        aside.extend(waiting);
+        let changes: Vec<Change> = accepted.iter().map(|c| c.change.clone()).collect();
+        let signed: Vec<usize> = (0..changes.len())
+            .filter(|i| sigs.contains_key(&changes[*i].hash()))
+            .collect();
+        let covered = runs::covered(&changes, &signed);
+        if covered.iter().all(|c| *c) {
+            return Ok((trial, accepted, aside));
+        }
+        let mut dropped: HashSet<ChangeHash> = HashSet::new();
+        let mut kept = Vec::with_capacity(accepted.len());
+        // In the order applied: a change comes after what it builds on.
+        for (c, ok) in accepted.into_iter().zip(covered) {
+            if !ok || c.change.deps().iter().any(|d| dropped.contains(d)) {
+                dropped.insert(c.hash());
+                aside.push(c);
+            } else {
+                kept.push(c);
+            }
+        }
+        set = kept;
+    }
+}
+
+/// Whether `doc` holds the change `hash` (by its metadata: no change is
+/// rebuilt to answer).
+pub(crate) fn holds(doc: &Automerge, hash: &ChangeHash) -> bool {
+    doc.get_change_meta_by_hash(hash).is_some()
+}
+
+/// The key `doc` binds `actor` to: the author its first change names.
+pub(crate) fn bound_key(doc: &Automerge, actor: &ActorId) -> Option<PublicKey> {
+    PublicKey::from_bytes(doc.get_author_for_actor(actor)?.as_bytes()).ok()
+}
+
+/// Per actor of `doc`, the held signature of its latest change: the
+/// signatures that cover the whole document.
+pub(crate) fn head_signatures(
+    doc: &Automerge,
+    held: &HashMap<ChangeHash, ChangeSignature>,
+) -> Vec<ChangeSignature> {
+    let mut best: HashMap<ActorId, (u64, ChangeSignature)> = HashMap::new();
+    for s in held.values() {
+        if let Some(m) = doc.get_change_meta_by_hash(&s.hash) {
+            let seq = m.seq;
+            let e = best.entry(m.actor.into_owned()).or_insert((seq, *s));
+            if seq > e.0 {
+                *e = (seq, *s);
+            }
+        }
+    }
+    best.into_values().map(|(_, s)| s).collect()
+}
+
+/// The document of a segment: sealed by this device, loaded as our own
+/// snapshot; sealed under an earlier identity, loaded with every hash
+/// checked and every change verified by the coverage rule against the
+/// signatures it holds.
+fn segment_doc(seg: &dontpanic_store::Segment, me: &PublicKey) -> Result<Automerge, String> {
+    if seg.sealer == *me {
+        return load_sealed(&seg.snap.doc).map_err(|e| e.to_string());
+    }
+    let doc = Automerge::load(&seg.snap.doc).map_err(|e| e.to_string())?;
+    let changes = doc.get_changes(&[]);
+    runs::verify_runs(&changes, &seg.snap.signatures, changes.len(), |_| None)
+        .map_err(|e| format!("sealed by another key and not covered by its signatures: {e}"))?;
+    Ok(doc)
+}
+
+/// Loads our own sealed snapshot without Automerge re-hashing every change:
+/// its checksum and our seal already vouch for its bytes.
+fn load_sealed(bytes: &[u8]) -> Result<Automerge, automerge::AutomergeError> {
+    Automerge::load_with_options(
+        bytes,
+        automerge::LoadOptions::new().verification_mode(automerge::VerificationMode::DontCheck),
+    )
 }
 
 /// Entries name their author; it must be the key that signed them, so no
 /// member can write in another member's name.
-fn check_claimed_authors(changes: &[SignedChange]) -> Result<(), String> {
+fn check_claimed_authors(changes: &[Incoming]) -> Result<(), String> {
     for c in changes {
         let signer = c.signer.to_string();
         let claims = dontpanic_incident::claimed_authors(&c.change);
@@ -900,8 +1153,8 @@ fn check_claimed_authors(changes: &[SignedChange]) -> Result<(), String> {
 /// failure rejects the whole batch.
 fn check_batch(
     trial: &mut Automerge,
-    batch: Vec<SignedChange>,
-) -> Result<(Vec<SignedChange>, Vec<SignedChange>), String> {
+    batch: Vec<Incoming>,
+) -> Result<(Vec<Incoming>, Vec<Incoming>), String> {
     let mut validator = dontpanic_incident::Validator::default();
     let mut accepted = Vec::with_capacity(batch.len());
     let mut refused = 0usize;
@@ -922,7 +1175,7 @@ fn check_batch(
                 .change
                 .deps()
                 .iter()
-                .all(|d| deferred.hashes.contains(d) || trial.get_change_by_hash(d).is_some());
+                .all(|d| deferred.hashes.contains(d) || holds(trial, d));
             if !ready {
                 rest.push(c);
                 continue;
@@ -976,12 +1229,7 @@ fn check_batch(
             "{refused} change(s) by removed members refused: written after their removal"
         );
     }
-    let ready = |c: &&SignedChange| {
-        c.change
-            .deps()
-            .iter()
-            .all(|d| trial.get_change_by_hash(d).is_some())
-    };
+    let ready = |c: &&Incoming| c.change.deps().iter().all(|d| holds(trial, d));
     if let Some(c) = pending.iter().find(ready) {
         return Err(format!(
             "change {} is signed by {} who is not a member of this incident",
@@ -1020,7 +1268,7 @@ enum Membership {
 ///
 /// Concurrent removals follow: two members who remove each other apart are
 /// both removed on every node that holds both removals.
-fn membership(trial: &Automerge, c: &SignedChange, signer: &str) -> Membership {
+fn membership(trial: &Automerge, c: &Incoming, signer: &str) -> Membership {
     if !roster_all(trial).contains(signer) {
         return Membership::Stranger;
     }
@@ -1096,8 +1344,8 @@ fn is_ancestor(doc: &Automerge, anc: ChangeHash, heads: &[ChangeHash]) -> bool {
         if !seen.insert(h) {
             continue;
         }
-        if let Some(c) = doc.get_change_by_hash(&h) {
-            stack.extend(c.deps().iter().copied());
+        if let Some(c) = doc.get_change_meta_by_hash(&h) {
+            stack.extend(c.deps.iter().copied());
         }
     }
     false
@@ -1105,6 +1353,11 @@ fn is_ancestor(doc: &Automerge, anc: ChangeHash, heads: &[ChangeHash]) -> bool {
 
 /// Journal records that trigger a snapshot during a session.
 pub const COMPACT_EVERY: usize = 10_000;
+
+/// Journal bytes that trigger a snapshot at the least (see
+/// `OpenIncident::compact_at_bytes`): small incidents are not re-saved at
+/// every few edits.
+pub const COMPACT_BYTES: u64 = 512 << 10;
 
 /// Re-checks every signature of a snapshot off the prompt's path: the
 /// snapshot's seal already vouches for its content, this catches a signature
@@ -1128,27 +1381,14 @@ fn knows_key(data: &DataDir, ids: &[String], key: &PublicKey) -> bool {
     }
     let hex = key.to_string();
     ids.iter().any(|id| {
-        let mut doc = data
-            .peek_snapshot(id)
-            .and_then(|(_, bytes)| Automerge::load(&bytes).ok())
+        let sealed = data.peek_sealed(id);
+        let mut doc = sealed
+            .iter()
+            .find_map(|(_, bytes)| load_sealed(bytes).ok())
             .unwrap_or_default();
         let _ = doc.apply_changes(data.unverified_changes(id));
         roster_entries(&doc).contains_key(&hex)
     })
-}
-
-/// The changes of `doc` with their stored signatures.
-fn signed_changes_of(
-    doc: &Automerge,
-    signatures: &HashMap<ChangeHash, ChangeSignature>,
-) -> Vec<SignedChange> {
-    doc.get_changes(&[])
-        .into_iter()
-        .filter_map(|c| {
-            let s = signatures.get(&c.hash())?;
-            Some(SignedChange::from_parts(c.clone(), s.signer, s.signature))
-        })
-        .collect()
 }
 
 fn summary_of(i: &Incident, id: &str) -> IncidentSummary {

@@ -9,16 +9,25 @@
 //!        | count × (change hash 32 | signer key 32 | signature 64)
 //! ```
 //!
+//! The signatures are one per run, not one per change
+//! ([`dontpanic_identity::runs`]): per actor, that of its latest change in
+//! the message, which covers its earlier ones. A message whose changes that
+//! does not cover (Automerge answering a `need` for a change in the middle
+//! of a chain) is widened by the sender to every descendant of its changes,
+//! so that each actor's latest is its head, whose signature is always held.
+//! A whole saved document goes with each actor's head signature.
+//!
 //! On receipt, every change inside the Automerge message is extracted (also
-//! when Automerge ships a whole saved document instead of changes), matched
-//! to its signature, and passed to [`Notebook::accept`]; only if all pass is
-//! the message handed to Automerge, with its changes already applied.
+//! when Automerge ships a whole saved document instead of changes) and
+//! passed with the signatures to [`Notebook::accept`], which checks that
+//! each one not held yet is covered; only if all pass is the message handed
+//! to Automerge, with its changes already applied.
 
 use std::collections::HashMap;
 
 use automerge::sync::{self, SyncDoc};
 use automerge::{Automerge, Change, ChangeHash};
-use dontpanic_identity::{ChangeSignature, PublicKey, Signature, SignedChange};
+use dontpanic_identity::{runs, ChangeSignature, PublicKey, Signature, SignedRuns};
 
 use crate::{Notebook, NotebookError, RemoteEdit};
 
@@ -32,7 +41,7 @@ const CHUNK_DOCUMENT: u8 = 0;
 pub struct SignedSyncMessage {
     /// The encoded Automerge sync message.
     pub message: Vec<u8>,
-    /// Signatures of the changes inside.
+    /// Signatures that cover the changes inside: per actor, its latest's.
     pub signatures: Vec<ChangeSignature>,
 }
 
@@ -440,16 +449,21 @@ pub fn changes_in(message: &sync::Message) -> Result<Vec<Change>, NotebookError>
     Ok(out)
 }
 
-/// Encodes a list of signed changes (a whole history, for joining):
-/// `u32 BE count`, then per change `u32 BE len | key 32 | signature 64 | change`.
-pub fn encode_changes(changes: &[SignedChange]) -> Vec<u8> {
-    let mut out = (changes.len() as u32).to_be_bytes().to_vec();
-    for c in changes {
-        let bytes = c.change.raw_bytes();
+/// Encodes a whole history with its covering signatures (for joining):
+/// `u32 BE count | count × (u32 BE len | change)`, then
+/// `u32 BE count | count × (change hash 32 | signer key 32 | signature 64)`.
+pub fn encode_changes(history: &SignedRuns) -> Vec<u8> {
+    let mut out = (history.changes.len() as u32).to_be_bytes().to_vec();
+    for c in &history.changes {
+        let bytes = c.raw_bytes();
         out.extend_from_slice(&(bytes.len() as u32).to_be_bytes());
-        out.extend_from_slice(&c.signer.to_bytes());
-        out.extend_from_slice(&c.signature.to_bytes());
         out.extend_from_slice(bytes);
+    }
+    out.extend_from_slice(&(history.signatures.len() as u32).to_be_bytes());
+    for s in &history.signatures {
+        out.extend_from_slice(s.hash.as_ref());
+        out.extend_from_slice(&s.signer.to_bytes());
+        out.extend_from_slice(&s.signature.to_bytes());
     }
     out
 }
@@ -457,7 +471,7 @@ pub fn encode_changes(changes: &[SignedChange]) -> Vec<u8> {
 /// Parses [`encode_changes`] output (a joining history, held to
 /// [`MAX_JOIN_HISTORY_BYTES`], not to the smaller per-message budget);
 /// signatures are not checked here.
-pub fn decode_changes(bytes: &[u8]) -> Result<Vec<SignedChange>, NotebookError> {
+pub fn decode_changes(bytes: &[u8]) -> Result<SignedRuns, NotebookError> {
     let mut at = 0usize;
     let mut take = |n: usize, what: &str| -> Result<&[u8], NotebookError> {
         let end = at.checked_add(n).filter(|e| *e <= bytes.len());
@@ -468,26 +482,56 @@ pub fn decode_changes(bytes: &[u8]) -> Result<Vec<SignedChange>, NotebookError> 
     };
     let mut budget = Budget::for_join();
     let count = u32::from_be_bytes(take(4, "count")?.try_into().expect("4")) as usize;
-    // Each change takes at least 100 bytes: never reserve more than are there.
-    let mut out = Vec::with_capacity(count.min(bytes.len() / 100));
+    // Each change takes at least 10 bytes: never reserve more than are there.
+    let mut changes = Vec::with_capacity(count.min(bytes.len() / 10));
     for _ in 0..count {
         let len = u32::from_be_bytes(take(4, "length")?.try_into().expect("4")) as usize;
-        let signer =
-            PublicKey::from_bytes(take(32, "key")?).map_err(|e| malformed(e.to_string()))?;
-        let signature =
-            Signature::from_bytes(take(64, "signature")?).map_err(|e| malformed(e.to_string()))?;
         let bytes = take(len, "change")?;
         let chunk = match chunks(bytes)?.as_slice() {
             [one] => *one,
             _ => return Err(malformed("change: not exactly one chunk")),
         };
-        let change = change_within(&chunk, &mut budget)?;
-        out.push(SignedChange::from_parts(change, signer, signature));
+        changes.push(change_within(&chunk, &mut budget)?);
+    }
+    let sigs = u32::from_be_bytes(take(4, "signature count")?.try_into().expect("4")) as usize;
+    if sigs > changes.len() {
+        return Err(malformed(format!(
+            "{sigs} signatures for {} changes",
+            changes.len()
+        )));
+    }
+    let mut signatures = Vec::with_capacity(sigs);
+    for _ in 0..sigs {
+        let c = take(128, "signature")?;
+        signatures.push(ChangeSignature {
+            hash: ChangeHash::try_from(&c[..32]).map_err(|e| malformed(e.to_string()))?,
+            signer: PublicKey::from_bytes(&c[32..64]).map_err(|e| malformed(e.to_string()))?,
+            signature: Signature::from_bytes(&c[64..]).map_err(|e| malformed(e.to_string()))?,
+        });
     }
     if at != bytes.len() {
         return Err(malformed("trailing bytes"));
     }
-    Ok(out)
+    Ok(SignedRuns {
+        changes,
+        signatures,
+    })
+}
+
+/// Every change of `doc` that is one of `changes` or descends from one:
+/// the upward closure, in which each actor's latest change is its head.
+fn upward_closure(doc: &Automerge, changes: Vec<Change>) -> Vec<Change> {
+    let mut inside: std::collections::HashSet<ChangeHash> =
+        changes.iter().map(Change::hash).collect();
+    let mut out = changes;
+    // In causal order, so a descendant is seen after what it builds on.
+    for c in doc.get_changes(&[]) {
+        if !inside.contains(&c.hash()) && c.deps().iter().any(|d| inside.contains(d)) {
+            inside.insert(c.hash());
+            out.push(c);
+        }
+    }
+    out
 }
 
 /// Parses the changes of a joining history, each one chunk, held together
@@ -591,11 +635,12 @@ impl Notebook {
         let open = self.held_mut(id)?;
         let msg = open.incident.doc().generate_sync_message(&mut state);
         open.sync.states.insert(peer.to_string(), state);
-        let Some(msg) = msg else {
+        let Some(mut msg) = msg else {
             return Ok(None);
         };
-        // A whole saved document carries every change: send every signature
-        // rather than loading our own document back to list them.
+        let doc = open.incident.doc();
+        // A whole saved document carries every change: each actor's head
+        // signature covers it, without loading our own document back.
         let whole = msg
             .changes
             .iter()
@@ -605,12 +650,33 @@ impl Notebook {
             .flatten()
             .any(|c| c.kind == CHUNK_DOCUMENT);
         let signatures: Vec<ChangeSignature> = if whole {
-            open.signatures.values().copied().collect()
+            crate::head_signatures(doc, &open.signatures)
         } else {
-            changes_in(&msg)?
-                .iter()
-                .filter_map(|c| open.signatures.get(&c.hash()).copied())
-                .collect()
+            let changes = changes_in(&msg)?;
+            let held = |h: &ChangeHash| open.signatures.get(h).copied();
+            match runs::covering_signatures(&changes, held) {
+                Some(s) => s,
+                None => {
+                    // Each actor's latest change here is not one we hold a
+                    // signature of (or a chain is broken): send everything
+                    // that builds on these changes too, up to the heads.
+                    let wider = upward_closure(doc, changes);
+                    let s = runs::covering_signatures(&wider, held).unwrap_or_else(|| {
+                        tracing::error!(
+                            "incident {id}: no held signature covers {} change(s) for {peer}",
+                            wider.len()
+                        );
+                        Vec::new()
+                    });
+                    msg.changes = sync::ChunkList::from(
+                        wider
+                            .iter()
+                            .map(|c| c.raw_bytes().to_vec())
+                            .collect::<Vec<_>>(),
+                    );
+                    s
+                }
+            }
         };
         Ok(Some(
             SignedSyncMessage {
@@ -646,24 +712,14 @@ impl Notebook {
         let signed = SignedSyncMessage::decode(bytes)?;
         let mut msg = parse_guarded("sync message", || sync::Message::decode(&signed.message))?
             .map_err(|e| malformed(e.to_string()))?;
-        let sigs: HashMap<ChangeHash, ChangeSignature> =
-            signed.signatures.iter().map(|s| (s.hash, *s)).collect();
-        let mut incoming = Vec::new();
-        for change in changes_in(&msg)? {
-            let hash = change.hash();
-            let known = self
-                .held(id)
-                .is_some_and(|o| o.signatures.contains_key(&hash));
-            if known {
-                continue;
-            }
-            let s = sigs.get(&hash).ok_or_else(|| NotebookError::Rejected {
-                count: 1,
-                reason: format!("change {hash} arrived without a signature"),
-            })?;
-            incoming.push(SignedChange::from_parts(change, s.signer, s.signature));
-        }
-        let edits = self.accept_shown(id, incoming, shown)?;
+        let edits = self.accept_shown(
+            id,
+            SignedRuns {
+                changes: changes_in(&msg)?,
+                signatures: signed.signatures,
+            },
+            shown,
+        )?;
         // The changes are applied; Automerge only updates what it knows of the peer.
         msg.changes = sync::ChunkList::empty();
         let mut state = self.take_sync_state(id, peer)?;
@@ -765,14 +821,15 @@ mod tests {
         use automerge::transaction::Transactable;
         let key = dontpanic_identity::SecretKey::generate();
         let mut doc = automerge::AutoCommit::new();
-        let mut history = Vec::new();
+        let mut history = SignedRuns::default();
         for i in 0..80 {
             doc.put(automerge::ROOT, format!("n{i}"), "x".repeat(900 << 10))
                 .unwrap();
             doc.commit();
-            let c = doc.get_last_local_change().unwrap().clone();
-            history.push(SignedChange::sign(&key, c));
+            history.changes.push(doc.get_last_local_change().unwrap());
         }
+        let last = history.changes[79].hash();
+        history.signatures.push(ChangeSignature::sign(&key, last));
         let bytes = encode_changes(&history);
         assert!(bytes.len() > MAX_MESSAGE_BYTES, "{} bytes", bytes.len());
         assert_eq!(decode_changes(&bytes).unwrap().len(), 80);

@@ -100,7 +100,7 @@ fn accept_refuses_non_members_and_applies_nothing() {
     let id = nb.current_id().unwrap().to_string();
     let before = nb.signed_changes(&id).unwrap().len();
     let err = nb
-        .accept(&id, vec![SignedChange::sign(&stranger, change)])
+        .accept(&id, vec![SignedChange::sign(&stranger, change)].into())
         .unwrap_err();
     assert!(err.to_string().contains("not a member"), "{err}");
     assert_eq!(nb.signed_changes(&id).unwrap().len(), before);
@@ -120,11 +120,15 @@ fn a_bad_signature_sealed_into_a_snapshot_is_found_after_open() {
     (0..5).for_each(|i| note(&mut nb, &format!("n{i}")));
     let key = nb.device().key.clone();
     let open = nb.held.get_mut(&id).unwrap();
+    // The head's signature is the one that vouches for the whole run.
+    let head = open.incident.doc().get_heads()[0];
     let mut sigs: Vec<ChangeSignature> = open.signatures.values().copied().collect();
-    sigs[0].signature = sigs[1].signature;
+    let other = sigs.iter().find(|s| s.hash != head).unwrap().signature;
+    sigs.iter_mut().find(|s| s.hash == head).unwrap().signature = other;
     let snap = dontpanic_store::Snapshot {
         doc: open.incident.doc().save(),
         signatures: sigs,
+        heads: open.incident.doc().get_heads(),
     };
     nb.data
         .compact(&id, &key, &snap, &mut open.journal)
@@ -172,11 +176,13 @@ fn a_member_cannot_write_in_another_members_name() {
             .any(|e| e.text.contains("prod database"))
     };
     let id = nb.current_id().unwrap().to_string();
-    let err = nb.accept(&id, vec![note_by(&nb, &alice)]).unwrap_err();
+    let err = nb
+        .accept(&id, vec![note_by(&nb, &alice)].into())
+        .unwrap_err();
     assert!(err.to_string().contains("in the name of"), "{err}");
     assert!(!visible(&nb));
     // The same note in her own name is accepted: the rule, not the content, refused it.
-    nb.accept(&id, vec![note_by(&nb, &own)]).unwrap();
+    nb.accept(&id, vec![note_by(&nb, &own)].into()).unwrap();
     assert!(visible(&nb));
 }
 
@@ -281,10 +287,11 @@ fn a_duplicate_seq_is_refused_before_the_journal_and_the_incident_reopens() {
     );
     let before = journal_bytes(tmp.path(), &id);
     let err = nb
-        .accept(&id, vec![SignedChange::sign(&bob, change)])
+        .accept(&id, vec![SignedChange::sign(&bob, change)].into())
         .unwrap_err();
     assert!(err.blames_sender(), "{err}");
-    assert!(err.to_string().contains("does not apply"), "{err}");
+    // Refused by the actor binding: alice's actor is bound to her key.
+    assert!(err.to_string().contains("bound to key"), "{err}");
     assert_eq!(
         journal_bytes(tmp.path(), &id),
         before,
@@ -346,7 +353,7 @@ fn a_schema_violation_is_refused_before_the_journal() {
         SignedChange::sign(&bob, deletion),
         SignedChange::sign(&bob, cover),
     ];
-    let err = nb.accept(&id, batch).unwrap_err();
+    let err = nb.accept(&id, batch.into()).unwrap_err();
     assert!(err.to_string().contains("no-deletion"), "{err}");
     assert_eq!(journal_bytes(tmp.path(), &id), before);
     assert_eq!(
@@ -370,7 +377,9 @@ fn a_schema_violation_is_refused_before_the_journal() {
         )
         .unwrap()
         .change;
-    let edits = nb.accept(&id, vec![SignedChange::sign(&bob, ok)]).unwrap();
+    let edits = nb
+        .accept(&id, vec![SignedChange::sign(&bob, ok)].into())
+        .unwrap();
     assert_eq!(edits[0].author, "bob");
     assert_ne!(journal_bytes(tmp.path(), &id), before);
 }
@@ -395,7 +404,7 @@ fn a_multi_byte_claimed_author_is_refused_without_a_panic() {
         .unwrap()
         .change;
     let err = nb
-        .accept(&id, vec![SignedChange::sign(&bob, change)])
+        .accept(&id, vec![SignedChange::sign(&bob, change)].into())
         .unwrap_err();
     assert!(err.to_string().contains("in the name of"), "{err}");
 }
@@ -462,7 +471,7 @@ fn long_batches_are_checked_whole_and_refused_whole() {
     }
     let journal = b.held(&id).unwrap().journal.path().to_path_buf();
     let before = std::fs::read(&journal).unwrap();
-    let err = b.accept(&id, batch).unwrap_err();
+    let err = b.accept(&id, batch.into()).unwrap_err();
     assert!(err.to_string().contains("schema rule"), "{err}");
     assert_eq!(
         std::fs::read(&journal).unwrap(),
@@ -527,7 +536,7 @@ fn removal_decides_from_history_so_honest_nodes_never_split() {
     };
 
     let before = bob_note(&mut bobs, "written before the removal");
-    carol.accept(&id, vec![before]).unwrap();
+    carol.accept(&id, vec![before].into()).unwrap();
     note(&mut carol, "built on bob's note");
     alice
         .edit(Edit::RemoveMember {
@@ -553,7 +562,7 @@ fn removal_decides_from_history_so_honest_nodes_never_split() {
         .unwrap();
     let after = bob_note(&mut bobs, "written after I saw my removal");
     for nb in [&mut alice, &mut carol, &mut dave] {
-        nb.accept(&id, vec![after.clone()]).unwrap();
+        nb.accept(&id, vec![after.clone()].into()).unwrap();
         assert!(!shows(nb, "after I saw my removal"));
     }
     assert_eq!(heads(&alice), heads(&dave));
@@ -599,4 +608,243 @@ fn concurrent_removals_both_stand_in_either_order() {
         "both removed"
     );
     assert_eq!(members(&carol).len(), 2, "carol and erin stay");
+}
+
+/// Bob's device writing on a copy of `nb`'s document: `n` notes, one
+/// actor, each building on the last.
+fn bob_chain(
+    nb: &Notebook,
+    bob: &dontpanic_identity::SecretKey,
+    editor: &dontpanic_incident::Editor,
+    n: usize,
+) -> (dontpanic_incident::Incident, Vec<automerge::Change>) {
+    let mut doc =
+        dontpanic_incident::Incident::from_doc(nb.incident().unwrap().doc().fork()).unwrap();
+    doc.set_author(&bob.public().to_bytes());
+    let chain = (0..n)
+        .map(|i| {
+            let edit = Edit::AddNote {
+                text: format!("bob {i}"),
+            };
+            doc.apply(edit, editor, 1).unwrap().change
+        })
+        .collect();
+    (doc, chain)
+}
+
+fn covered_by(
+    changes: Vec<automerge::Change>,
+    key: &dontpanic_identity::SecretKey,
+    signed: &automerge::Change,
+) -> SignedRuns {
+    SignedRuns {
+        signatures: vec![ChangeSignature::sign(key, signed.hash())],
+        changes,
+    }
+}
+
+/// One signature over bob's latest change covers his whole chain; a change
+/// forged to ride along with it (a new actor naming bob's key, reached by
+/// no signed change) is refused, naming it, and nothing is stored.
+#[test]
+fn a_change_forged_into_a_covered_chain_is_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut nb = notebook(tmp.path());
+    let (bob, editor) = with_bob(&mut nb);
+    let id = nb.current_id().unwrap().to_string();
+    let (_, chain) = bob_chain(&nb, &bob, &editor, 5);
+    let (_, forged) = bob_chain(&nb, &bob, &editor, 1);
+    let forged = forged[0].clone();
+    let mut batch = chain.clone();
+    batch.insert(2, forged.clone());
+    let before = journal_bytes(tmp.path(), &id);
+    let err = nb
+        .accept(&id, covered_by(batch, &bob, &chain[4]))
+        .unwrap_err();
+    assert!(
+        err.to_string().contains(&forged.hash().to_string())
+            && err.to_string().contains("covered by no signature"),
+        "{err}"
+    );
+    assert_eq!(journal_bytes(tmp.path(), &id), before);
+    // The genuine chain alone, with the same one signature, is taken.
+    let edits = nb
+        .accept(&id, covered_by(chain.clone(), &bob, &chain[4]))
+        .unwrap();
+    assert_eq!(edits.len(), 5);
+}
+
+/// A genuine middle change swapped for another of the same actor and seq
+/// (different content) is not reached by the signed head: refused.
+#[test]
+fn a_middle_change_swapped_in_a_covered_chain_is_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut nb = notebook(tmp.path());
+    let (bob, editor) = with_bob(&mut nb);
+    let id = nb.current_id().unwrap().to_string();
+    let (mut doc, chain) = bob_chain(&nb, &bob, &editor, 5);
+    // The same actor at the same seq, on the state after bob 1.
+    let at = vec![chain[1].hash()];
+    let mut fork =
+        dontpanic_incident::Incident::from_doc(doc.doc_mut().fork_at(&at).unwrap()).unwrap();
+    fork.doc_mut().set_actor(chain[2].actor_id().clone());
+    let swapped = fork
+        .apply(
+            Edit::AddNote {
+                text: "not what bob wrote".into(),
+            },
+            &editor,
+            1,
+        )
+        .unwrap()
+        .change;
+    assert_eq!(
+        (swapped.actor_id(), swapped.seq()),
+        (chain[2].actor_id(), chain[2].seq())
+    );
+    assert_ne!(swapped.hash(), chain[2].hash());
+    let mut batch = chain.clone();
+    batch[2] = swapped.clone();
+    let err = nb
+        .accept(&id, covered_by(batch, &bob, &chain[4]))
+        .unwrap_err();
+    assert!(
+        err.to_string().contains(&swapped.hash().to_string())
+            && err.to_string().contains("covered by no signature"),
+        "{err}"
+    );
+    assert!(!shows(&nb, "not what bob wrote"));
+}
+
+/// Mallory, a member, writes under bob's actor (bound to bob's key by its
+/// first change) an entry in bob's name, and signs it herself: refused by
+/// the actor binding, so bob's later signatures can never be made to vouch
+/// for it, and nothing is written in his name.
+#[test]
+fn a_change_under_another_members_actor_is_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut nb = notebook(tmp.path());
+    let (bob, editor) = with_bob(&mut nb);
+    let mallory = dontpanic_identity::SecretKey::generate();
+    nb.edit(Edit::AddMember {
+        key: mallory.public().to_string(),
+        name: "mallory".into(),
+    })
+    .unwrap();
+    let id = nb.current_id().unwrap().to_string();
+    let (_, chain) = bob_chain(&nb, &bob, &editor, 1);
+    nb.accept(&id, covered_by(chain.clone(), &bob, &chain[0]))
+        .unwrap();
+    let mut forged =
+        dontpanic_incident::Incident::from_doc(nb.incident().unwrap().doc().fork()).unwrap();
+    forged.doc_mut().set_actor(chain[0].actor_id().clone());
+    let change = forged
+        .apply(
+            Edit::AddNote {
+                text: "bob says: restart prod".into(),
+            },
+            &editor,
+            2,
+        )
+        .unwrap()
+        .change;
+    assert_eq!(change.seq(), 2);
+    let err = nb
+        .accept(&id, covered_by(vec![change.clone()], &mallory, &change))
+        .unwrap_err();
+    assert!(err.to_string().contains("bound to key"), "{err}");
+    assert!(!shows(&nb, "restart prod"));
+}
+
+/// A live edit goes alone with its own signature, and is verified alone.
+#[test]
+fn a_live_single_change_is_signed_and_verified_alone() {
+    let (ta, tb) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let mut a = notebook(ta.path());
+    a.create("live", Severity::Sev2).unwrap();
+    let id = a.current_id().unwrap().to_string();
+    let mut b = admitted(&mut a, tb.path(), "bob");
+    converge(&mut a, &mut b, &id);
+    note(&mut a, "one live note");
+    let (ka, kb) = (
+        a.device().key.public().to_string(),
+        b.device().key.public().to_string(),
+    );
+    // The dialogue may need a round of heads first; the message with the
+    // change carries exactly its signature.
+    let mut carried = None;
+    for _ in 0..4 {
+        if let Some(m) = a.sync_message_for(&id, &kb).unwrap() {
+            let signed = sync::SignedSyncMessage::decode(&m).unwrap();
+            let msg = automerge::sync::Message::decode(&signed.message).unwrap();
+            let inside = sync::changes_in(&msg).unwrap();
+            b.receive_sync(&id, &ka, &m).unwrap();
+            if !inside.is_empty() {
+                carried = Some((inside, signed.signatures));
+                break;
+            }
+        }
+        if let Some(r) = b.sync_message_for(&id, &ka).unwrap() {
+            a.receive_sync(&id, &kb, &r).unwrap();
+        }
+    }
+    let (inside, sigs) = carried.expect("the note was sent");
+    assert_eq!(inside.len(), 1);
+    assert_eq!(sigs.len(), 1);
+    assert_eq!(sigs[0].hash, inside[0].hash());
+    assert!(shows(&b, "one live note"));
+}
+
+/// A reconnect: thousands of offline changes by several actors (alice in
+/// two sessions, bob) converge with one signature per actor per message,
+/// and every change is stored covered (the journals reopen clean).
+#[test]
+fn a_reconnect_sized_batch_goes_with_one_signature_per_actor() {
+    let (ta, tb) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let mut a = notebook(ta.path());
+    a.create("reconnect", Severity::Sev2).unwrap();
+    let id = a.current_id().unwrap().to_string();
+    let mut b = admitted(&mut a, tb.path(), "bob");
+    converge(&mut a, &mut b, &id);
+    (0..1500).for_each(|i| note(&mut a, &format!("alice offline {i}")));
+    // A second session of alice: a new actor.
+    drop(a);
+    let mut a = notebook(ta.path());
+    a.open_incident(&id).unwrap();
+    (0..1500).for_each(|i| note(&mut a, &format!("alice again {i}")));
+    (0..1500).for_each(|i| note(&mut b, &format!("bob offline {i}")));
+    let (ka, kb) = (
+        a.device().key.public().to_string(),
+        b.device().key.public().to_string(),
+    );
+    let mut most = (0, 0);
+    let mut step = |from: &mut Notebook, to: &mut Notebook, kfrom: &str, kto: &str| {
+        let Some(m) = from.sync_message_for(&id, kto).unwrap() else {
+            return false;
+        };
+        let signed = sync::SignedSyncMessage::decode(&m).unwrap();
+        let msg = automerge::sync::Message::decode(&signed.message).unwrap();
+        let n = sync::changes_in(&msg).unwrap().len();
+        if n > most.0 {
+            most = (n, signed.signatures.len());
+        }
+        to.receive_sync(&id, kfrom, &m).unwrap();
+        true
+    };
+    for _ in 0..20 {
+        let sent = step(&mut a, &mut b, &ka, &kb);
+        let answered = step(&mut b, &mut a, &kb, &ka);
+        if !sent && !answered {
+            break;
+        }
+    }
+    assert!(most.0 >= 1500, "{most:?}");
+    assert!(most.1 <= 3, "{} signatures for {} changes", most.1, most.0);
+    assert_eq!(heads(&a), heads(&b));
+    assert_eq!(b.incident().unwrap().view().unwrap().timeline.len(), 4502);
+    drop(b);
+    let mut b = Notebook::open(tb.path(), Some("bob")).unwrap();
+    let warnings = b.open_incident(&id).unwrap();
+    assert!(warnings.is_empty(), "{warnings:?}");
+    assert_eq!(b.incident().unwrap().view().unwrap().timeline.len(), 4502);
 }

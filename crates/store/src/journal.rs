@@ -1,11 +1,19 @@
 //! The append-only journal of signed changes, and its recovery on open.
 //!
-//! File layout: an 8-byte header `DPJOURN1`, then records:
+//! File layout: an 8-byte header `DPJOURN2`, then records:
 //!
 //! ```text
-//! magic "DPc1" | payload length u32 LE | crc32(payload) u32 LE | payload
-//! payload = signer public key (32) | signature (64) | Automerge change bytes
+//! magic "DPc2" | payload length u32 LE | crc32(payload) u32 LE | payload
+//! payload = kind u8 | [kind 1: signer public key (32) | signature (64)]
+//!         | Automerge change bytes
 //! ```
+//!
+//! Kind 1 is a *signed* record; kind 0 a *covered* one: its change is
+//! covered (docs/security.md, "Signatures per run") by a later signed
+//! record of the same actor in the same file. A batch is appended covered
+//! records first, signed ones last, so a torn write can only leave covered
+//! records without their signature at the tail: those are reported and
+//! dropped as unverifiable, never accepted unverified.
 //!
 //! The per-record magic lets recovery find the next good record after a
 //! damaged one instead of discarding everything that follows.
@@ -15,17 +23,48 @@ use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
 use automerge::Change;
-use dontpanic_identity::{verify_all, PublicKey, Signature, SignedChange};
+use dontpanic_identity::{runs, verify_all, ChangeSignature, PublicKey, Signature, SignedChange};
 
 use crate::{io_err, write_atomic, StoreError};
 
 /// The journal's file name inside an incident directory.
 pub(crate) const FILE: &str = "journal";
-/// Extension of journal segments folded into a snapshot.
+/// Extension of segments: sealed copies of a snapshot generation.
 pub(crate) const SEGMENT: &str = "seg";
-const HEADER: &[u8; 8] = b"DPJOURN1";
-const MAGIC: &[u8; 4] = b"DPc1";
+const HEADER: &[u8; 8] = b"DPJOURN2";
+/// The header of the format before signatures per run.
+const OLD_HEADER: &[u8; 8] = b"DPJOURN1";
+const MAGIC: &[u8; 4] = b"DPc2";
 const RECORD_HEAD: usize = 12;
+const KIND_COVERED: u8 = 0;
+const KIND_SIGNED: u8 = 1;
+/// The smallest payload: a kind byte and a change header.
+const MIN_PAYLOAD: usize = 1 + 8;
+
+/// One change as the journal keeps it: with its own signature, or covered
+/// by a later signed record of its actor in the same file.
+#[derive(Clone, Debug)]
+pub struct Stored {
+    /// The change.
+    pub change: Change,
+    /// Its signature, if this record is a signed one.
+    pub signature: Option<ChangeSignature>,
+}
+
+impl Stored {
+    /// A record carrying its own signature.
+    pub fn signed(c: &SignedChange) -> Stored {
+        Stored {
+            change: c.change.clone(),
+            signature: Some(c.detached()),
+        }
+    }
+
+    /// The change hash.
+    pub fn hash(&self) -> automerge::ChangeHash {
+        self.change.hash()
+    }
+}
 /// No legitimate change comes near this; a larger length is damage.
 const MAX_PAYLOAD: usize = 64 << 20;
 
@@ -59,7 +98,7 @@ impl std::fmt::Display for Damage {
 #[derive(Debug, Default)]
 pub struct Loaded {
     /// Every valid, verified change, in file order.
-    pub changes: Vec<SignedChange>,
+    pub changes: Vec<Stored>,
     /// Every damaged stretch; empty for a healthy journal.
     pub damage: Vec<Damage>,
     /// Where the damaged original was kept, whole, before the journal was
@@ -81,8 +120,6 @@ pub struct Scan {
     pub damaged: bool,
     /// Signer keys of the records, as raw bytes, first seen first.
     pub signers: Vec<[u8; 32]>,
-    /// The payload ranges of the good records, for [`hashes_of`].
-    payloads: Vec<(usize, usize)>,
 }
 
 /// Structural pass over journal bytes; see [`Scan`].
@@ -100,7 +137,7 @@ pub(crate) fn scan(buf: &[u8]) -> Scan {
             return out;
         }
         let len = u32::from_le_bytes(rest[4..8].try_into().expect("4 bytes")) as usize;
-        if !(96..=MAX_PAYLOAD).contains(&len) || rest.len() < RECORD_HEAD + len {
+        if !(MIN_PAYLOAD..=MAX_PAYLOAD).contains(&len) || rest.len() < RECORD_HEAD + len {
             out.damaged = true;
             return out;
         }
@@ -110,11 +147,19 @@ pub(crate) fn scan(buf: &[u8]) -> Scan {
             out.damaged = true;
             return out;
         }
-        let signer: [u8; 32] = payload[..32].try_into().expect("32 bytes");
-        if !out.signers.contains(&signer) {
-            out.signers.push(signer);
+        match payload[0] {
+            KIND_SIGNED if len >= 97 + 8 => {
+                let signer: [u8; 32] = payload[1..33].try_into().expect("32 bytes");
+                if !out.signers.contains(&signer) {
+                    out.signers.push(signer);
+                }
+            }
+            KIND_COVERED => {}
+            _ => {
+                out.damaged = true;
+                return out;
+            }
         }
-        out.payloads.push((pos + RECORD_HEAD + 96, len - 96));
         out.records += 1;
         pos += RECORD_HEAD + len;
     }
@@ -130,7 +175,7 @@ pub(crate) fn changes_of(buf: &[u8]) -> Vec<Change> {
 /// Every record of journal bytes that passes its checksum and parses, also
 /// those after a damaged one (resynchronising on the record magic), no
 /// signature checked: start-up sanity checks only.
-pub(crate) fn records_of(buf: &[u8]) -> Vec<SignedChange> {
+pub(crate) fn records_of(buf: &[u8]) -> Vec<Stored> {
     let mut out = Vec::new();
     let mut at = 0;
     while let Some(found) = buf[at..].windows(4).position(|w| w == MAGIC) {
@@ -146,15 +191,6 @@ pub(crate) fn records_of(buf: &[u8]) -> Vec<SignedChange> {
     out
 }
 
-/// The change hashes of the records a [`scan`] found (parsed, not verified).
-pub(crate) fn hashes_of(buf: &[u8], scan: &Scan) -> Vec<automerge::ChangeHash> {
-    scan.payloads
-        .iter()
-        .filter_map(|(at, len)| Change::try_from(&buf[*at..*at + *len]).ok())
-        .map(|c| c.hash())
-        .collect()
-}
-
 /// An open, append-only journal.
 pub struct Journal {
     path: PathBuf,
@@ -163,26 +199,42 @@ pub struct Journal {
     records: usize,
 }
 
-fn encode(change: &SignedChange, out: &mut Vec<u8>) {
-    let bytes = change.change.raw_bytes();
-    let payload_len = 32 + 64 + bytes.len();
+fn encode(record: &Stored, out: &mut Vec<u8>) {
+    let bytes = record.change.raw_bytes();
+    let mut head = Vec::with_capacity(97);
+    match &record.signature {
+        Some(s) => {
+            head.push(KIND_SIGNED);
+            head.extend_from_slice(&s.signer.to_bytes());
+            head.extend_from_slice(&s.signature.to_bytes());
+        }
+        None => head.push(KIND_COVERED),
+    }
+    let payload_len = head.len() + bytes.len();
     let mut crc = crc32fast::Hasher::new();
-    let signer = change.signer.to_bytes();
-    let sig = change.signature.to_bytes();
-    crc.update(&signer);
-    crc.update(&sig);
+    crc.update(&head);
     crc.update(bytes);
     out.extend_from_slice(MAGIC);
     out.extend_from_slice(&(payload_len as u32).to_le_bytes());
     out.extend_from_slice(&crc.finalize().to_le_bytes());
-    out.extend_from_slice(&signer);
-    out.extend_from_slice(&sig);
+    out.extend_from_slice(&head);
     out.extend_from_slice(bytes);
+}
+
+/// Encodes a batch: covered records first, signed ones last, so a torn
+/// write leaves only uncovered changes (found and dropped on open).
+fn encode_batch(records: &[Stored], out: &mut Vec<u8>) {
+    for r in records.iter().filter(|r| r.signature.is_none()) {
+        encode(r, out);
+    }
+    for r in records.iter().filter(|r| r.signature.is_some()) {
+        encode(r, out);
+    }
 }
 
 /// Outcome of reading one record at an offset.
 enum Record {
-    Good(Box<SignedChange>, usize),
+    Good(Box<Stored>, usize),
     Torn,
     Bad(String),
 }
@@ -195,7 +247,7 @@ fn read_record(buf: &[u8]) -> Record {
         return Record::Bad("no record starts here".into());
     }
     let len = u32::from_le_bytes(buf[4..8].try_into().expect("4 bytes")) as usize;
-    if !(96..=MAX_PAYLOAD).contains(&len) {
+    if !(MIN_PAYLOAD..=MAX_PAYLOAD).contains(&len) {
         return Record::Bad(format!("impossible record length {len}"));
     }
     if buf.len() < RECORD_HEAD + len {
@@ -206,19 +258,30 @@ fn read_record(buf: &[u8]) -> Record {
     if crc32fast::hash(payload) != crc {
         return Record::Bad("checksum mismatch".into());
     }
-    let signer = match PublicKey::from_bytes(&payload[..32]) {
-        Ok(k) => k,
-        Err(e) => return Record::Bad(e.to_string()),
+    let (signed, bytes) = match payload[0] {
+        KIND_COVERED => (None, &payload[1..]),
+        KIND_SIGNED if len >= 97 + 8 => {
+            let signer = match PublicKey::from_bytes(&payload[1..33]) {
+                Ok(k) => k,
+                Err(e) => return Record::Bad(e.to_string()),
+            };
+            let signature = match Signature::from_bytes(&payload[33..97]) {
+                Ok(s) => s,
+                Err(e) => return Record::Bad(e.to_string()),
+            };
+            (Some((signer, signature)), &payload[97..])
+        }
+        other => return Record::Bad(format!("unknown record kind {other}")),
     };
-    let signature = match Signature::from_bytes(&payload[32..96]) {
-        Ok(s) => s,
-        Err(e) => return Record::Bad(e.to_string()),
-    };
-    match Change::try_from(&payload[96..]) {
-        Ok(change) => Record::Good(
-            Box::new(SignedChange::from_parts(change, signer, signature)),
-            RECORD_HEAD + len,
-        ),
+    match Change::try_from(bytes) {
+        Ok(change) => {
+            let signature = signed.map(|(signer, signature)| ChangeSignature {
+                hash: change.hash(),
+                signer,
+                signature,
+            });
+            Record::Good(Box::new(Stored { change, signature }), RECORD_HEAD + len)
+        }
         Err(e) => Record::Bad(format!("change does not parse: {e}")),
     }
 }
@@ -239,7 +302,7 @@ fn resync(buf: &[u8], from: usize) -> usize {
 /// Checks journal bytes record by record (header, magic, length, CRC,
 /// parsing, then every signature) without touching the file: the valid
 /// changes, in file order, and every damaged stretch, by offset.
-pub(crate) fn check(path: &Path, buf: &[u8]) -> (Vec<SignedChange>, Vec<Damage>) {
+pub(crate) fn check(path: &Path, buf: &[u8]) -> (Vec<Stored>, Vec<Damage>) {
     let mut found = Vec::new();
     let mut damage = |offset: usize, len: usize, reason: String| {
         found.push(Damage {
@@ -253,6 +316,14 @@ pub(crate) fn check(path: &Path, buf: &[u8]) -> (Vec<SignedChange>, Vec<Damage>)
     let mut changes = Vec::new();
     let mut pos = if buf.starts_with(HEADER) {
         HEADER.len()
+    } else if buf.starts_with(OLD_HEADER) {
+        // Nothing of the old format is read as the new one: said once.
+        damage(
+            0,
+            buf.len(),
+            "a journal of the older per-change-signature format (DPJOURN1), which this version does not read".into(),
+        );
+        return (Vec::new(), found);
     } else {
         let next = resync(buf, 0);
         damage(0, next, "missing journal header".into());
@@ -291,13 +362,51 @@ pub(crate) fn check(path: &Path, buf: &[u8]) -> (Vec<SignedChange>, Vec<Damage>)
             }
         }
     }
-    let bad = verify_all(&changes);
-    for (i, err) in bad.iter().rev() {
-        let start = offsets[*i];
-        let len = RECORD_HEAD + changes[*i].change.raw_bytes().len() + 96;
-        damage(start, len, format!("rejected record: {err}"));
-        changes.remove(*i);
+    let record_len = |r: &Stored| {
+        RECORD_HEAD + 1 + r.change.raw_bytes().len() + if r.signature.is_some() { 96 } else { 0 }
+    };
+    // Signed records: each signature checked (and the author, where the
+    // change names one).
+    let signed: Vec<usize> = (0..changes.len())
+        .filter(|i| changes[*i].signature.is_some())
+        .collect();
+    let as_signed: Vec<SignedChange> = signed
+        .iter()
+        .map(|i| {
+            let r: &Stored = &changes[*i];
+            let s = r.signature.expect("signed");
+            SignedChange::from_parts(r.change.clone(), s.signer, s.signature)
+        })
+        .collect();
+    let mut good = vec![true; changes.len()];
+    for (j, err) in verify_all(&as_signed) {
+        let i = signed[j];
+        damage(
+            offsets[i],
+            record_len(&changes[i]),
+            format!("rejected record: {err}"),
+        );
+        good[i] = false;
     }
+    // Covered records: reached by a good signed record of their actor.
+    let batch: Vec<Change> = changes.iter().map(|r| r.change.clone()).collect();
+    let heads: Vec<usize> = signed.iter().copied().filter(|i| good[*i]).collect();
+    let covered = runs::covered(&batch, &heads);
+    for i in 0..changes.len() {
+        if good[i] && !covered[i] {
+            damage(
+                offsets[i],
+                record_len(&changes[i]),
+                format!(
+                    "change {} is covered by no signed record of its actor (a batch cut short?): unverifiable, dropped",
+                    changes[i].hash()
+                ),
+            );
+            good[i] = false;
+        }
+    }
+    let mut keep = good.into_iter();
+    changes.retain(|_| keep.next().unwrap_or(false));
     found.sort_by_key(|d| d.offset);
     (changes, found)
 }
@@ -306,11 +415,9 @@ impl Journal {
     /// Creates a journal holding `changes`, durably, where nothing was:
     /// the file is written under a temporary name in the same directory,
     /// synced, then renamed.
-    pub(crate) fn create_with(path: &Path, changes: &[SignedChange]) -> Result<(), StoreError> {
+    pub(crate) fn create_with(path: &Path, changes: &[Stored]) -> Result<(), StoreError> {
         let mut bytes = HEADER.to_vec();
-        for c in changes {
-            encode(c, &mut bytes);
-        }
+        encode_batch(changes, &mut bytes);
         write_atomic(path, &bytes)
     }
 
@@ -347,6 +454,8 @@ impl Journal {
         if !loaded.damage.is_empty() {
             let aside = aside_path(path);
             fs::copy(path, &aside).map_err(io_err(&aside))?;
+            // Kept in file order: each change is still covered by the
+            // same later signed record.
             let mut clean = HEADER.to_vec();
             for c in &loaded.changes {
                 encode(c, &mut clean);
@@ -387,19 +496,19 @@ impl Journal {
         self.records
     }
 
-    /// Starts a new, empty journal after a snapshot; the old one is kept as
-    /// a segment (`journal-<ms>.seg`), so the full history survives a
-    /// damaged snapshot.
-    pub(crate) fn rotate(&mut self) -> Result<(), StoreError> {
-        let stamp = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_millis())
-            .unwrap_or(0);
-        let segment = self
-            .path
-            .with_file_name(format!("{FILE}-{stamp}.{SEGMENT}"));
-        fs::rename(&self.path, &segment).map_err(io_err(&segment))?;
-        *self = Journal::create(&self.path)?;
+    /// Starts the journal afresh, empty, after a snapshot and its segment
+    /// twin hold everything it held (written atomically: a crash leaves
+    /// either the old journal, whose changes are then held twice, or the
+    /// empty one).
+    pub(crate) fn restart(&mut self) -> Result<(), StoreError> {
+        write_atomic(&self.path, HEADER)?;
+        self.file = OpenOptions::new()
+            .read(true)
+            .append(true)
+            .open(&self.path)
+            .map_err(io_err(&self.path))?;
+        self.len = HEADER.len() as u64;
+        self.records = 0;
         Ok(())
     }
 
@@ -408,16 +517,17 @@ impl Journal {
         self.len <= HEADER.len() as u64
     }
 
-    /// Appends changes and returns once they are durable. On failure the
-    /// file is cut back so no partial record is left behind.
-    pub fn append(&mut self, changes: &[SignedChange]) -> Result<(), StoreError> {
+    /// Appends a verified batch and returns once it is durable: covered
+    /// records first, signed ones last (see the module docs). Every
+    /// covered change must be reached by a signed one of its actor in the
+    /// batch. On failure the file is cut back so no partial record is left
+    /// behind.
+    pub fn append(&mut self, changes: &[Stored]) -> Result<(), StoreError> {
         if changes.is_empty() {
             return Ok(());
         }
         let mut buf = Vec::new();
-        for c in changes {
-            encode(c, &mut buf);
-        }
+        encode_batch(changes, &mut buf);
         let result = self
             .file
             .write_all(&buf)
@@ -462,18 +572,30 @@ mod tests {
     use automerge::transaction::Transactable;
     use dontpanic_identity::SecretKey;
 
-    fn changes(n: usize) -> Vec<SignedChange> {
+    fn changes(n: usize) -> Vec<Stored> {
         let key = SecretKey::generate();
         let mut doc = automerge::AutoCommit::new();
         (0..n)
             .map(|i| {
                 doc.put(automerge::ROOT, "n", i as i64).unwrap();
-                SignedChange::sign(&key, doc.get_last_local_change().unwrap())
+                Stored::signed(&SignedChange::sign(
+                    &key,
+                    doc.get_last_local_change().unwrap(),
+                ))
             })
             .collect()
     }
 
-    fn written(n: usize) -> (tempfile::TempDir, PathBuf, Vec<SignedChange>) {
+    /// `n` changes of one actor as one batch: only the last is signed.
+    fn batch(n: usize) -> Vec<Stored> {
+        let mut all = changes(n);
+        for r in &mut all[..n - 1] {
+            r.signature = None;
+        }
+        all
+    }
+
+    fn written(n: usize) -> (tempfile::TempDir, PathBuf, Vec<Stored>) {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join(FILE);
         let mut j = Journal::create(&path).unwrap();
@@ -484,7 +606,7 @@ mod tests {
         (dir, path, all)
     }
 
-    fn hashes(cs: &[SignedChange]) -> Vec<automerge::ChangeHash> {
+    fn hashes(cs: &[Stored]) -> Vec<automerge::ChangeHash> {
         cs.iter().map(|c| c.hash()).collect()
     }
 
@@ -521,7 +643,7 @@ mod tests {
                 "forged signature in record 5",
                 |b, o| {
                     // Re-sign nothing: swap in record 4's signature and fix the CRC.
-                    let (s4, s5) = (o[4] + RECORD_HEAD + 32, o[5] + RECORD_HEAD + 32);
+                    let (s4, s5) = (o[4] + RECORD_HEAD + 33, o[5] + RECORD_HEAD + 33);
                     let sig: Vec<u8> = b[s4..s4 + 64].to_vec();
                     b[s5..s5 + 64].copy_from_slice(&sig);
                     let len =
@@ -563,5 +685,49 @@ mod tests {
             assert!(again.damage.is_empty(), "{name}: {:?}", again.damage);
             assert_eq!(again.changes.len(), survivors.len() + 1, "{name}");
         }
+    }
+
+    /// A batch covered by its last record: whole, it loads; cut anywhere
+    /// before its signed record, every change is reported and dropped,
+    /// none accepted unverified.
+    #[test]
+    fn a_covered_batch_stands_or_falls_with_its_signed_record() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(FILE);
+        let mut j = Journal::create(&path).unwrap();
+        let all = batch(5);
+        j.append(&all).unwrap();
+        drop(j);
+        let (_, loaded) = Journal::open(&path).unwrap();
+        assert!(loaded.damage.is_empty(), "{:?}", loaded.damage);
+        assert_eq!(hashes(&loaded.changes), hashes(&all));
+        // Torn just before the end of the signed (last) record.
+        let bytes = fs::read(&path).unwrap();
+        fs::write(&path, &bytes[..bytes.len() - 3]).unwrap();
+        let (_, loaded) = Journal::open(&path).unwrap();
+        assert!(loaded.changes.is_empty(), "{:?}", hashes(&loaded.changes));
+        let uncovered = loaded
+            .damage
+            .iter()
+            .filter(|d| d.reason.contains("covered by no signed record"))
+            .count();
+        assert_eq!(uncovered, 4, "{:?}", loaded.damage);
+    }
+
+    #[test]
+    fn an_old_format_journal_is_named_not_misread() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(FILE);
+        fs::write(&path, b"DPJOURN1 and some old records").unwrap();
+        let (_, loaded) = Journal::open(&path).unwrap();
+        assert!(loaded.changes.is_empty());
+        assert!(
+            loaded.damage[0].to_string().contains("DPJOURN1")
+                && loaded.damage[0]
+                    .to_string()
+                    .contains(&path.display().to_string()),
+            "{:?}",
+            loaded.damage
+        );
     }
 }

@@ -6,16 +6,18 @@
 //! * [`DataDir`] is an opened, locked data directory: one process at a time.
 //! * [`Device`] is this machine's key and display name, kept in
 //!   `device.key` (owner-only) and `device.json`.
-//! * [`Journal`] is an append-only file of [`SignedChange`]s. An append
+//! * [`Journal`] is an append-only file of [`Stored`] changes, each signed
+//!   or covered by a later signed record of its actor. An append
 //!   returns only once the bytes are on disk (`fdatasync`), so an edit the
 //!   REPL acknowledged survives `kill -9`. On open every record is checked
 //!   (checksum, then signature); damage is reported by file and offset, the
 //!   damaged file is kept aside whole, and every valid record is kept.
-//! * [`Snapshot`] is a cache: the whole document sealed by this device. The
-//!   journal segments (`journal-<ms>.seg`, journals rotated at each
-//!   snapshot) and the live journal are the truth it stands for;
-//!   [`DataDir::check_segments`] says cheaply whether they are whole and
-//!   whether the snapshot is older than them.
+//! * [`Snapshot`] is a cache: the whole document sealed by this device.
+//!   Each snapshot is written twice: as `snapshot` and as a segment
+//!   (`history-<ms>.seg`, the same sealed format), before the journal starts
+//!   afresh; the segment and the live journal are the truth the snapshot
+//!   stands for. [`DataDir::check_segments`] says cheaply (checksum, seal,
+//!   heads) whether the segment is whole and whether the snapshot is older.
 //!
 //! Only this crate touches the disk. It knows signed changes, not what an
 //! incident is.
@@ -32,11 +34,11 @@ use std::io::{self, Write};
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
-use dontpanic_identity::{SecretKey, SignedChange};
+use dontpanic_identity::SecretKey;
 use serde::{Deserialize, Serialize};
 
 pub use addresses::{AddressBook, Whereabouts};
-pub use journal::{Damage, Journal, Loaded, Scan};
+pub use journal::{Damage, Journal, Loaded, Scan, Stored};
 pub use snapshot::Snapshot;
 
 /// Storage errors; each names the file it concerns.
@@ -364,11 +366,7 @@ impl DataDir {
     /// Creates a new incident whose journal holds `changes`, atomically: it
     /// is written in a temporary directory, synced, and renamed into place,
     /// so no incident directory exists unless its first records are durable.
-    pub fn create_incident(
-        &self,
-        id: &str,
-        changes: &[SignedChange],
-    ) -> Result<Journal, StoreError> {
+    pub fn create_incident(&self, id: &str, changes: &[Stored]) -> Result<Journal, StoreError> {
         let incidents = self.root.join("incidents");
         let dir = self.incident_dir(id);
         if fs::symlink_metadata(&dir).is_ok() {
@@ -481,68 +479,66 @@ impl DataDir {
         snapshot::write(&self.incident_dir(id).join(snapshot::FILE), key, snap)
     }
 
-    /// Writes a new segment holding `changes` (the whole history, when the
-    /// segments were found to lack some of what the snapshot holds), so the
-    /// snapshot is a cache again. Returns its path.
-    pub fn write_segment(&self, id: &str, changes: &[SignedChange]) -> Result<PathBuf, StoreError> {
-        let dir = self.incident_dir(id);
-        let mut stamp = now_ms();
-        let mut path;
-        loop {
-            path = dir.join(format!("{}-{stamp}.{}", journal::FILE, journal::SEGMENT));
-            if fs::symlink_metadata(&path).is_err() {
-                break;
-            }
-            stamp += 1;
-        }
-        Journal::create_with(&path, changes)?;
+    /// Writes a new segment holding `snap` (the whole history, when the
+    /// segments were found to lack some of what the snapshot holds), sealed
+    /// with `key`, so the snapshot is a cache again. Returns its path.
+    pub fn write_segment(
+        &self,
+        id: &str,
+        key: &SecretKey,
+        snap: &Snapshot,
+    ) -> Result<PathBuf, StoreError> {
+        let path = self.new_segment_path(id);
+        snapshot::write(&path, key, snap)?;
         Ok(path)
     }
 
-    /// The quick check of every segment run at each open: each is scanned
-    /// (structure and checksums, no signatures); a damaged one is opened in
-    /// full, which keeps the original aside and rewrites its valid records;
-    /// anything else in a segment's place is moved aside. The newest
-    /// segment's change hashes are returned so the caller can tell whether
-    /// the snapshot is older than the segments.
+    fn new_segment_path(&self, id: &str) -> PathBuf {
+        let dir = self.incident_dir(id);
+        let mut stamp = now_ms();
+        loop {
+            let path = dir.join(format!("{SEGMENT_NAME}-{stamp}.{}", journal::SEGMENT));
+            if fs::symlink_metadata(&path).is_err() {
+                return path;
+            }
+            stamp += 1;
+        }
+    }
+
+    /// The check of every segment run at each open: each is read and its
+    /// checksum and seal checked, nothing parsed; a damaged
+    /// one, or anything else in a segment's place, is moved aside whole.
+    /// The newest segment's heads are returned so the caller can tell
+    /// whether the snapshot is older than the segments.
     pub fn check_segments(&self, id: &str) -> Result<SegmentCheck, StoreError> {
         let mut check = SegmentCheck::default();
         for path in self.segment_paths(id)? {
             let meta = fs::symlink_metadata(&path).map_err(io_err(&path))?;
-            if !meta.is_file() {
-                let aside = journal::aside_path(&path);
-                fs::rename(&path, &aside).map_err(io_err(&aside))?;
-                check.warnings.push(format!(
-                    "{}: not a file; moved aside as {}",
-                    path.display(),
-                    aside.display()
-                ));
-                check.lost = true;
-                continue;
-            }
-            let bytes = fs::read(&path).map_err(io_err(&path))?;
-            let mut scan = journal::scan(&bytes);
-            let mut bytes = bytes;
-            if scan.damaged {
-                let (_, loaded) = Journal::open(&path)?;
-                check
-                    .warnings
-                    .extend(loaded.damage.iter().map(|d| d.to_string()));
-                if let Some(aside) = &loaded.kept_aside {
-                    check.warnings.push(format!(
-                        "the damaged segment was kept whole as {}; {} valid change(s) kept in {}",
-                        aside.display(),
-                        loaded.changes.len(),
-                        path.display()
-                    ));
+            let read = if meta.is_file() {
+                let bytes = fs::read(&path).map_err(io_err(&path))?;
+                // A segment sealed under an earlier identity is kept: its
+                // changes are then verified by their signatures on rebuild.
+                snapshot::read_any(&path, &bytes)
+                    .map(|(snap, _)| snap)
+                    .map_err(|e| e.to_string())
+            } else {
+                Err(format!("{}: not a file", path.display()))
+            };
+            match read {
+                Ok(snap) => {
+                    check.newest = Some((path.clone(), snap.heads));
+                    check.paths.push(path);
                 }
-                check.lost = true;
-                bytes = fs::read(&path).map_err(io_err(&path))?;
-                scan = journal::scan(&bytes);
+                Err(problem) => {
+                    let aside = journal::aside_path(&path);
+                    fs::rename(&path, &aside).map_err(io_err(&aside))?;
+                    check.warnings.push(format!(
+                        "{problem}; the segment was kept aside whole as {}",
+                        aside.display()
+                    ));
+                    check.lost = true;
+                }
             }
-            check.records += scan.records;
-            check.newest = Some((path.clone(), journal::hashes_of(&bytes, &scan)));
-            check.paths.push(path);
         }
         Ok(check)
     }
@@ -562,55 +558,61 @@ impl DataDir {
         Ok(segments)
     }
 
-    /// Whether `key` signed anything held for this incident: the snapshot's
-    /// seal, or a record of the journal or a segment (checked by structure
-    /// only, no signature verification: this is a start-up sanity check).
+    /// Whether `key` signed anything held for this incident: the seal of
+    /// the snapshot or of a segment, or a signed record of the journal
+    /// (checked by structure only, no signature verification: this is a
+    /// start-up sanity check).
     pub fn signed_by(&self, id: &str, key: &dontpanic_identity::PublicKey) -> bool {
         let key = key.to_bytes();
         if self
-            .peek_snapshot(id)
-            .is_some_and(|(sealer, _)| sealer == key)
+            .peek_sealed(id)
+            .iter()
+            .any(|(sealer, _)| *sealer == key)
         {
             return true;
         }
-        let dir = self.incident_dir(id);
-        let mut files = vec![dir.join(journal::FILE)];
-        files.extend(self.segment_paths(id).unwrap_or_default().into_iter().rev());
+        let journal = self.incident_dir(id).join(journal::FILE);
         // A damaged file stops the quick scan at the damage; the records
         // after it (kept, waiting for the lost change) count too.
-        files.iter().any(|f| {
-            fs::read(f)
-                .map(|b| {
-                    let scan = journal::scan(&b);
-                    scan.signers.contains(&key)
-                        || (scan.damaged
-                            && journal::records_of(&b)
-                                .iter()
-                                .any(|c| c.signer.to_bytes() == key))
-                })
-                .unwrap_or(false)
-        })
+        fs::read(journal)
+            .map(|b| {
+                let scan = journal::scan(&b);
+                scan.signers.contains(&key)
+                    || (scan.damaged
+                        && journal::records_of(&b)
+                            .iter()
+                            .filter_map(|c| c.signature)
+                            .any(|s| s.signer.to_bytes() == key))
+            })
+            .unwrap_or(false)
     }
 
-    /// Every change of an incident's journal and segments, parsed but not
-    /// verified, for the start-up roster check only.
+    /// The sealer keys and documents of the snapshot and of every segment,
+    /// unchecked, for the start-up question "whose incident is this?" only.
+    pub fn peek_sealed(&self, id: &str) -> Vec<([u8; 32], Vec<u8>)> {
+        let mut files = vec![self.incident_dir(id).join(snapshot::FILE)];
+        files.extend(self.segment_paths(id).unwrap_or_default());
+        files
+            .iter()
+            .filter_map(|f| snapshot::peek(&fs::read(f).ok()?))
+            .collect()
+    }
+
+    /// Every change of an incident's journal, parsed but not verified, for
+    /// the start-up roster check only.
     pub fn unverified_changes(&self, id: &str) -> Vec<automerge::Change> {
-        let dir = self.incident_dir(id);
-        let mut files = self.segment_paths(id).unwrap_or_default();
-        files.push(dir.join(journal::FILE));
-        let mut out = Vec::new();
-        for f in files {
-            if let Ok(b) = fs::read(&f) {
-                out.extend(journal::changes_of(&b));
-            }
-        }
-        out
+        fs::read(self.incident_dir(id).join(journal::FILE))
+            .map(|b| journal::changes_of(&b))
+            .unwrap_or_default()
     }
 
-    /// Replaces the snapshot (sealed with `key`) and starts a new journal:
-    /// the snapshot is durable before the journal is rotated, so a crash in
-    /// between only leaves changes stored twice; the old journal is kept as
-    /// a segment.
+    /// Replaces the snapshot (sealed with `key`) and starts the journal
+    /// afresh. The snapshot is written twice, as a new segment first and
+    /// then as `snapshot`, both durable before the journal is emptied, so
+    /// any one of the three files may be lost without losing a change: a
+    /// crash in between leaves changes held twice, or a segment newer than
+    /// the snapshot (found at open, the snapshot rebuilt). Older segments,
+    /// each a subset of the new one, are then removed.
     pub fn compact(
         &self,
         id: &str,
@@ -618,25 +620,34 @@ impl DataDir {
         snap: &Snapshot,
         journal: &mut Journal,
     ) -> Result<(), StoreError> {
+        let older = self.segment_paths(id)?;
+        let segment = self.write_segment(id, key, snap)?;
         snapshot::write(&self.incident_dir(id).join(snapshot::FILE), key, snap)?;
-        journal.rotate()?;
-        sync_dir(&self.incident_dir(id))
+        journal.restart()?;
+        sync_dir(&self.incident_dir(id))?;
+        for old in older.into_iter().filter(|p| *p != segment) {
+            if let Err(e) = fs::remove_file(&old) {
+                tracing::warn!("{}: could not remove an older segment: {e}", old.display());
+            }
+        }
+        Ok(())
     }
 
-    /// Every change in the journal segments already folded into snapshots,
-    /// each verified: the way back to the whole history when a snapshot is
-    /// damaged, missing or stale.
-    pub fn read_segments(&self, id: &str) -> Result<Loaded, StoreError> {
-        let mut all = Loaded::default();
-        for s in self.segment_paths(id)? {
-            if !s.is_file() {
+    /// The documents of every segment that passes its checksum and seal,
+    /// with the key that sealed each: the way back to the whole history
+    /// when a snapshot is damaged, missing or stale.
+    pub fn read_segments(&self, id: &str) -> Result<Vec<Segment>, StoreError> {
+        let mut out = Vec::new();
+        for path in self.segment_paths(id)? {
+            if !path.is_file() {
                 continue;
             }
-            let (_, loaded) = Journal::open(&s)?;
-            all.changes.extend(loaded.changes);
-            all.damage.extend(loaded.damage);
+            let bytes = fs::read(&path).map_err(io_err(&path))?;
+            if let Ok((snap, sealer)) = snapshot::read_any(&path, &bytes) {
+                out.push(Segment { path, snap, sealer });
+            }
         }
-        Ok(all)
+        Ok(out)
     }
 
     /// Reads a small per-incident file (such as a peer's sync state).
@@ -671,85 +682,100 @@ impl DataDir {
             len: 0,
             reason: reason.to_string(),
         };
-        let mut files = vec![dir.join(journal::FILE)];
-        let segments = self.segment_paths(id)?;
-        files.extend(segments.iter().cloned());
-        for path in &files {
-            match fs::symlink_metadata(path) {
-                Ok(m) if m.is_file() => {
-                    let bytes = fs::read(path).map_err(io_err(path))?;
-                    out.extend(journal::check(path, &bytes).1);
-                }
-                Ok(_) => out.push(whole(path, "not a file")),
-                Err(e) if e.kind() == io::ErrorKind::NotFound => out.push(whole(path, "missing")),
-                Err(e) => return Err(io_err(path)(e)),
-            }
-        }
-        let snap = dir.join(snapshot::FILE);
-        match fs::symlink_metadata(&snap) {
+        let journal = dir.join(journal::FILE);
+        match fs::symlink_metadata(&journal) {
             Ok(m) if m.is_file() => {
-                let bytes = fs::read(&snap).map_err(io_err(&snap))?;
-                match snapshot::read(&snap, &bytes, sealer) {
-                    Ok(s) => {
-                        // The table follows the header, the document and
-                        // the count: 128 bytes per entry.
-                        let table = 8 + 4 + s.doc.len() as u64 + 4;
-                        for (i, sig) in s.signatures.iter().enumerate() {
-                            if let Err(e) = sig.verify() {
-                                out.push(Damage {
-                                    path: snap.clone(),
-                                    offset: table + 128 * i as u64,
-                                    len: 128,
-                                    reason: format!(
-                                        "signature of change {} does not verify: {e}",
-                                        sig.hash
-                                    ),
-                                });
+                let bytes = fs::read(&journal).map_err(io_err(&journal))?;
+                out.extend(journal::check(&journal, &bytes).1);
+            }
+            Ok(_) => out.push(whole(&journal, "not a file")),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => out.push(whole(&journal, "missing")),
+            Err(e) => return Err(io_err(&journal)(e)),
+        }
+        let segments = self.segment_paths(id)?;
+        let mut sealed = vec![(dir.join(snapshot::FILE), true)];
+        sealed.extend(segments.iter().map(|p| (p.clone(), false)));
+        for (path, is_snapshot) in sealed {
+            match fs::symlink_metadata(&path) {
+                Ok(m) if m.is_file() => {
+                    let bytes = fs::read(&path).map_err(io_err(&path))?;
+                    let read = if is_snapshot {
+                        snapshot::read(&path, &bytes, sealer)
+                    } else {
+                        snapshot::read_any(&path, &bytes).map(|(s, _)| s)
+                    };
+                    match read {
+                        Ok(s) => {
+                            // The table follows the header, the document and
+                            // the count: 128 bytes per entry.
+                            let table = 8 + 4 + s.doc.len() as u64 + 4;
+                            for (i, sig) in s.signatures.iter().enumerate() {
+                                if let Err(e) = sig.verify() {
+                                    out.push(Damage {
+                                        path: path.clone(),
+                                        offset: table + 128 * i as u64,
+                                        len: 128,
+                                        reason: format!(
+                                            "signature of change {} does not verify: {e}",
+                                            sig.hash
+                                        ),
+                                    });
+                                }
                             }
                         }
+                        Err(StoreError::Corrupt { reason, .. }) => out.push(whole(&path, &reason)),
+                        Err(e) => return Err(e),
                     }
-                    Err(StoreError::Corrupt { reason, .. }) => out.push(whole(&snap, &reason)),
-                    Err(e) => return Err(e),
                 }
-            }
-            Ok(_) => out.push(whole(&snap, "not a file")),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                if !segments.is_empty() {
-                    out.push(whole(
-                        &snap,
-                        "missing (the segments hold what it stood for)",
-                    ));
+                Ok(_) => out.push(whole(&path, "not a file")),
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                    if is_snapshot && !segments.is_empty() {
+                        out.push(whole(
+                            &path,
+                            "missing (the segments hold what it stood for)",
+                        ));
+                    }
                 }
+                Err(e) => return Err(io_err(&path)(e)),
             }
-            Err(e) => return Err(io_err(&snap)(e)),
         }
         Ok(out)
     }
 
-    /// The background scrub: a structural pass (header, magics, lengths,
-    /// CRCs) over every segment of an incident, as at open, but reporting
-    /// only; a damaged segment is then checked in full to name the offset.
+    /// The background scrub: every segment's checksum and seal checked, as
+    /// at open, but reporting only.
     pub fn scrub_segments(&self, id: &str) -> Result<Vec<Damage>, StoreError> {
         let mut out = Vec::new();
         for path in self.segment_paths(id)? {
-            let bytes = match fs::read(&path) {
-                Ok(b) => b,
-                Err(e) => {
-                    out.push(Damage {
-                        path: path.clone(),
-                        offset: 0,
-                        len: 0,
-                        reason: format!("cannot be read: {e}"),
-                    });
-                    continue;
-                }
+            let problem = match fs::read(&path) {
+                Ok(b) => snapshot::read_any(&path, &b).err().map(|e| match e {
+                    StoreError::Corrupt { reason, .. } => reason,
+                    e => e.to_string(),
+                }),
+                Err(e) => Some(format!("cannot be read: {e}")),
             };
-            if journal::scan(&bytes).damaged {
-                out.extend(journal::check(&path, &bytes).1);
+            if let Some(reason) = problem {
+                out.push(Damage {
+                    path: path.clone(),
+                    offset: 0,
+                    len: 0,
+                    reason,
+                });
             }
         }
         Ok(out)
     }
+}
+
+/// A segment read back: a sealed copy of a snapshot generation.
+#[derive(Debug)]
+pub struct Segment {
+    /// The file.
+    pub path: PathBuf,
+    /// Its content.
+    pub snap: Snapshot,
+    /// The key that sealed it (this device's, or an earlier identity's).
+    pub sealer: dontpanic_identity::PublicKey,
 }
 
 /// What [`DataDir::check_segments`] found.
@@ -757,18 +783,18 @@ impl DataDir {
 pub struct SegmentCheck {
     /// The segments, oldest first.
     pub paths: Vec<PathBuf>,
-    /// Records in all segments (after repair).
-    pub records: usize,
     /// Damage found and what was done about it, each naming the file.
     pub warnings: Vec<String>,
     /// Whether some segment lost records (or was moved aside): what it held
     /// must then come from the snapshot (or peers).
     pub lost: bool,
-    /// The newest segment and the hashes of its changes.
+    /// The newest segment and its document's heads.
     pub newest: Option<(PathBuf, Vec<automerge::ChangeHash>)>,
 }
 
 const NEW_PREFIX: &str = ".new-";
+/// Segments are named `history-<ms>.seg`.
+const SEGMENT_NAME: &str = "history";
 
 /// Whether an incident directory holds any history file (a journal, a
 /// snapshot or a segment), whatever their state.

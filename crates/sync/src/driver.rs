@@ -10,7 +10,7 @@ use dontpanic_net::wire::{
     JoinRequest, JoinResponse, MemberAddresses, SignedSync, SyncRequest, SyncResponse,
 };
 use dontpanic_net::{FoundBy, Multiaddr, NodeEvent, PeerId};
-use dontpanic_notebook::actor::Received;
+use dontpanic_notebook::actor::{Received, RemoteEvent};
 use dontpanic_notebook::incident::render::one_line;
 use dontpanic_notebook::sync::SignedSyncMessage;
 use dontpanic_notebook::{NotebookError, Published};
@@ -127,6 +127,7 @@ pub(crate) async fn run(
     let mut redial = tokio::time::interval(REDIAL_TICK);
     let mut resync = tokio::time::interval(RESYNC_EVERY);
     let mut forward = tokio::time::interval(FORWARD_TICK);
+    let mut remote = d.r.notebook.remote_events();
     loop {
         tokio::select! {
             e = events.recv() => match e {
@@ -148,6 +149,14 @@ pub(crate) async fn run(
             _ = redial.tick() => d.redial(),
             _ = resync.tick() => d.sync_all(),
             _ = forward.tick() => d.forward_due(),
+            e = remote.recv() => match e {
+                Ok(e) => show(&d.r, &d.notices, e),
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => d.notify(
+                    format!("! {n} remote edit notice(s) were dropped: the terminal fell behind; `timeline` shows them"),
+                    json!({"event": "notices_dropped", "count": n}),
+                ),
+                Err(tokio::sync::broadcast::error::RecvError::Closed) => break,
+            },
         }
     }
 }
@@ -813,19 +822,50 @@ pub(crate) fn reject(r: &Replicator, notices: &Notifier, peer: PeerId, reason: S
     });
 }
 
-fn announce(r: &Replicator, notices: &Notifier, incident: &str, rcv: &Received) {
+/// " in <incident>" unless it is the one at the prompt.
+fn place_of(r: &Replicator, incident: &str) -> String {
     let current = r.notebook.published().current.map(|c| c.id);
-    let place = if current.as_deref() == Some(incident) {
+    if current.as_deref() == Some(incident) {
         String::new()
     } else {
         format!(" in {}", incident.chars().take(5).collect::<String>())
-    };
-    for e in &rcv.edits {
-        notices.send(
-            format!("[{}{place}] {}", one_line(&e.author), one_line(&e.summary)),
-            json!({"event": "remote_edit", "incident": incident, "author": e.author, "summary": e.summary}),
-        );
     }
+}
+
+/// Says remote edits the notebook has verified, as it tells them: before
+/// its own append, which follows (their sender holds them durably).
+fn show(r: &Replicator, notices: &Notifier, event: RemoteEvent) {
+    match event {
+        RemoteEvent::Shown { incident, edits } => {
+            let place = place_of(r, &incident);
+            for e in &edits {
+                notices.send(
+                    format!("[{}{place}] {}", one_line(&e.author), one_line(&e.summary)),
+                    json!({"event": "remote_edit", "incident": incident, "author": e.author, "summary": e.summary}),
+                );
+            }
+        }
+        RemoteEvent::NotStored {
+            incident,
+            edits,
+            error,
+        } => {
+            let place = place_of(r, &incident);
+            notices.send(
+                format!(
+                    "! {} edit(s){place} shown above could not be stored here ({}); they come again from their sender",
+                    edits.len(),
+                    one_line(&error)
+                ),
+                json!({"event": "not_stored", "incident": incident, "edits": edits.len(), "error": error}),
+            );
+        }
+    }
+}
+
+/// Says conflicts that appeared with received changes.
+fn announce(r: &Replicator, notices: &Notifier, incident: &str, rcv: &Received) {
+    let place = place_of(r, incident);
     for field in &rcv.new_conflicts {
         notices.send(
             format!("! conflict{place} on {}: concurrent edits disagree; see `conflicts`, settle with `resolve`", one_line(field)),

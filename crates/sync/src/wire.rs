@@ -1,8 +1,8 @@
 //! Between the notebook's signed messages and the network's typed ones.
 //! Every length a peer sent is checked here, and a wrong one named.
 
-use automerge::{Change, ChangeHash};
-use dontpanic_identity::{ChangeSignature, PublicKey, Signature, SignedChange};
+use automerge::ChangeHash;
+use dontpanic_identity::{ChangeSignature, PublicKey, Signature, SignedRuns};
 use dontpanic_net::wire::{SignedHistory, SignedSync, WireSignature};
 use dontpanic_notebook::sync::{decode_history, SignedSyncMessage};
 use dontpanic_notebook::NotebookError;
@@ -66,38 +66,29 @@ pub(crate) fn from_wire(w: SignedSync) -> Result<SignedSyncMessage, NotebookErro
 }
 
 /// A whole history as sent to a joiner.
-pub(crate) fn history_to_wire(changes: &[SignedChange]) -> SignedHistory {
+pub(crate) fn history_to_wire(history: &SignedRuns) -> SignedHistory {
     SignedHistory {
-        changes: changes
+        changes: history
+            .changes
             .iter()
-            .map(|c| ByteBuf::from(c.change.raw_bytes().to_vec()))
+            .map(|c| ByteBuf::from(c.raw_bytes().to_vec()))
             .collect(),
-        signatures: changes
-            .iter()
-            .map(|c| wire_signature(&c.detached()))
-            .collect(),
+        signatures: history.signatures.iter().map(wire_signature).collect(),
     }
 }
 
-/// A received history, each change paired with its signature (checked
-/// later, with everything else, by the notebook).
-pub(crate) fn history_from_wire(h: SignedHistory) -> Result<Vec<SignedChange>, NotebookError> {
+/// A received history as the notebook takes it (coverage is checked there,
+/// with everything else).
+pub(crate) fn history_from_wire(h: SignedHistory) -> Result<SignedRuns, NotebookError> {
     let signatures = h
         .signatures
         .iter()
         .enumerate()
         .map(|(i, s)| change_signature(s, i))
         .collect::<Result<Vec<_>, _>>()?;
-    let by_hash: std::collections::HashMap<ChangeHash, ChangeSignature> =
-        signatures.iter().map(|s| (s.hash, *s)).collect();
-    decode_history(h.changes.iter().map(|c| c.as_slice()))?
-        .into_iter()
-        .enumerate()
-        .map(|(i, change): (usize, Change)| {
-            let s = by_hash.get(&change.hash()).ok_or_else(|| {
-                malformed(format!("change {i} ({}) has no signature", change.hash()))
-            })?;
-            Ok(SignedChange::from_parts(change, s.signer, s.signature))
-        })
-        .collect()
+    let changes = decode_history(h.changes.iter().map(|c| c.as_slice()))?;
+    Ok(SignedRuns {
+        changes,
+        signatures,
+    })
 }
