@@ -66,11 +66,21 @@ enum SyncRequest {
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 enum SyncResponse {
-    Sync { message: Option<SignedSync> },
-    Denied { reason: String },
-    Rejected { reason: String },
-    Retry { reason: String },
-    Addresses { members: BTreeMap<String, Vec<String>> },
+    Sync {
+        message: Option<SignedSync>,
+    },
+    Denied {
+        reason: String,
+    },
+    Rejected {
+        reason: String,
+    },
+    Retry {
+        reason: String,
+    },
+    Addresses {
+        members: BTreeMap<String, Vec<String>>,
+    },
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -334,7 +344,11 @@ fn verify(changes: &[Change], signatures: &[Signature]) -> Vec<[u8; 32]> {
             key.verify(&[CHANGE_CONTEXT, &hash.0].concat(), &sig)
                 .unwrap_or_else(|e| panic!("change {hash}: bad signature: {e}"));
             if let Some(author) = c.author() {
-                assert_eq!(author.as_bytes(), signer, "change {hash}: author is not the signer");
+                assert_eq!(
+                    author.as_bytes(),
+                    signer,
+                    "change {hash}: author is not the signer"
+                );
             }
             signer
         })
@@ -404,8 +418,8 @@ impl Outsider {
     fn new() -> Outsider {
         let key = SigningKey::generate(&mut rand::rngs::OsRng);
         // The device key is also the libp2p identity ("Identities").
-        let identity = libp2p::identity::Keypair::ed25519_from_bytes(key.to_bytes())
-            .expect("an ed25519 seed");
+        let identity =
+            libp2p::identity::Keypair::ed25519_from_bytes(key.to_bytes()).expect("an ed25519 seed");
         let config = request_response::Config::default()
             .with_request_timeout(Duration::from_secs(20))
             .with_max_concurrent_streams(16);
@@ -465,7 +479,9 @@ impl Outsider {
     fn handle(&mut self, event: SwarmEvent<BehaviourEvent>) -> Option<(OutboundRequestId, Answer)> {
         use request_response::{Event, Message};
         match event {
-            SwarmEvent::Behaviour(BehaviourEvent::Sync(Event::Message { message, peer, .. })) => {
+            SwarmEvent::Behaviour(BehaviourEvent::Sync(Event::Message {
+                message, peer, ..
+            })) => {
                 match message {
                     Message::Request {
                         request, channel, ..
@@ -563,7 +579,11 @@ impl Outsider {
         let envelopes = envelopes(request);
         let mut answer = None;
         for (i, env) in envelopes.iter().enumerate() {
-            let id = self.swarm.behaviour_mut().sync.send_request(&peer, env.clone());
+            let id = self
+                .swarm
+                .behaviour_mut()
+                .sync
+                .send_request(&peer, env.clone());
             let Answer::Sync(a) = self.answer(id).await else {
                 unreachable!("a join answer to a sync request")
             };
@@ -648,7 +668,9 @@ impl Outsider {
             let hash = ChangeHash(s.hash.as_slice().try_into().expect("32-byte hash"));
             self.signatures.insert(hash, s.clone());
         }
-        self.doc.apply_changes(changes).expect("the history applies");
+        self.doc
+            .apply_changes(changes)
+            .expect("the history applies");
         // Every signer must be on the roster the history builds.
         let roster = obj(&self.doc, &automerge::ROOT, "roster");
         for s in signers {
@@ -687,7 +709,10 @@ impl Outsider {
         let end = self.doc.length(&timeline);
         self.doc
             .transact_with::<_, _, automerge::AutomergeError, _>(
-                |_| CommitOptions::default().with_message(entry.clone()),
+                // "its Automerge *message* is the entry's text": read as
+                // the entry's `text` field (the docs leave it open whether
+                // the whole JSON entry is meant).
+                |_| CommitOptions::default().with_message(text),
                 |tx| {
                     tx.insert(&timeline, end, ScalarValue::Str(entry.as_str().into()))?;
                     Ok(())
@@ -796,13 +821,21 @@ async fn an_outsider_written_from_the_docs_joins_and_writes_a_note() {
     // The invite.
     let invite = parse_invite(&invite_text);
     assert!(invite.incident.starts_with('i'), "{}", invite.incident);
-    assert!(!invite.addresses.is_empty(), "the invite names alice's addresses");
+    assert!(
+        !invite.addresses.is_empty(),
+        "the invite names alice's addresses"
+    );
 
     // Join, asking for a name alice already holds: the roster decides.
     let mut outsider = Outsider::new();
-    outsider.connect(invite.inviter, invite.addresses.clone()).await;
+    outsider
+        .connect(invite.inviter, invite.addresses.clone())
+        .await;
     let parts = outsider.join(&invite, "alice").await;
-    assert!(parts >= 2, "the history came in {parts} part(s); expected parts");
+    assert!(
+        parts >= 2,
+        "the history came in {parts} part(s); expected parts"
+    );
     assert_eq!(string(&outsider.doc, &automerge::ROOT, "title"), "db down");
     let name = outsider.roster_name();
     assert_eq!(name, "alice-2", "a taken name becomes name-2");
