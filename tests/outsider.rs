@@ -802,7 +802,6 @@ fn noise_text(n: usize) -> String {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "not yet run: first compile still under way"]
 async fn an_outsider_written_from_the_docs_joins_and_writes_a_note() {
     let started = Instant::now();
     let tmp = tempfile::tempdir().unwrap();
