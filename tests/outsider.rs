@@ -326,31 +326,82 @@ fn changes_in(chunk: &[u8]) -> Vec<Change> {
     }
 }
 
-/// Checks that every change is covered by a valid signature whose signer is
-/// the change's author (when it names one); returns the signer of each.
-fn verify(changes: &[Change], signatures: &[Signature]) -> Vec<[u8; 32]> {
-    let by_hash: HashMap<&[u8], &Signature> =
-        signatures.iter().map(|s| (s.hash.as_slice(), s)).collect();
-    changes
+/// Checks, by the rule in "Change signatures" (one signature per run),
+/// that every change not yet in `doc` is covered; returns the key of each
+/// such change, in order.
+///
+/// 1. An actor is bound to a key by its seq-1 change's author field (in the
+///    batch, or already in `doc`).
+/// 2. A signature must verify, by the key its change's actor is bound to.
+/// 3. A change is covered if it is a signed change, or is reached from one
+///    of its own actor through dependencies inside the batch.
+fn verify(doc: &Automerge, changes: &[Change], signatures: &[Signature]) -> Vec<[u8; 32]> {
+    let fresh: Vec<&Change> = changes
+        .iter()
+        .filter(|c| doc.get_change_by_hash(&c.hash()).is_none())
+        .collect();
+    let mut key_of: HashMap<ActorId, [u8; 32]> = HashMap::new();
+    for c in fresh.iter().filter(|c| c.seq() == 1) {
+        let author = c
+            .author()
+            .expect("an actor's first change names its author");
+        let key: [u8; 32] = author.as_bytes().try_into().expect("a 32-byte author");
+        key_of.insert(c.actor_id().clone(), key);
+    }
+    let bound = |actor: &ActorId| -> [u8; 32] {
+        key_of.get(actor).copied().unwrap_or_else(|| {
+            let a = doc
+                .get_author_for_actor(actor)
+                .unwrap_or_else(|| panic!("actor {actor} is bound to no key"));
+            a.as_bytes().try_into().expect("a 32-byte author")
+        })
+    };
+    let by_hash: HashMap<ChangeHash, &Change> = fresh.iter().map(|c| (c.hash(), *c)).collect();
+    let mut covered: std::collections::HashSet<ChangeHash> = Default::default();
+    for s in signatures {
+        let hash = ChangeHash(s.hash.as_slice().try_into().expect("32-byte hash"));
+        let Some(head) = by_hash.get(&hash) else {
+            continue;
+        };
+        let signer: [u8; 32] = s.signer.as_slice().try_into().expect("32-byte signer");
+        assert_eq!(
+            signer,
+            bound(head.actor_id()),
+            "change {hash}: signed by a key its actor is not bound to"
+        );
+        let key = VerifyingKey::from_bytes(&signer).expect("signer is an ed25519 key");
+        let sig = ed25519_dalek::Signature::from_slice(&s.signature).expect("64 bytes");
+        key.verify(&[CHANGE_CONTEXT, &hash.0].concat(), &sig)
+            .unwrap_or_else(|e| panic!("change {hash}: bad signature: {e}"));
+        let mut seen = std::collections::HashSet::new();
+        let mut stack = vec![hash];
+        while let Some(x) = stack.pop() {
+            if !seen.insert(x) {
+                continue;
+            }
+            let Some(c) = by_hash.get(&x) else { continue };
+            if c.actor_id() == head.actor_id() {
+                covered.insert(x);
+            }
+            stack.extend(c.deps().iter().copied());
+        }
+    }
+    fresh
         .iter()
         .map(|c| {
             let hash = c.hash();
-            let s = by_hash
-                .get(&hash.0[..])
-                .unwrap_or_else(|| panic!("change {hash} has no signature"));
-            let signer: [u8; 32] = s.signer.as_slice().try_into().expect("32-byte signer");
-            let key = VerifyingKey::from_bytes(&signer).expect("signer is an ed25519 key");
-            let sig = ed25519_dalek::Signature::from_slice(&s.signature).expect("64 bytes");
-            key.verify(&[CHANGE_CONTEXT, &hash.0].concat(), &sig)
-                .unwrap_or_else(|e| panic!("change {hash}: bad signature: {e}"));
+            assert!(
+                covered.contains(&hash),
+                "change {hash} is covered by no signature"
+            );
             if let Some(author) = c.author() {
                 assert_eq!(
                     author.as_bytes(),
-                    signer,
-                    "change {hash}: author is not the signer"
+                    bound(c.actor_id()),
+                    "change {hash}: another author"
                 );
             }
-            signer
+            bound(c.actor_id())
         })
         .collect()
 }
@@ -663,7 +714,7 @@ impl Outsider {
         assert_eq!(their_proof.as_slice(), expected, "the member's proof");
 
         let changes: Vec<Change> = history.changes.iter().flat_map(|c| changes_in(c)).collect();
-        let signers = verify(&changes, &history.signatures);
+        let signers = verify(&self.doc, &changes, &history.signatures);
         for s in &history.signatures {
             let hash = ChangeHash(s.hash.as_slice().try_into().expect("32-byte hash"));
             self.signatures.insert(hash, s.clone());
@@ -759,7 +810,7 @@ impl Outsider {
                     let m = automerge::sync::Message::decode(&theirs.automerge)
                         .expect("alice's sync message decodes");
                     let changes: Vec<Change> = m.changes.iter().flat_map(changes_in).collect();
-                    verify(&changes, &theirs.signatures);
+                    verify(&self.doc, &changes, &theirs.signatures);
                     for s in theirs.signatures {
                         let hash = ChangeHash(s.hash.as_slice().try_into().unwrap());
                         self.signatures.insert(hash, s);
