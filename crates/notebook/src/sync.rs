@@ -576,14 +576,23 @@ impl Notebook {
             .get_mut(id)
             .ok_or_else(|| NotebookError::UnknownIncident(id.to_string()))?;
         let reset = &mut open.sync.reset;
+        let doc = open.incident.doc();
         Ok(std::mem::take(
             open.sync.states.entry(peer.to_string()).or_insert_with(|| {
                 // A persisted state remembers what the peer had, so a
                 // reconnect sends only what is missing.
-                let mut state: sync::State = data
+                let saved: Option<sync::State> = data
                     .read_aux(id, &state_file(peer))
-                    .and_then(|b| sync::State::decode(&b).ok())
-                    .unwrap_or_default();
+                    .and_then(|b| sync::State::decode(&b).ok());
+                // One that claims heads we no longer hold (a damaged
+                // journal lost them) would make the peer think we have
+                // them and send only what we name as missing, one change
+                // at a time, never the earlier changes we lost with them:
+                // start afresh, so the peer sends all we lack.
+                let mut state = match saved {
+                    Some(s) if s.shared_heads.iter().all(|h| crate::holds(doc, h)) => s,
+                    _ => sync::State::new(),
+                };
                 if reset.remove(peer) {
                     // The peer may believe it sent us changes we never
                     // stored (a full disk, an answer lost on the way): its
