@@ -1216,7 +1216,7 @@ fn local_dialogue(
     a: &mut Notebook,
     b: &mut Notebook,
     acc: &mut LocalSync,
-    keep: &mut Vec<Vec<u8>>,
+    keep: &mut Vec<SignedSyncMessage>,
 ) {
     let (ka, kb) = (member_key(a), member_key(b));
     let id = a.current_id().unwrap().to_string();
@@ -1224,20 +1224,20 @@ fn local_dialogue(
         let t = Instant::now();
         let m = a.sync_message_for(&id, &kb).unwrap();
         acc.generate += t.elapsed();
-        if let Some(m) = &m {
+        if let Some(m) = m.clone() {
+            keep.push(m.clone());
             let t = Instant::now();
             b.receive_sync(&id, &ka, m).unwrap();
             acc.receive += t.elapsed();
-            keep.push(m.clone());
         }
         let t = Instant::now();
         let r = b.sync_message_for(&id, &ka).unwrap();
         acc.generate += t.elapsed();
-        if let Some(r) = &r {
+        if let Some(r) = r.clone() {
+            keep.push(r.clone());
             let t = Instant::now();
             a.receive_sync(&id, &kb, r).unwrap();
             acc.receive += t.elapsed();
-            keep.push(r.clone());
         }
         acc.rounds += 1;
         if m.is_none() && r.is_none() {
@@ -1248,10 +1248,10 @@ fn local_dialogue(
 }
 
 /// Decode + extract, then verify, of the changes in sync messages.
-fn retime(messages: &[Vec<u8>], acc: &mut LocalSync) {
+fn retime(messages: &[SignedSyncMessage], acc: &mut LocalSync) {
     for m in messages {
         let t = Instant::now();
-        let signed = SignedSyncMessage::decode(m).unwrap();
+        let signed = m;
         let msg = sync::Message::decode(&signed.message).unwrap();
         let changes = changes_in(&msg).unwrap();
         acc.extract += t.elapsed();
@@ -1321,7 +1321,7 @@ fn local_latency(root: Option<&Path>, edits: usize) -> (Vec<f64>, Vec<f64>, Vec<
         let m = a.sync_message_for(&id, &kb).unwrap().expect("a message");
         let g = t.elapsed();
         let t = Instant::now();
-        let seen = b.receive_sync(&id, &ka, &m).unwrap();
+        let seen = b.receive_sync(&id, &ka, m).unwrap();
         let r = t.elapsed();
         assert_eq!(seen.len(), 1, "the first message carries the change");
         local_dialogue(&mut a, &mut b, &mut ignore, &mut Vec::new());

@@ -25,6 +25,7 @@ use dontpanic_incident::{Applied, Edit, IncidentView, Severity};
 use dontpanic_store::{AddressBook, Blocked, Config};
 use tokio::sync::{broadcast, mpsc, oneshot, watch};
 
+use crate::sync::SignedSyncMessage;
 use crate::{now_ms, IncidentSummary, LogEntry, Notebook, NotebookError, RemoteEdit, SingleUse};
 
 /// Target of the trace events that time each request (queued, served,
@@ -206,7 +207,7 @@ pub struct Received {
     /// Conflicting fields that appeared with them.
     pub new_conflicts: Vec<String>,
     /// The answer to send back, when asked for and there is one.
-    pub answer: Option<Vec<u8>>,
+    pub answer: Option<SignedSyncMessage>,
 }
 
 type Reply<T> = oneshot::Sender<Result<T, NotebookError>>;
@@ -226,11 +227,11 @@ enum Request {
     Completions(Reply<Completions>),
     Config(Reply<Config>),
     SaveConfig(Config, Reply<()>),
-    SyncMessage(String, String, Reply<Option<Vec<u8>>>),
+    SyncMessage(String, String, Reply<Option<SignedSyncMessage>>),
     ReceiveSync {
         incident: String,
         peer: String,
-        bytes: Vec<u8>,
+        message: SignedSyncMessage,
         answer: bool,
         reply: Reply<Received>,
     },
@@ -439,7 +440,7 @@ impl NotebookHandle {
         &self,
         incident: String,
         peer: String,
-    ) -> Result<Option<Vec<u8>>, NotebookError> {
+    ) -> Result<Option<SignedSyncMessage>, NotebookError> {
         self.ask(|r| Request::SyncMessage(incident, peer, r)).await
     }
 
@@ -449,13 +450,13 @@ impl NotebookHandle {
         &self,
         incident: String,
         peer: String,
-        bytes: Vec<u8>,
+        message: SignedSyncMessage,
         answer: bool,
     ) -> Result<Received, NotebookError> {
         self.ask(|reply| Request::ReceiveSync {
             incident,
             peer,
-            bytes,
+            message,
             answer,
             reply,
         })
@@ -780,7 +781,7 @@ impl Actor {
             Request::ReceiveSync {
                 incident,
                 peer,
-                bytes,
+                message,
                 answer,
                 reply,
             } => {
@@ -790,7 +791,7 @@ impl Actor {
                     &self.label,
                     &incident,
                     &peer,
-                    &bytes,
+                    message,
                     answer,
                 );
                 self.answer(reply, r);
@@ -889,7 +890,7 @@ fn receive(
     node: &str,
     incident: &str,
     peer: &str,
-    bytes: &[u8],
+    message: SignedSyncMessage,
     answer: bool,
 ) -> Result<Received, NotebookError> {
     nb.ensure_loaded(incident)?;
@@ -897,19 +898,15 @@ fn receive(
     let heads = |nb: &Notebook| nb.held(incident).map(|o| o.incident().doc().get_heads());
     let heads_before = heads(nb);
     let mut shown: Option<Vec<RemoteEdit>> = None;
-    let received = if bytes.is_empty() {
-        Ok(Vec::new())
-    } else {
-        nb.receive_sync_shown(incident, peer, bytes, |edits| {
-            tracing::trace!(target: TIMING, node, edits = edits.len(), "verified");
-            // No subscriber is no error: nobody is watching.
-            let _ = remote.send(RemoteEvent::Shown {
-                incident: incident.to_string(),
-                edits: edits.to_vec(),
-            });
-            shown = Some(edits.to_vec());
-        })
-    };
+    let received = nb.receive_sync_shown(incident, peer, message, |edits| {
+        tracing::trace!(target: TIMING, node, edits = edits.len(), "verified");
+        // No subscriber is no error: nobody is watching.
+        let _ = remote.send(RemoteEvent::Shown {
+            incident: incident.to_string(),
+            edits: edits.to_vec(),
+        });
+        shown = Some(edits.to_vec());
+    });
     let edits = match received {
         Ok(edits) => edits,
         Err(e) => {

@@ -37,7 +37,7 @@ const CHUNK_MAGIC: [u8; 4] = [0x85, 0x6f, 0x4a, 0x83];
 const CHUNK_DOCUMENT: u8 = 0;
 
 /// A sync message with the signatures of the changes it carries.
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub struct SignedSyncMessage {
     /// The encoded Automerge sync message.
     pub message: Vec<u8>,
@@ -639,7 +639,7 @@ impl Notebook {
         &mut self,
         id: &str,
         peer: &str,
-    ) -> Result<Option<Vec<u8>>, NotebookError> {
+    ) -> Result<Option<SignedSyncMessage>, NotebookError> {
         let mut state = self.take_sync_state(id, peer)?;
         let open = self.held_mut(id)?;
         let msg = open.incident.doc().generate_sync_message(&mut state);
@@ -687,13 +687,10 @@ impl Notebook {
                 }
             }
         };
-        Ok(Some(
-            SignedSyncMessage {
-                message: msg.encode(),
-                signatures,
-            }
-            .encode(),
-        ))
+        Ok(Some(SignedSyncMessage {
+            message: msg.encode(),
+            signatures,
+        }))
     }
 
     /// Verifies and applies a signed sync message of incident `id` from
@@ -703,9 +700,9 @@ impl Notebook {
         &mut self,
         id: &str,
         peer: &str,
-        bytes: &[u8],
+        signed: SignedSyncMessage,
     ) -> Result<Vec<RemoteEdit>, NotebookError> {
-        self.receive_sync_shown(id, peer, bytes, |_| {})
+        self.receive_sync_shown(id, peer, signed, |_| {})
     }
 
     /// [`Notebook::receive_sync`], calling `shown` with the edits once they
@@ -715,10 +712,9 @@ impl Notebook {
         &mut self,
         id: &str,
         peer: &str,
-        bytes: &[u8],
+        signed: SignedSyncMessage,
         shown: impl FnOnce(&[RemoteEdit]),
     ) -> Result<Vec<RemoteEdit>, NotebookError> {
-        let signed = SignedSyncMessage::decode(bytes)?;
         let mut msg = parse_guarded("sync message", || sync::Message::decode(&signed.message))?
             .map_err(|e| malformed(e.to_string()))?;
         let edits = self.accept_shown(

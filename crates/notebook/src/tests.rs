@@ -193,11 +193,11 @@ fn converge(a: &mut Notebook, b: &mut Notebook, id: &str) -> usize {
     let kb = b.device().key.public().to_string();
     for round in 1..=20 {
         let m = a.sync_message_for(id, &kb).unwrap();
-        if let Some(m) = &m {
+        if let Some(m) = m.clone() {
             b.receive_sync(id, &ka, m).unwrap();
         }
         let r = b.sync_message_for(id, &ka).unwrap();
-        if let Some(r) = &r {
+        if let Some(r) = r.clone() {
             a.receive_sync(id, &kb, r).unwrap();
         }
         if m.is_none() && r.is_none() {
@@ -775,17 +775,17 @@ fn a_live_single_change_is_signed_and_verified_alone() {
     let mut carried = None;
     for _ in 0..4 {
         if let Some(m) = a.sync_message_for(&id, &kb).unwrap() {
-            let signed = sync::SignedSyncMessage::decode(&m).unwrap();
-            let msg = automerge::sync::Message::decode(&signed.message).unwrap();
+            let msg = automerge::sync::Message::decode(&m.message).unwrap();
             let inside = sync::changes_in(&msg).unwrap();
-            b.receive_sync(&id, &ka, &m).unwrap();
+            let signatures = m.signatures.clone();
+            b.receive_sync(&id, &ka, m).unwrap();
             if !inside.is_empty() {
-                carried = Some((inside, signed.signatures));
+                carried = Some((inside, signatures));
                 break;
             }
         }
         if let Some(r) = b.sync_message_for(&id, &ka).unwrap() {
-            a.receive_sync(&id, &kb, &r).unwrap();
+            a.receive_sync(&id, &kb, r).unwrap();
         }
     }
     let (inside, sigs) = carried.expect("the note was sent");
@@ -822,13 +822,12 @@ fn a_reconnect_sized_batch_goes_with_one_signature_per_actor() {
         let Some(m) = from.sync_message_for(&id, kto).unwrap() else {
             return false;
         };
-        let signed = sync::SignedSyncMessage::decode(&m).unwrap();
-        let msg = automerge::sync::Message::decode(&signed.message).unwrap();
+        let msg = automerge::sync::Message::decode(&m.message).unwrap();
         let n = sync::changes_in(&msg).unwrap().len();
         if n > most.0 {
-            most = (n, signed.signatures.len());
+            most = (n, m.signatures.len());
         }
-        to.receive_sync(&id, kfrom, &m).unwrap();
+        to.receive_sync(&id, kfrom, m).unwrap();
         true
     };
     for _ in 0..20 {

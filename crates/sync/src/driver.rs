@@ -12,7 +12,6 @@ use dontpanic_net::wire::{
 use dontpanic_net::{FoundBy, Multiaddr, NodeEvent, PeerId};
 use dontpanic_notebook::actor::{Received, RemoteEvent};
 use dontpanic_notebook::incident::render::one_line;
-use dontpanic_notebook::sync::SignedSyncMessage;
 use dontpanic_notebook::{NotebookError, Published};
 use serde_bytes::ByteBuf;
 use serde_json::json;
@@ -583,28 +582,14 @@ impl Driver {
                     let result = match from_wire(message) {
                         Ok(m) => {
                             r.notebook
-                                .receive_sync(incident.clone(), key.clone(), m.encode(), true)
+                                .receive_sync(incident.clone(), key.clone(), m, true)
                                 .await
                         }
                         Err(e) => Err(e),
                     };
                     match result {
                         Ok(rcv) => {
-                            let answer = rcv.answer.as_deref().map(signed_sync).transpose();
-                            let answer = match answer {
-                                Ok(a) => a,
-                                Err(e) => {
-                                    let reason = e.to_string();
-                                    r.node.answer_sync(token, SyncResponse::Retry { reason });
-                                    return local_fault(
-                                        &r,
-                                        &notices,
-                                        &incident,
-                                        &name,
-                                        &e.to_string(),
-                                    );
-                                }
-                            };
+                            let answer = rcv.answer.clone().map(to_wire);
                             count(&r, answer.as_ref().map_or(0, wire_len), received);
                             r.node
                                 .answer_sync(token, SyncResponse::Sync { message: answer });
@@ -724,11 +709,6 @@ impl Driver {
 /// Bytes a message takes on the wire (its CBOR encoding).
 fn wire_len(m: &SignedSync) -> usize {
     dontpanic_net::wire::to_cbor(m).len()
-}
-
-/// The notebook's encoded message, as sent.
-fn signed_sync(bytes: &[u8]) -> Result<SignedSync, NotebookError> {
-    SignedSyncMessage::decode(bytes).map(to_wire)
 }
 
 fn count(r: &Replicator, sent: usize, received: usize) {
@@ -968,10 +948,7 @@ async fn dialogue(
             Ok(None) => return Outcome::Converged,
             Err(e) => return Outcome::LocalFault(e.to_string()),
         };
-        let message = match signed_sync(&msg) {
-            Ok(m) => m,
-            Err(e) => return Outcome::LocalFault(e.to_string()),
-        };
+        let message = to_wire(msg);
         let sent = wire_len(&message);
         let request = SyncRequest::Sync {
             incident: incident.to_string(),
@@ -993,7 +970,7 @@ async fn dialogue(
             continue;
         };
         let answer = match from_wire(answer) {
-            Ok(m) => m.encode(),
+            Ok(m) => m,
             Err(e) => {
                 reject(r, notices, peer, e.to_string());
                 return Outcome::Rejected;
